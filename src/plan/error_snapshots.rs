@@ -1,0 +1,187 @@
+//! Snapshots of the exact text of plan errors, as a user sees them: the
+//! message, `backout.toml:LINE:COL`, the line with a caret under the bad value,
+//! and the hint. Each test starts from [`VALID`], makes one mistake, and pins
+//! the whole report, so a regression in a caret or a hint shows up in review.
+
+use std::path::Path;
+
+use crate::context::Env;
+use crate::plan::Plan;
+
+/// A complete plan that validates; every test breaks it in one place.
+const VALID: &str = r#"[plan]
+name = "api"
+rto = "5m"
+
+[capture]
+git = true
+
+[[service]]
+name = "api"
+start = "python app.py --port 8000"
+ready = "health"
+
+[[probe]]
+name = "health"
+every = "1s"
+timeout = "500ms"
+http = { url = "http://127.0.0.1:8000/health", status = 200, headers = { Authorization = "Bearer ${TOKEN}" } }
+
+[[rule]]
+name = "errors"
+when = "health.error_rate > 5% over 30s"
+then = "rollback"
+
+[success]
+when = ["health.error_rate == 0 for 1m"]
+
+[rollback]
+steps = [{ git = "revert" }, { service = "api", action = "restart" }, { wait = "health", timeout = "30s" }]
+
+[verify]
+checks = [{ http = "http://127.0.0.1:8000/health", status = 200 }]
+stable-for = "10s"
+"#;
+
+fn parse(src: &str) -> Result<Plan, crate::plan::PlanErrors> {
+    Plan::parse(Path::new("backout.toml"), src, &Env::from_pairs([("TOKEN", "hunter2")]))
+}
+
+/// [`VALID`] with `from` (which must occur exactly once) replaced by `to`.
+fn broken(from: &str, to: &str) -> String {
+    assert_eq!(VALID.matches(from).count(), 1, "{from:?} must occur once in VALID");
+    VALID.replace(from, to)
+}
+
+/// The full error report for `src`, which must not validate.
+fn report(src: &str) -> String {
+    match parse(src) {
+        Ok(_) => panic!("the plan should not validate:\n{src}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn the_base_plan_is_valid() {
+    let plan = parse(VALID).unwrap_or_else(|e| panic!("{e}"));
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+}
+
+#[test]
+fn toml_syntax_error() {
+    insta::assert_snapshot!(report(&broken("name = \"api\"\nrto", "name = \"api\nrto")));
+}
+
+#[test]
+fn unknown_top_level_table() {
+    insta::assert_snapshot!(report(&broken("[[probe]]", "[[probes]]")));
+}
+
+#[test]
+fn unknown_key_in_probe() {
+    insta::assert_snapshot!(report(&broken("every = \"1s\"", "evrey = \"1s\"")));
+}
+
+#[test]
+fn snake_case_key_in_verify() {
+    insta::assert_snapshot!(report(&broken("stable-for", "stable_for")));
+}
+
+#[test]
+fn missing_required_field() {
+    insta::assert_snapshot!(report(&broken("[[probe]]\nname = \"health\"\n", "[[probe]]\n")));
+}
+
+#[test]
+fn bad_duration() {
+    insta::assert_snapshot!(report(&broken("rto = \"5m\"", "rto = \"5 minutes\"")));
+}
+
+#[test]
+fn bad_duration_in_rule_window() {
+    insta::assert_snapshot!(report(&broken("over 30s", "over 5 minutes")));
+}
+
+#[test]
+fn unknown_field_in_rule_metric() {
+    insta::assert_snapshot!(report(&broken("health.error_rate > 5%", "health.eror_rate > 5%")));
+}
+
+#[test]
+fn rule_names_unknown_probe() {
+    insta::assert_snapshot!(report(&broken("health.error_rate > 5%", "helth.error_rate > 5%")));
+}
+
+#[test]
+fn percentage_without_percent_sign() {
+    insta::assert_snapshot!(report(&broken("error_rate > 5%", "error_rate > 5")));
+}
+
+#[test]
+fn unknown_action() {
+    insta::assert_snapshot!(report(&broken("then = \"rollback\"", "then = \"panic\"")));
+}
+
+#[test]
+fn missing_env_var() {
+    insta::assert_snapshot!(report(&broken("Bearer ${TOKEN}", "Bearer ${NOPE}")));
+}
+
+#[test]
+fn bad_http_status_class() {
+    insta::assert_snapshot!(report(&broken("status = 200, headers", "status = \"6xx\", headers")));
+}
+
+#[test]
+fn rollback_step_with_two_kinds() {
+    insta::assert_snapshot!(report(&broken(
+        "{ git = \"revert\" }",
+        "{ git = \"revert\", wait = \"health\" }"
+    )));
+}
+
+#[test]
+fn invalid_regex_in_match() {
+    insta::assert_snapshot!(report(&broken(
+        "status = 200, headers",
+        "status = 200, match = \"ok(\", headers"
+    )));
+}
+
+#[test]
+fn two_errors_in_file_order() {
+    let src = broken("every = \"1s\"", "every = \"1 sec\"").replace("then = \"rollback\"", "then = \"panic\"");
+    insta::assert_snapshot!(report(&src));
+}
+
+// Regression tests for fixes made while reviewing the snapshots above.
+
+/// The caret used to cover the whole command string, not the reference.
+#[test]
+fn missing_env_var_in_command() {
+    insta::assert_snapshot!(report(&broken("--port 8000\"", "--token ${NOPE}\"")));
+}
+
+/// The caret used to sit under the `$` only (the span ended before it started).
+#[test]
+fn unclosed_env_reference() {
+    insta::assert_snapshot!(report(&broken("Bearer ${TOKEN}", "Bearer ${TOKEN")));
+}
+
+/// `for 2 hours` used to say it found "2", with the caret under the number only.
+#[test]
+fn bad_duration_in_rule_hold() {
+    insta::assert_snapshot!(report(&broken("== 0 for 1m", "== 0 for 2 hours")));
+}
+
+/// Used to say "did not match any variant of untagged enum RawCommand".
+#[test]
+fn command_of_the_wrong_type() {
+    insta::assert_snapshot!(report(&broken("start = \"python app.py --port 8000\"", "start = 5")));
+}
+
+/// Used to hint "add `plan = ...` to this table" with no table in sight.
+#[test]
+fn missing_plan_table() {
+    insta::assert_snapshot!(report(&broken("[plan]\nname = \"api\"\nrto = \"5m\"\n", "")));
+}

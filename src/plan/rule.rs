@@ -1,0 +1,774 @@
+//! The rule grammar: thresholds written the way the seeds write them.
+//!
+//! ```text
+//! rule      := metric [op threshold] [over window] [for DURATION]
+//! metric    := PROBE "." FIELD ["." AGG]        health.error_rate, api.latency.p95, api.up
+//! op        := > | >= | < | <= | == | !=
+//! threshold := VALUE | baseline [(+|-) VALUE] | baseline * NUMBER
+//! VALUE     := NUMBER [% | ms | s | m | h | KB | MB | GB ...]
+//! window    := DURATION | N samples
+//! ```
+//!
+//! `api.up` alone means `api.up == 1`. Errors carry the byte span of the token
+//! inside the rule text, so the plan error can put its caret under it.
+
+use std::fmt;
+use std::ops::Range;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::units::{self, Percent};
+
+/// What a probe measures that a rule can test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Field {
+    /// 1 when the latest sample succeeded, else 0.
+    Up,
+    /// Share of failed samples in the window.
+    ErrorRate,
+    /// Response time in milliseconds.
+    Latency,
+    /// Last HTTP status code.
+    Status,
+    /// Response size in bytes.
+    Size,
+    /// Failed samples in a row, counted back from the latest.
+    ConsecutiveFailures,
+}
+
+impl Field {
+    pub const NAMES: &'static [&'static str] =
+        &["up", "error_rate", "latency", "status", "size", "consecutive_failures"];
+
+    fn parse(s: &str) -> Option<Field> {
+        Some(match s {
+            "up" => Field::Up,
+            "error_rate" => Field::ErrorRate,
+            "latency" => Field::Latency,
+            "status" => Field::Status,
+            "size" => Field::Size,
+            "consecutive_failures" => Field::ConsecutiveFailures,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::Up => "up",
+            Field::ErrorRate => "error_rate",
+            Field::Latency => "latency",
+            Field::Status => "status",
+            Field::Size => "size",
+            Field::ConsecutiveFailures => "consecutive_failures",
+        }
+    }
+
+    /// The kind of value the field holds, which decides the units a threshold may use.
+    fn kind(self) -> ValueKind {
+        match self {
+            Field::ErrorRate => ValueKind::Ratio,
+            Field::Latency => ValueKind::Millis,
+            Field::Size => ValueKind::Bytes,
+            Field::Up | Field::Status | Field::ConsecutiveFailures => ValueKind::Number,
+        }
+    }
+
+    /// Whether an aggregation suffix (`.p95`) makes sense for this field.
+    fn aggregates(self) -> bool {
+        matches!(self, Field::Latency | Field::Size)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ValueKind {
+    Ratio,
+    Millis,
+    Bytes,
+    Number,
+}
+
+/// How samples in the window fold into one value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Agg {
+    Last,
+    Mean,
+    Min,
+    Max,
+    P50,
+    P90,
+    P95,
+    P99,
+}
+
+impl Agg {
+    pub const NAMES: &'static [&'static str] = &["last", "mean", "min", "max", "p50", "median", "p90", "p95", "p99"];
+
+    fn parse(s: &str) -> Option<Agg> {
+        Some(match s {
+            "last" => Agg::Last,
+            "mean" | "avg" => Agg::Mean,
+            "min" => Agg::Min,
+            "max" => Agg::Max,
+            "p50" | "median" => Agg::P50,
+            "p90" => Agg::P90,
+            "p95" => Agg::P95,
+            "p99" => Agg::P99,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Agg::Last => "last",
+            Agg::Mean => "mean",
+            Agg::Min => "min",
+            Agg::Max => "max",
+            Agg::P50 => "p50",
+            Agg::P90 => "p90",
+            Agg::P95 => "p95",
+            Agg::P99 => "p99",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Metric {
+    pub probe: String,
+    pub field: Field,
+    pub agg: Agg,
+    /// Span of the probe name inside the rule text, to report unknown probes.
+    #[serde(skip)]
+    pub probe_span: Range<usize>,
+}
+
+impl fmt::Display for Metric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.probe, self.field.name())?;
+        if self.field.aggregates() {
+            write!(f, ".{}", self.agg.name())?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Op {
+    #[serde(rename = ">")]
+    Gt,
+    #[serde(rename = ">=")]
+    Ge,
+    #[serde(rename = "<")]
+    Lt,
+    #[serde(rename = "<=")]
+    Le,
+    #[serde(rename = "==")]
+    Eq,
+    #[serde(rename = "!=")]
+    Ne,
+}
+
+impl Op {
+    pub fn holds(self, value: f64, threshold: f64) -> bool {
+        const EPS: f64 = 1e-9;
+        match self {
+            Op::Gt => value > threshold,
+            Op::Ge => value >= threshold - EPS,
+            Op::Lt => value < threshold,
+            Op::Le => value <= threshold + EPS,
+            Op::Eq => (value - threshold).abs() <= EPS,
+            Op::Ne => (value - threshold).abs() > EPS,
+        }
+    }
+
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Eq => "==",
+            Op::Ne => "!=",
+        }
+    }
+}
+
+/// A threshold in the metric's canonical unit (ms, bytes, a 0..1 ratio, a count).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Threshold {
+    Absolute {
+        value: f64,
+    },
+    /// `baseline`, `baseline + 25%`, `baseline - 10ms`, `baseline * 2`.
+    Baseline {
+        delta: Delta,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum Delta {
+    None,
+    Percent(f64),
+    Absolute(f64),
+    Factor(f64),
+}
+
+impl Delta {
+    /// The threshold this delta gives from a measured baseline value.
+    pub fn apply(&self, baseline: f64) -> f64 {
+        match self {
+            Delta::None => baseline,
+            Delta::Percent(p) => baseline * (1.0 + p / 100.0),
+            Delta::Absolute(a) => baseline + a,
+            Delta::Factor(f) => baseline * f,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum Window {
+    /// The latest N samples.
+    Samples(usize),
+    /// Samples taken in the last duration.
+    #[serde(serialize_with = "ser_duration")]
+    Duration(Duration),
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&units::format_duration(*d))
+}
+
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Window::Samples(1) => write!(f, "the latest sample"),
+            Window::Samples(n) => write!(f, "the latest {n} samples"),
+            Window::Duration(d) => write!(f, "{}", units::format_duration(*d)),
+        }
+    }
+}
+
+/// A parsed condition: `metric op threshold over window for hold`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Condition {
+    pub metric: Metric,
+    pub op: Op,
+    pub threshold: Threshold,
+    /// `None` when the rule gave no `over`: the default window applies.
+    pub window: Option<Window>,
+    /// `for D`: the condition must hold continuously for D.
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub hold: Option<Duration>,
+}
+
+fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&units::format_duration(*d)),
+        None => s.serialize_none(),
+    }
+}
+
+/// A rule-text error, located by byte span inside the text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleError {
+    pub span: Range<usize>,
+    pub message: String,
+    pub hint: String,
+}
+
+#[derive(Debug, Clone)]
+struct Token<'a> {
+    text: &'a str,
+    span: Range<usize>,
+}
+
+fn tokenize(src: &str) -> Vec<Token<'_>> {
+    let mut out = Vec::new();
+    let bytes = src.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c.is_ascii_whitespace() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        if matches!(c, b'<' | b'>' | b'=' | b'!') {
+            while i < bytes.len() && matches!(bytes[i], b'<' | b'>' | b'=' | b'!') {
+                i += 1;
+            }
+        } else if matches!(c, b'+' | b'-' | b'*') {
+            i += 1;
+        } else {
+            // A word runs to whitespace or an operator; `-` ends it only after a
+            // non-alphanumeric, so `p95-x` stays one word but `5% -` does not.
+            let ends_word = |i: usize| {
+                bytes[i].is_ascii_whitespace()
+                    || matches!(bytes[i], b'<' | b'>' | b'=' | b'!' | b'+' | b'*')
+                    || (bytes[i] == b'-' && i > start && !bytes[i - 1].is_ascii_alphanumeric())
+            };
+            while i < bytes.len() && !ends_word(i) {
+                i += 1;
+            }
+        }
+        out.push(Token {
+            text: &src[start..i],
+            span: start..i,
+        });
+    }
+    out
+}
+
+fn err(span: Range<usize>, message: impl Into<String>, hint: impl Into<String>) -> RuleError {
+    RuleError {
+        span,
+        message: message.into(),
+        hint: hint.into(),
+    }
+}
+
+const RULE_HINT: &str = "rules read like `api.error_rate > 5% over 5m` or `api.latency.p95 > baseline + 25%`";
+
+/// Parses a rule condition such as `api.error_rate > 5% over 5m`.
+pub fn parse_condition(src: &str) -> Result<Condition, RuleError> {
+    let tokens = tokenize(src);
+    let mut pos = 0;
+    let Some(first) = tokens.first() else {
+        return Err(err(0..src.len(), "the rule is empty", RULE_HINT));
+    };
+    let metric = parse_metric(first)?;
+    pos += 1;
+
+    let (op, threshold) = match tokens.get(pos) {
+        Some(t) if t.text.starts_with(['<', '>', '=', '!']) => {
+            let op = match t.text {
+                ">" => Op::Gt,
+                ">=" => Op::Ge,
+                "<" => Op::Lt,
+                "<=" => Op::Le,
+                "==" => Op::Eq,
+                "!=" => Op::Ne,
+                "=" => {
+                    return Err(err(
+                        t.span.clone(),
+                        "`=` is not a comparison",
+                        "write `==` to compare for equality",
+                    ));
+                }
+                other => {
+                    return Err(err(
+                        t.span.clone(),
+                        format!("unknown comparison `{other}`"),
+                        "use one of >, >=, <, <=, ==, !=",
+                    ));
+                }
+            };
+            pos += 1;
+            let (threshold, used) = parse_threshold(&tokens[pos..], &metric, t.span.end)?;
+            pos += used;
+            (op, threshold)
+        }
+        _ if metric.field == Field::Up => (Op::Eq, Threshold::Absolute { value: 1.0 }),
+        Some(t) => {
+            return Err(err(
+                t.span.clone(),
+                format!("expected a comparison after `{}`, found `{}`", first.text, t.text),
+                "use one of >, >=, <, <=, ==, !=",
+            ));
+        }
+        None => {
+            return Err(err(
+                src.len()..src.len(),
+                format!("`{}` needs a comparison and a threshold", first.text),
+                RULE_HINT,
+            ));
+        }
+    };
+
+    let mut window = None;
+    let mut hold = None;
+    while let Some(t) = tokens.get(pos) {
+        match t.text {
+            "over" => {
+                let Some(v) = tokens.get(pos + 1) else {
+                    return Err(err(
+                        t.span.clone(),
+                        "`over` needs a window",
+                        "write `over 5m` or `over 10 samples`",
+                    ));
+                };
+                if let Some(unit) = tokens.get(pos + 2).filter(|u| matches!(u.text, "samples" | "sample")) {
+                    let n: usize = v.text.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        err(
+                            v.span.clone(),
+                            format!("expected a number of samples, found `{}`", v.text),
+                            "write `over 10 samples`",
+                        )
+                    })?;
+                    let _ = unit;
+                    window = Some(Window::Samples(n));
+                    pos += 3;
+                } else {
+                    let d = units::parse_duration(v.text).map_err(|e| {
+                        duration_error(src, &tokens, pos + 1, e.message, "write `over 5m` or `over 10 samples`")
+                    })?;
+                    window = Some(Window::Duration(d));
+                    pos += 2;
+                }
+            }
+            "for" => {
+                let Some(v) = tokens.get(pos + 1) else {
+                    return Err(err(t.span.clone(), "`for` needs a duration", "write `for 2h`"));
+                };
+                let d = units::parse_duration(v.text)
+                    .map_err(|e| duration_error(src, &tokens, pos + 1, e.message, e.hint))?;
+                hold = Some(d);
+                pos += 2;
+            }
+            other => {
+                return Err(err(
+                    t.span.clone(),
+                    format!("unexpected `{other}` in the rule"),
+                    "after the threshold only `over WINDOW` and `for DURATION` may follow",
+                ));
+            }
+        }
+    }
+    Ok(Condition {
+        metric,
+        op,
+        threshold,
+        window,
+        hold,
+    })
+}
+
+/// The error for a bad duration at `tokens[at]`. `5 minutes` is two tokens: the
+/// caret and the message cover the whole phrase, not just the number.
+fn duration_error(src: &str, tokens: &[Token<'_>], at: usize, message: String, hint: &str) -> RuleError {
+    let v = &tokens[at];
+    let unit = tokens
+        .get(at + 1)
+        .filter(|u| u.text.chars().all(|c| c.is_ascii_alphabetic()) && !matches!(u.text, "over" | "for"));
+    match unit {
+        Some(u) => err(
+            v.span.start..u.span.end,
+            format!(
+                "expected a duration like 30s or 5m, found {:?}",
+                &src[v.span.start..u.span.end]
+            ),
+            hint,
+        ),
+        None => err(v.span.clone(), message, hint),
+    }
+}
+
+fn parse_metric(t: &Token<'_>) -> Result<Metric, RuleError> {
+    let parts: Vec<&str> = t.text.split('.').collect();
+    let metric_hint = format!(
+        "a metric is PROBE.FIELD[.AGG]; fields: {}; aggregations: {}",
+        Field::NAMES.join(", "),
+        Agg::NAMES.join(", ")
+    );
+    if parts.len() < 2 || parts.iter().any(|p| p.is_empty()) || parts.len() > 3 {
+        return Err(err(
+            t.span.clone(),
+            format!("expected a metric like `api.error_rate`, found `{}`", t.text),
+            metric_hint,
+        ));
+    }
+    let probe_span = t.span.start..t.span.start + parts[0].len();
+    let field_start = probe_span.end + 1;
+    let field_span = field_start..field_start + parts[1].len();
+    let field = Field::parse(parts[1]).ok_or_else(|| {
+        let hint = match super::diag::did_you_mean(parts[1], Field::NAMES) {
+            Some(s) => format!("did you mean `{s}`? fields: {}", Field::NAMES.join(", ")),
+            None => format!("fields: {}", Field::NAMES.join(", ")),
+        };
+        err(field_span.clone(), format!("unknown field `{}`", parts[1]), hint)
+    })?;
+    let agg = match parts.get(2) {
+        None => match field {
+            Field::Latency | Field::Size => Agg::Mean,
+            _ => Agg::Last,
+        },
+        Some(a) => {
+            let agg_start = field_span.end + 1;
+            let agg_span = agg_start..agg_start + a.len();
+            if !field.aggregates() {
+                return Err(err(
+                    agg_span,
+                    format!("`{}` takes no aggregation", field.name()),
+                    "aggregations apply to latency and size",
+                ));
+            }
+            Agg::parse(a).ok_or_else(|| {
+                err(
+                    agg_span,
+                    format!("unknown aggregation `{a}`"),
+                    format!("aggregations: {}", Agg::NAMES.join(", ")),
+                )
+            })?
+        }
+    };
+    Ok(Metric {
+        probe: parts[0].to_string(),
+        field,
+        agg,
+        probe_span,
+    })
+}
+
+/// Parses the threshold; returns it and how many tokens it used.
+fn parse_threshold(tokens: &[Token<'_>], metric: &Metric, after: usize) -> Result<(Threshold, usize), RuleError> {
+    let Some(t) = tokens.first() else {
+        return Err(err(after..after, "missing threshold", RULE_HINT));
+    };
+    if t.text == "baseline" {
+        let delta_hint = "write `baseline + 25%`, `baseline - 10ms` or `baseline * 2`";
+        return match tokens.get(1).map(|t| t.text) {
+            Some("+") | Some("-") => {
+                let sign = if tokens[1].text == "-" { -1.0 } else { 1.0 };
+                let v = tokens
+                    .get(2)
+                    .ok_or_else(|| err(tokens[1].span.clone(), "missing value after the sign", delta_hint))?;
+                let delta = if let Some(p) = v.text.strip_suffix('%') {
+                    let p: f64 = p.parse().map_err(|_| {
+                        err(
+                            v.span.clone(),
+                            format!("expected a percentage, found `{}`", v.text),
+                            delta_hint,
+                        )
+                    })?;
+                    Delta::Percent(sign * p)
+                } else {
+                    Delta::Absolute(sign * parse_value(v, metric.field.kind(), metric)?)
+                };
+                Ok((Threshold::Baseline { delta }, 3))
+            }
+            Some("*") => {
+                let v = tokens
+                    .get(2)
+                    .ok_or_else(|| err(tokens[1].span.clone(), "missing factor after `*`", delta_hint))?;
+                let f: f64 = v.text.parse().map_err(|_| {
+                    err(
+                        v.span.clone(),
+                        format!("expected a number, found `{}`", v.text),
+                        delta_hint,
+                    )
+                })?;
+                Ok((
+                    Threshold::Baseline {
+                        delta: Delta::Factor(f),
+                    },
+                    3,
+                ))
+            }
+            _ => Ok((Threshold::Baseline { delta: Delta::None }, 1)),
+        };
+    }
+    let value = parse_value(t, metric.field.kind(), metric)?;
+    Ok((Threshold::Absolute { value }, 1))
+}
+
+fn parse_value(t: &Token<'_>, kind: ValueKind, metric: &Metric) -> Result<f64, RuleError> {
+    let s = t.text;
+    match kind {
+        ValueKind::Ratio => {
+            if let Ok(p) = units::parse_percent(s) {
+                return Ok(p.fraction());
+            }
+            if s.parse::<f64>().ok() == Some(0.0) {
+                return Ok(0.0);
+            }
+            Err(err(
+                t.span.clone(),
+                format!("`{}` is a percentage, found `{s}`", metric.field.name()),
+                format!("write it with %, like `{} > 5%`", metric),
+            ))
+        }
+        ValueKind::Millis => units::parse_duration(s).map(|d| d.as_secs_f64() * 1000.0).map_err(|_| {
+            err(
+                t.span.clone(),
+                format!("`{}` is a time, found `{s}`", metric.field.name()),
+                "write it with a unit, like 500ms or 2s",
+            )
+        }),
+        ValueKind::Bytes => units::parse_size(s)
+            .map(|b| b as f64)
+            .map_err(|e| err(t.span.clone(), e.message, e.hint)),
+        ValueKind::Number => s.parse::<f64>().map_err(|_| {
+            err(
+                t.span.clone(),
+                format!("expected a number, found `{s}`"),
+                format!("`{}` is compared with a plain number", metric.field.name()),
+            )
+        }),
+    }
+}
+
+impl fmt::Display for Threshold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Threshold::Absolute { value } => write!(f, "{}", units::trim_float(*value)),
+            Threshold::Baseline { delta } => match delta {
+                Delta::None => write!(f, "baseline"),
+                Delta::Percent(p) if *p >= 0.0 => write!(f, "baseline + {}", Percent(*p)),
+                Delta::Percent(p) => write!(f, "baseline - {}", Percent(-p)),
+                Delta::Absolute(a) => write!(
+                    f,
+                    "baseline {} {}",
+                    if *a >= 0.0 { "+" } else { "-" },
+                    units::trim_float(a.abs())
+                ),
+                Delta::Factor(x) => write!(f, "baseline * {}", units::trim_float(*x)),
+            },
+        }
+    }
+}
+
+/// Formats a value of `field` for people: `12.5%`, `340ms`, `1.2MB`, `3`.
+pub fn format_value(field: Field, v: f64) -> String {
+    match field.kind() {
+        ValueKind::Ratio => format!("{}%", units::trim_float(v * 100.0)),
+        ValueKind::Millis => {
+            if v >= 1000.0 {
+                format!("{}s", units::trim_float(v / 1000.0))
+            } else {
+                format!("{}ms", units::trim_float((v * 10.0).round() / 10.0))
+            }
+        }
+        ValueKind::Bytes => {
+            if v >= 1e6 {
+                format!("{}MB", units::trim_float(v / 1e6))
+            } else if v >= 1e3 {
+                format!("{}KB", units::trim_float(v / 1e3))
+            } else {
+                format!("{}B", units::trim_float(v))
+            }
+        }
+        ValueKind::Number => units::trim_float(v),
+    }
+}
+
+/// The threshold as people read it, in the metric's unit (`5%`, `baseline + 25%`).
+pub fn format_threshold(field: Field, t: &Threshold) -> String {
+    match t {
+        Threshold::Absolute { value } => format_value(field, *value),
+        Threshold::Baseline {
+            delta: Delta::Absolute(a),
+        } => {
+            format!(
+                "baseline {} {}",
+                if *a >= 0.0 { "+" } else { "-" },
+                format_value(field, a.abs())
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cond(s: &str) -> Condition {
+        parse_condition(s).unwrap_or_else(|e| panic!("{s}: {e:?}"))
+    }
+
+    #[test]
+    fn seed_thresholds_parse() {
+        let c = cond("health.error_rate > 5% over 5m");
+        assert_eq!(c.metric.probe, "health");
+        assert_eq!(c.metric.field, Field::ErrorRate);
+        assert_eq!(c.op, Op::Gt);
+        assert_eq!(c.threshold, Threshold::Absolute { value: 0.05 });
+        assert_eq!(c.window, Some(Window::Duration(Duration::from_secs(300))));
+
+        let c = cond("api.latency.p95 > baseline + 25%");
+        assert_eq!(c.metric.agg, Agg::P95);
+        assert_eq!(
+            c.threshold,
+            Threshold::Baseline {
+                delta: Delta::Percent(25.0)
+            }
+        );
+
+        let c = cond("api.error_rate == 0 for 2h");
+        assert_eq!(c.hold, Some(Duration::from_secs(7200)));
+        assert_eq!(c.op, Op::Eq);
+
+        let c = cond("api.latency > 2s over 10 samples");
+        assert_eq!(c.threshold, Threshold::Absolute { value: 2000.0 });
+        assert_eq!(c.window, Some(Window::Samples(10)));
+
+        let c = cond("api.up");
+        assert_eq!((c.op, c.threshold), (Op::Eq, Threshold::Absolute { value: 1.0 }));
+
+        let c = cond("api.consecutive_failures>=3");
+        assert_eq!(c.op, Op::Ge);
+        assert_eq!(c.threshold, Threshold::Absolute { value: 3.0 });
+
+        let c = cond("api.latency.p95 > baseline * 2");
+        assert_eq!(
+            c.threshold,
+            Threshold::Baseline {
+                delta: Delta::Factor(2.0)
+            }
+        );
+        let c = cond("api.latency.p50 > baseline - 10ms");
+        assert_eq!(
+            c.threshold,
+            Threshold::Baseline {
+                delta: Delta::Absolute(-10.0)
+            }
+        );
+    }
+
+    #[test]
+    fn errors_point_inside_the_rule() {
+        let e = parse_condition("api.eror_rate > 5%").unwrap_err();
+        assert_eq!(e.span, 4..13);
+        assert!(e.hint.contains("error_rate"), "{e:?}");
+
+        let e = parse_condition("api.error_rate > 5 over 5m").unwrap_err();
+        assert_eq!(e.span, 17..18);
+
+        let e = parse_condition("api.error_rate > 5% over 5 minutes").unwrap_err();
+        assert_eq!(&"api.error_rate > 5% over 5 minutes"[e.span.clone()], "5 minutes");
+        let e = parse_condition("api.error_rate > 5% for 2 hours over 5m").unwrap_err();
+        assert_eq!(&"api.error_rate > 5% for 2 hours over 5m"[e.span.clone()], "2 hours");
+        assert!(e.message.contains("\"2 hours\""), "{e:?}");
+        let e = parse_condition("api.error_rate > 5% over 5 for 1m").unwrap_err();
+        assert_eq!(&"api.error_rate > 5% over 5 for 1m"[e.span.clone()], "5");
+
+        let e = parse_condition("api.latency.p96 > 1s").unwrap_err();
+        assert_eq!(e.span, 12..15);
+
+        let e = parse_condition("api.error_rate = 0").unwrap_err();
+        assert!(e.hint.contains("=="));
+    }
+
+    #[test]
+    fn delta_applies_to_baseline() {
+        assert_eq!(Delta::Percent(25.0).apply(100.0), 125.0);
+        assert_eq!(Delta::Factor(2.0).apply(100.0), 200.0);
+        assert_eq!(Delta::Absolute(-10.0).apply(100.0), 90.0);
+    }
+
+    #[test]
+    fn values_format_in_their_units() {
+        assert_eq!(format_value(Field::ErrorRate, 0.125), "12.5%");
+        assert_eq!(format_value(Field::Latency, 340.0), "340ms");
+        assert_eq!(format_value(Field::Latency, 2500.0), "2.5s");
+        assert_eq!(
+            format_threshold(Field::ErrorRate, &Threshold::Absolute { value: 0.05 }),
+            "5%"
+        );
+    }
+}
