@@ -1,0 +1,65 @@
+//! The top-level error and the exit codes it maps to.
+
+use std::fmt;
+
+/// Exit codes, documented in the README and in `backout --help`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    Ok = 0,
+    /// The command ran and failed (a check failed, a step failed, an I/O error).
+    Failure = 1,
+    /// Bad usage or a bad plan: nothing was done.
+    Usage = 2,
+    /// Another backout command holds the lock.
+    Locked = 3,
+    /// A watch reached a rollback verdict and did not roll back itself.
+    RollbackTriggered = 4,
+}
+
+/// An error with the exit code it should end the process with.
+#[derive(Debug)]
+pub struct CommandError {
+    pub code: ExitCode,
+    pub error: anyhow::Error,
+}
+
+impl CommandError {
+    pub fn usage(e: impl Into<anyhow::Error>) -> Self {
+        CommandError {
+            code: ExitCode::Usage,
+            error: e.into(),
+        }
+    }
+
+    pub fn failure(e: impl Into<anyhow::Error>) -> Self {
+        CommandError {
+            code: ExitCode::Failure,
+            error: e.into(),
+        }
+    }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for CommandError {
+    fn from(e: E) -> Self {
+        let error: anyhow::Error = e.into();
+        let code = if error
+            .downcast_ref::<crate::lock::LockError>()
+            .is_some_and(|l| matches!(l, crate::lock::LockError::Held { .. }))
+        {
+            ExitCode::Locked
+        } else if error.downcast_ref::<crate::plan::PlanErrors>().is_some()
+            || error.downcast_ref::<crate::plan::PlanLoadError>().is_some()
+        {
+            ExitCode::Usage
+        } else {
+            ExitCode::Failure
+        };
+        CommandError { code, error }
+    }
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}
