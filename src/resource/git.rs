@@ -1,0 +1,248 @@
+//! The git resource: HEAD, branch, upstream and the whole working tree (staged,
+//! unstaged and untracked, not ignored), captured as commit objects without
+//! touching the working tree, the index or the stash, and pinned by a ref under
+//! `refs/backout/checkpoints/`.
+//!
+//! The checkpoint commit's tree is the working tree; its parents are HEAD and a
+//! commit whose tree is the index, so both can be put back exactly.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("`git {args}` failed in {dir}: {stderr}")]
+    Failed { args: String, dir: PathBuf, stderr: String },
+    #[error("cannot run git in {dir}; is git installed?")]
+    Spawn {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0} is not inside a git repository")]
+    NotARepo(PathBuf),
+}
+
+/// What a checkpoint holds of a repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitState {
+    pub toplevel: PathBuf,
+    /// `None` on a branch with no commit yet.
+    pub head: Option<String>,
+    /// The branch HEAD points at, `None` when detached.
+    pub branch: Option<String>,
+    pub upstream: Option<String>,
+    pub index_tree: String,
+    /// The commit holding the working tree; the ref pins it.
+    pub commit: String,
+    #[serde(rename = "ref")]
+    pub pin: String,
+}
+
+/// Runs git in `dir` and returns trimmed stdout.
+pub fn git(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<String, GitError> {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .map_err(|source| GitError::Spawn {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(GitError::Failed {
+            args: args.join(" "),
+            dir: dir.to_path_buf(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn optional(r: Result<String, GitError>) -> Option<String> {
+    r.ok().filter(|s| !s.is_empty())
+}
+
+/// Commits made by backout itself carry this identity, so capture works in a
+/// repository where the user never configured one.
+const IDENTITY: &[(&str, &str)] = &[
+    ("GIT_AUTHOR_NAME", "backout"),
+    ("GIT_AUTHOR_EMAIL", "backout@localhost"),
+    ("GIT_COMMITTER_NAME", "backout"),
+    ("GIT_COMMITTER_EMAIL", "backout@localhost"),
+];
+
+/// Captures the repository containing `dir` as checkpoint `name` (e.g. `cp-3`).
+pub fn capture(dir: &Path, name: &str) -> Result<GitState, GitError> {
+    let toplevel = PathBuf::from(
+        git(dir, &["rev-parse", "--show-toplevel"], &[]).map_err(|_| GitError::NotARepo(dir.to_path_buf()))?,
+    );
+    let git_dir = PathBuf::from(git(&toplevel, &["rev-parse", "--absolute-git-dir"], &[])?);
+    let head = optional(git(&toplevel, &["rev-parse", "--verify", "-q", "HEAD"], &[]));
+    let branch = optional(git(&toplevel, &["symbolic-ref", "-q", "HEAD"], &[]));
+    let upstream = optional(git(
+        &toplevel,
+        &["rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{u}"],
+        &[],
+    ));
+    let index_tree = git(&toplevel, &["write-tree"], &[])?;
+
+    // The working tree goes through a private copy of the index, so the user's
+    // index (staged vs unstaged) is left exactly as it was.
+    let tmp_index = git_dir.join(format!("backout-index-{}", std::process::id()));
+    let real_index = git_dir.join("index");
+    if real_index.exists() {
+        std::fs::copy(&real_index, &tmp_index).map_err(|source| GitError::Spawn {
+            dir: toplevel.clone(),
+            source,
+        })?;
+    }
+    let idx = tmp_index.display().to_string();
+    let tree = git(&toplevel, &["add", "-A", "--", "."], &[("GIT_INDEX_FILE", &idx)])
+        .and_then(|_| git(&toplevel, &["write-tree"], &[("GIT_INDEX_FILE", &idx)]));
+    let _ = std::fs::remove_file(&tmp_index);
+    let tree = tree?;
+
+    let parent_args = |extra: &[String]| -> Vec<String> {
+        let mut v = Vec::new();
+        if let Some(h) = &head {
+            v.extend(["-p".to_string(), h.clone()]);
+        }
+        for e in extra {
+            v.extend(["-p".to_string(), e.clone()]);
+        }
+        v
+    };
+    let mut args = vec!["commit-tree".to_string(), index_tree.clone()];
+    args.extend(parent_args(&[]));
+    args.extend(["-m".into(), format!("backout {name}: index")]);
+    let index_commit = git(
+        &toplevel,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        IDENTITY,
+    )?;
+    let mut args = vec!["commit-tree".to_string(), tree];
+    args.extend(parent_args(&[index_commit]));
+    args.extend(["-m".into(), format!("backout {name}: working tree")]);
+    let commit = git(
+        &toplevel,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        IDENTITY,
+    )?;
+    let pin = format!("refs/backout/checkpoints/{name}");
+    git(&toplevel, &["update-ref", &pin, &commit], &[])?;
+    Ok(GitState {
+        toplevel,
+        head,
+        branch,
+        upstream,
+        index_tree,
+        commit,
+        pin,
+    })
+}
+
+/// Checks that everything a captured state names is still in the repository.
+pub fn verify(state: &GitState) -> Result<(), GitError> {
+    let dir = &state.toplevel;
+    git(dir, &["cat-file", "-e", &format!("{}^{{tree}}", state.commit)], &[])?;
+    git(dir, &["cat-file", "-e", &format!("{}^{{tree}}", state.index_tree)], &[])?;
+    if let Some(h) = &state.head {
+        git(dir, &["cat-file", "-e", &format!("{h}^{{commit}}")], &[])?;
+    }
+    let pinned = git(dir, &["rev-parse", "--verify", "-q", &state.pin], &[])?;
+    if pinned != state.commit {
+        return Err(GitError::Failed {
+            args: format!("rev-parse {}", state.pin),
+            dir: dir.clone(),
+            stderr: format!("the ref points at {pinned}, not the captured {}", state.commit),
+        });
+    }
+    Ok(())
+}
+
+/// The commits made on top of `since`, newest first.
+pub fn commits_since(dir: &Path, since: &str) -> Result<Vec<String>, GitError> {
+    let out = git(dir, &["rev-list", &format!("{since}..HEAD")], &[])?;
+    Ok(out.lines().map(str::to_string).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        git(p, &["init", "-q", "-b", "main"], &[]).unwrap();
+        std::fs::write(p.join("a.txt"), "one\n").unwrap();
+        git(p, &["add", "a.txt"], &[]).unwrap();
+        git(p, &["commit", "-qm", "first"], IDENTITY).unwrap();
+        d
+    }
+
+    #[test]
+    fn captures_staged_unstaged_and_untracked_without_touching_them() {
+        let d = repo();
+        let p = d.path();
+        std::fs::write(p.join("a.txt"), "staged\n").unwrap();
+        git(p, &["add", "a.txt"], &[]).unwrap();
+        std::fs::write(p.join("a.txt"), "unstaged\n").unwrap();
+        std::fs::write(p.join("new.txt"), "untracked\n").unwrap();
+        std::fs::write(p.join(".gitignore"), "ignored.txt\n").unwrap();
+        std::fs::write(p.join("ignored.txt"), "ignored\n").unwrap();
+        let status_before = git(p, &["status", "--porcelain"], &[]).unwrap();
+
+        let s = capture(p, "cp-1").unwrap();
+        verify(&s).unwrap();
+        assert_eq!(s.branch.as_deref(), Some("refs/heads/main"));
+        assert_eq!(
+            git(p, &["status", "--porcelain"], &[]).unwrap(),
+            status_before,
+            "capture changed nothing"
+        );
+        assert_eq!(git(p, &["stash", "list"], &[]).unwrap(), "");
+
+        let show = |spec: &str| git(p, &["show", spec], &[]).unwrap();
+        assert_eq!(show(&format!("{}:a.txt", s.commit)), "unstaged");
+        assert_eq!(show(&format!("{}:new.txt", s.commit)), "untracked");
+        assert_eq!(show(&format!("{}:a.txt", s.index_tree)), "staged");
+        assert!(git(p, &["cat-file", "-e", &format!("{}:ignored.txt", s.commit)], &[]).is_err());
+    }
+
+    #[test]
+    fn captures_a_repository_without_commits() {
+        let d = tempfile::tempdir().unwrap();
+        git(d.path(), &["init", "-q"], &[]).unwrap();
+        std::fs::write(d.path().join("x"), "x").unwrap();
+        let s = capture(d.path(), "cp-1").unwrap();
+        assert_eq!(s.head, None);
+        verify(&s).unwrap();
+    }
+
+    #[test]
+    fn a_deleted_pin_fails_verification() {
+        let d = repo();
+        let s = capture(d.path(), "cp-1").unwrap();
+        git(d.path(), &["update-ref", "-d", &s.pin], &[]).unwrap();
+        assert!(verify(&s).is_err());
+    }
+
+    #[test]
+    fn lists_commits_since_a_point() {
+        let d = repo();
+        let p = d.path();
+        let base = git(p, &["rev-parse", "HEAD"], &[]).unwrap();
+        for i in 0..2 {
+            std::fs::write(p.join("a.txt"), format!("{i}\n")).unwrap();
+            git(p, &["commit", "-qam", &format!("c{i}")], IDENTITY).unwrap();
+        }
+        let c = commits_since(p, &base).unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0], git(p, &["rev-parse", "HEAD"], &[]).unwrap());
+    }
+}

@@ -1,0 +1,29 @@
+//! Runs every probe on its own interval, concurrently: a slow or dead target
+//! delays only its own probe. Samples arrive on one channel.
+
+use tokio::sync::mpsc;
+
+use crate::context::Clock;
+use crate::oplog::SampleRow;
+use crate::plan::Probe;
+
+/// Starts one task per probe; they stop when the receiver is dropped.
+pub fn start(probes: Vec<Probe>, clock: Clock) -> mpsc::Receiver<SampleRow> {
+    let (tx, rx) = mpsc::channel(1024);
+    for p in probes {
+        let tx = tx.clone();
+        let clock = clock.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(p.every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let s = crate::probe::sample(&p, &clock).await;
+                if tx.send(s).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    rx
+}
