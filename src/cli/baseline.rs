@@ -1,0 +1,58 @@
+use std::time::Duration;
+
+use clap::Args;
+
+use super::Ctx;
+use crate::error::{CommandError, ExitCode};
+use crate::plan::units;
+
+/// Sample every probe before the change and store each one's statistics
+///
+/// Rules such as `api.latency.p95 > baseline + 25%` compare with the latest baseline.
+///
+/// Example: backout baseline --for 2m
+#[derive(Debug, Args)]
+pub struct BaselineArgs {
+    /// How long to sample [default: the plan's [baseline] for, else 30s]
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+    duration: Option<Duration>,
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    units::parse_duration(s).map_err(|e| format!("{}; {}", e.message, e.hint))
+}
+
+pub async fn run(ctx: &Ctx, args: BaselineArgs) -> Result<ExitCode, CommandError> {
+    let ws = ctx.workspace()?;
+    let _lock = ws.lock("baseline")?;
+    let d = args.duration.unwrap_or(ws.plan.baseline_for);
+    let op = ws.oplog.begin(
+        "baseline",
+        &serde_json::json!({ "for_ms": d.as_millis() as u64 }),
+        ws.now_ms(),
+    )?;
+    ctx.printer.status(format!(
+        "sampling {} probe(s) for {}",
+        ws.plan.probes.len(),
+        units::format_duration(d)
+    ));
+    let stats = crate::watch::measure_baseline(&ws, op, d, |_| {}).await?;
+    ws.oplog.finish(op, "ok", None, ws.now_ms())?;
+    ctx.printer.data(&stats);
+    for (probe, s) in &stats {
+        let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}ms"));
+        ctx.printer.out(format!(
+            "{probe}: {} samples, error rate {}%, latency median {}, p95 {}, mean {}",
+            s.count,
+            units::trim_float(s.error_rate * 100.0),
+            f(s.latency_median),
+            f(s.latency_p95),
+            f(s.latency_mean)
+        ));
+        if s.count == 0 {
+            ctx.printer
+                .warn(format!("{probe} took no sample: its baseline is empty"));
+        }
+    }
+    Ok(ExitCode::Ok)
+}

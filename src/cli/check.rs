@@ -1,0 +1,174 @@
+use clap::Args;
+use serde_json::json;
+
+use super::Ctx;
+use crate::error::{CommandError, ExitCode};
+use crate::plan::rule::format_threshold;
+use crate::plan::{Action, CheckKind, ProbeKind, StepKind, units};
+use crate::watch;
+
+/// Validate the plan and print a summary to review
+///
+/// Shows what a checkpoint captures, each service, each probe with its interval
+/// and timeout, each rule with the time it needs to detect a total failure, the
+/// recovery-time objective, and warnings. Changes nothing.
+///
+/// Example: backout check --plan deploy/backout.toml
+#[derive(Debug, Args)]
+pub struct CheckArgs {}
+
+pub fn run(ctx: &Ctx, _args: CheckArgs) -> Result<ExitCode, CommandError> {
+    let plan = ctx.load_plan()?;
+    let p = &ctx.printer;
+    let file = super::rel(&plan.path, &ctx.cwd);
+    let d = |v: std::time::Duration| units::format_duration(v);
+
+    let rules: Vec<serde_json::Value> = plan
+        .rules
+        .iter()
+        .map(|r| {
+            let detect = watch::time_to_detect(&plan, r);
+            json!({
+                "name": r.name, "when": r.text, "then": r.action,
+                "min_samples": r.min_samples, "no_data": r.no_data,
+                "detect_samples": detect.map(|d| d.0),
+                "detect_ms": detect.map(|d| d.1.as_millis() as u64),
+            })
+        })
+        .collect();
+    p.data(&json!({
+        "plan": plan.name,
+        "file": plan.path,
+        "rto_ms": plan.rto.map(|r| r.as_millis() as u64),
+        "capture": plan.capture,
+        "services": plan.services.iter().map(|s| json!({"name": s.name, "kind": s.kind, "start": s.start.shown(), "ready": s.ready})).collect::<Vec<_>>(),
+        "probes": plan.probes.iter().map(|pr| json!({"name": pr.name, "every_ms": pr.every.as_millis() as u64, "timeout_ms": pr.timeout.as_millis() as u64, "target": crate::verify::probe_url(pr)})).collect::<Vec<_>>(),
+        "rules": rules,
+        "success": plan.success.iter().map(|c| &c.text).collect::<Vec<_>>(),
+        "rollback": plan.rollback.iter().map(|s| &s.name).collect::<Vec<_>>(),
+        "verify": plan.verify.checks.iter().map(|c| &c.name).collect::<Vec<_>>(),
+        "stable_for_ms": plan.verify.stable_for.map(|s| s.as_millis() as u64),
+        "warnings": plan.warnings.iter().map(|w| json!({"line": w.line, "message": w.message})).collect::<Vec<_>>(),
+    }));
+    if p.json() {
+        return Ok(ExitCode::Ok);
+    }
+
+    p.out(format!("{} {} ({file}) is valid", p.bold("plan"), plan.name));
+    if let Some(desc) = &plan.description {
+        p.out(format!("  {desc}"));
+    }
+    p.out(match plan.rto {
+        Some(r) => format!("  recovery-time objective: {}", d(r)),
+        None => "  recovery-time objective: none".into(),
+    });
+
+    p.out(format!("\n{}", p.bold("checkpoint captures")));
+    if plan.capture.git {
+        p.out("  git: HEAD, branch, upstream, and the working tree (staged, unstaged, untracked)");
+    } else {
+        p.out("  nothing: add [capture] git = true");
+    }
+
+    if !plan.services.is_empty() {
+        p.out(format!("\n{}", p.bold("services")));
+        for s in &plan.services {
+            let ready = s
+                .ready
+                .as_ref()
+                .map_or(String::new(), |r| format!(", ready when {r} is healthy"));
+            p.out(format!("  {}: process `{}`{ready}", s.name, s.start.shown()));
+        }
+    }
+
+    p.out(format!("\n{}", p.bold("probes")));
+    if plan.probes.is_empty() {
+        p.out("  none: a watch has nothing to measure");
+    }
+    for pr in &plan.probes {
+        let ProbeKind::Http(h) = &pr.kind;
+        let mut expect = vec![format!("status {}", h.status)];
+        expect.extend(h.json.iter().map(|(k, v)| format!("{k} = {v}")));
+        if let Some(re) = &h.body_match {
+            expect.push(format!("body ~ /{}/", re.as_str()));
+        }
+        p.out(format!(
+            "  {}: {} {} every {}, timeout {}; healthy when {}",
+            pr.name,
+            h.method,
+            h.url,
+            d(pr.every),
+            d(pr.timeout),
+            expect.join(", ")
+        ));
+    }
+
+    p.out(format!("\n{}", p.bold("rules")));
+    if plan.rules.is_empty() {
+        p.out("  none: a watch will never roll back");
+    }
+    for r in &plan.rules {
+        let action = match r.action {
+            Action::Rollback => "rollback",
+            Action::Investigate => "investigate",
+        };
+        let detect = match watch::time_to_detect(&plan, r) {
+            Some((n, t)) => format!("detects a total failure in {n} sample(s) = {}", d(t)),
+            None => String::new(),
+        };
+        let c = &r.condition;
+        p.out(format!(
+            "  {} → {action}: {} {} {} over {}; {detect}",
+            r.name,
+            c.metric,
+            c.op.symbol(),
+            format_threshold(c.metric.field, &c.threshold),
+            watch::describe_window(c)
+        ));
+    }
+    if !plan.success.is_empty() {
+        p.out(format!("\n{}", p.bold("success when")));
+        for s in &plan.success {
+            p.out(format!("  {}", s.text));
+        }
+    }
+
+    p.out(format!("\n{}", p.bold("rollback")));
+    if plan.rollback.is_empty() {
+        p.out("  no steps: add [rollback] steps = [...]");
+    }
+    for (i, s) in plan.rollback.iter().enumerate() {
+        let extra = match &s.kind {
+            StepKind::Wait { .. } | StepKind::Run { .. } => format!(" (timeout {})", d(s.timeout)),
+            _ => String::new(),
+        };
+        p.out(format!("  {}. {}{extra}", i + 1, s.name));
+    }
+
+    p.out(format!("\n{}", p.bold("verify")));
+    for c in &plan.verify.checks {
+        let what = match &c.kind {
+            CheckKind::Http { status, json, .. } => {
+                let mut e = vec![format!("status {status}")];
+                e.extend(json.iter().map(|(k, v)| format!("{k} = {v}")));
+                format!("{} ({})", c.name, e.join(", "))
+            }
+            _ => c.name.clone(),
+        };
+        p.out(format!("  {what}"));
+    }
+    if let Some(s) = plan.verify.stable_for {
+        p.out(format!("  stable for {}", d(s)));
+    }
+    if plan.verify.checks.is_empty() && plan.verify.stable_for.is_none() {
+        p.out("  no checks: recovery will not be proven");
+    }
+
+    if !plan.warnings.is_empty() {
+        p.out("");
+        for w in &plan.warnings {
+            p.warn(format!("{file}:{}: {}", w.line, w.message));
+        }
+    }
+    Ok(ExitCode::Ok)
+}

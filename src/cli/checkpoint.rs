@@ -1,0 +1,53 @@
+use clap::Args;
+
+use super::Ctx;
+use crate::error::{CommandError, ExitCode};
+use crate::resource::{self, Resources};
+
+/// Capture a verified restore point of everything the plan's [capture] names
+///
+/// Example: backout checkpoint --label "before 2.0 upgrade"
+#[derive(Debug, Args)]
+pub struct CheckpointArgs {
+    /// A note shown in listings and reports
+    #[arg(long)]
+    label: Option<String>,
+    /// The phase this checkpoint precedes
+    #[arg(long)]
+    phase: Option<String>,
+}
+
+pub fn run(ctx: &Ctx, args: CheckpointArgs) -> Result<ExitCode, CommandError> {
+    let ws = ctx.workspace()?;
+    let _lock = ws.lock("checkpoint")?;
+    let op = ws.oplog.begin(
+        "checkpoint",
+        &serde_json::json!({ "label": args.label, "phase": args.phase }),
+        ws.now_ms(),
+    )?;
+    match resource::checkpoint(&ws, op, args.label.as_deref(), args.phase.as_deref()) {
+        Ok(cp) => {
+            ws.oplog.finish(op, "ok", None, ws.now_ms())?;
+            let name = resource::checkpoint_name(cp.id);
+            ctx.printer
+                .data(&serde_json::json!({ "checkpoint": name, "resources": cp.resources }));
+            ctx.printer.out(format!("checkpoint {name} complete"));
+            if let Some(g) = Resources::from_row(&cp).git {
+                let head = g
+                    .head
+                    .as_deref()
+                    .map_or("no commit yet".to_string(), |h| h[..12.min(h.len())].to_string());
+                let branch = g.branch.as_deref().map_or("detached HEAD".to_string(), |b| {
+                    b.trim_start_matches("refs/heads/").to_string()
+                });
+                ctx.printer
+                    .out(format!("  git: {branch} at {head}, working tree pinned by {}", g.pin));
+            }
+            Ok(ExitCode::Ok)
+        }
+        Err(e) => {
+            ws.oplog.finish(op, "failed", Some(&format!("{e:#}")), ws.now_ms())?;
+            Err(CommandError::failure(e))
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! Command-line wiring: global flags, one file per command, each a thin layer
+//! over the domain modules. The only place that reads the process environment.
+
+mod baseline;
+mod check;
+mod checkpoint;
+mod demo;
+mod demo_app;
+mod init;
+mod log;
+mod rollback;
+mod verify;
+mod watch;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::context::{Clock, Env};
+use crate::error::{CommandError, ExitCode};
+use crate::output::{Printer, Verbosity};
+use crate::plan::{PLAN_FILE, Plan};
+use crate::redact::Redactor;
+use crate::workspace::Workspace;
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  success
+  1  failure (a step, a check or an I/O operation failed)
+  2  bad usage or an invalid plan (nothing was changed)
+  3  locked: another backout command is changing this project
+  4  a watch reached a rollback verdict and did not roll back itself
+
+Start with `backout demo` to see the whole loop, or `backout init` in your project.";
+
+/// backout turns a rollback plan into code that runs: checkpoint, run, watch,
+/// roll back, verify, report.
+#[derive(Debug, Parser)]
+#[command(name = "backout", version, about, after_help = AFTER_HELP, max_term_width = 100)]
+pub struct Cli {
+    /// The plan file [default: backout.toml, searched upward from the current directory]
+    #[arg(long, global = true, value_name = "PATH")]
+    plan: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout
+    #[arg(long, global = true)]
+    json: bool,
+    /// More detail on stderr (repeat for more); also BACKOUT_LOG=debug
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors on stderr
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Init(init::InitArgs),
+    Check(check::CheckArgs),
+    Checkpoint(checkpoint::CheckpointArgs),
+    Baseline(baseline::BaselineArgs),
+    Watch(watch::WatchArgs),
+    Rollback(rollback::RollbackArgs),
+    Verify(verify::VerifyArgs),
+    Log(log::LogArgs),
+    Demo(demo::DemoArgs),
+    DemoApp(demo_app::DemoAppArgs),
+}
+
+/// What every command gets: the printer, the environment, the clock.
+pub struct Ctx {
+    pub printer: Printer,
+    pub env: Env,
+    pub clock: Clock,
+    pub plan_arg: Option<PathBuf>,
+    pub cwd: PathBuf,
+}
+
+impl Ctx {
+    /// Finds the plan (`--plan`, or `backout.toml` upward from here).
+    pub fn plan_path(&self) -> Result<PathBuf, CommandError> {
+        match &self.plan_arg {
+            Some(p) => Ok(if p.is_absolute() { p.clone() } else { self.cwd.join(p) }),
+            None => Plan::find(&self.cwd).ok_or_else(|| {
+                CommandError::usage(anyhow::anyhow!(
+                    "no {PLAN_FILE} in {} or any directory above it\n  = hint: run `backout init` to write one, or pass --plan PATH",
+                    self.cwd.display()
+                ))
+            }),
+        }
+    }
+
+    pub fn load_plan(&self) -> Result<Plan, CommandError> {
+        let path = self.plan_path()?;
+        if !path.is_file() {
+            return Err(CommandError::usage(anyhow::anyhow!(
+                "plan file {} does not exist\n  = hint: run `backout init` to write one",
+                path.display()
+            )));
+        }
+        let plan = Plan::load(&path, &self.env)?;
+        self.printer.redactor().add(plan.secrets.iter().cloned());
+        Ok(plan)
+    }
+
+    /// Loads the plan and opens its workspace.
+    pub fn workspace(&self) -> Result<Workspace, CommandError> {
+        let plan = self.load_plan()?;
+        Ok(Workspace::open(
+            plan,
+            self.clock.clone(),
+            self.printer.redactor().clone(),
+        )?)
+    }
+}
+
+/// Runs the command line; returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { ExitCode::Usage } else { ExitCode::Ok };
+            let _ = e.print();
+            return code as i32;
+        }
+    };
+    let env = Env::from_process();
+    let verbosity = match (cli.quiet, cli.verbose) {
+        (true, _) => Verbosity::Quiet,
+        (false, 0) => Verbosity::Normal,
+        _ => Verbosity::Verbose,
+    };
+    init_tracing(&env, cli.verbose);
+    let printer = Printer::new(
+        cli.json,
+        verbosity,
+        env.var("NO_COLOR").is_some_and(|v| !v.is_empty()),
+        Redactor::new(),
+    );
+    let cwd = match std::env::current_dir() {
+        Ok(d) => d,
+        Err(e) => {
+            printer.error(format!("cannot read the current directory: {e}"));
+            return ExitCode::Failure as i32;
+        }
+    };
+    let ctx = Ctx {
+        printer,
+        env,
+        clock: Clock::system(),
+        plan_arg: cli.plan.clone(),
+        cwd,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            ctx.printer.error(format!("cannot start the async runtime: {e}"));
+            return ExitCode::Failure as i32;
+        }
+    };
+    let result = runtime.block_on(dispatch(&ctx, cli.command));
+    match result {
+        Ok(code) => code as i32,
+        Err(e) => {
+            ctx.printer.error(e.to_string());
+            e.code as i32
+        }
+    }
+}
+
+async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CommandError> {
+    match command {
+        Command::Init(a) => init::run(ctx, a),
+        Command::Check(a) => check::run(ctx, a),
+        Command::Checkpoint(a) => checkpoint::run(ctx, a),
+        Command::Baseline(a) => baseline::run(ctx, a).await,
+        Command::Watch(a) => watch::run(ctx, a).await,
+        Command::Rollback(a) => rollback::run(ctx, a).await,
+        Command::Verify(a) => verify::run(ctx, a).await,
+        Command::Log(a) => log::run(ctx, a),
+        Command::Demo(a) => demo::run(ctx, a).await,
+        Command::DemoApp(a) => demo_app::run(ctx, a).await,
+    }
+}
+
+fn init_tracing(env: &Env, verbose: u8) {
+    let filter = match env.var("BACKOUT_LOG") {
+        Some(f) => f.to_string(),
+        None => match verbose {
+            0 => "warn".into(),
+            1 => "backout=info".into(),
+            _ => "backout=debug".into(),
+        },
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Formats a timestamp (ms) as local-independent UTC for tables.
+pub fn when(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map_or_else(|_| ms.to_string(), |t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
+}
+
+/// A path shown relative to `base` when it is inside it.
+pub fn rel(path: &Path, base: &Path) -> String {
+    path.strip_prefix(base).unwrap_or(path).display().to_string()
+}
+
+/// The last complete checkpoint, or a usage error saying how to make one.
+pub fn last_checkpoint(ws: &Workspace) -> Result<crate::oplog::CheckpointRow, CommandError> {
+    ws.oplog
+        .latest_complete_checkpoint()?
+        .context("no complete checkpoint yet; run `backout checkpoint` before the change")
+        .map_err(CommandError::usage)
+}

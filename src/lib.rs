@@ -1,0 +1,20 @@
+//! backout: turn a rollback plan into code that runs.
+pub mod cli;
+pub mod context;
+pub mod demo;
+pub mod error;
+pub mod exec;
+pub mod incident;
+pub mod lock;
+pub mod oplog;
+pub mod output;
+pub mod plan;
+pub mod probe;
+pub mod redact;
+pub mod report;
+pub mod resource;
+pub mod rollback;
+pub mod service;
+pub mod verify;
+pub mod watch;
+pub mod workspace;
