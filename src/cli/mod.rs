@@ -100,7 +100,16 @@ impl Ctx {
                 path.display()
             )));
         }
-        let plan = Plan::load(&path, &self.env)?;
+        let plan = Plan::load(&path, &self.env).map_err(|e| match e {
+            // Point at the plan as the user would type its path: relative to here.
+            crate::plan::PlanLoadError::Invalid(mut errs) => {
+                for err in &mut errs.0 {
+                    err.file = PathBuf::from(rel(&err.file, &self.cwd));
+                }
+                crate::plan::PlanLoadError::Invalid(errs)
+            }
+            other => other,
+        })?;
         self.printer.redactor().add(plan.secrets.iter().cloned());
         Ok(plan)
     }
