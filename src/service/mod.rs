@@ -203,7 +203,9 @@ mod tests {
         // Its output reaches the log file (polled: the shell may not have run yet).
         let logged = (0..250).any(|_| {
             std::thread::sleep(Duration::from_millis(20));
-            std::fs::read_to_string(&files.log).unwrap_or_default().contains("started")
+            std::fs::read_to_string(&files.log)
+                .unwrap_or_default()
+                .contains("started")
         });
         assert!(logged, "the service's stdout never reached {}", files.log.display());
         let pid2 = restart(&s, &files).unwrap();

@@ -7,13 +7,23 @@ fn init_detects_the_project_then_check_accepts_it() {
     let p = Project::new();
     p.git(&["init", "-q"]);
     p.file("requirements.txt", "flask==2.3.3\n")
-        .file("docker-compose.yml", "services:\n  api:\n    build: .\n  # a comment\n  db:\n    image: postgres\n")
+        .file(
+            "docker-compose.yml",
+            "services:\n  api:\n    build: .\n  # a comment\n  db:\n    image: postgres\n",
+        )
         .file(".venv/pyvenv.cfg", "home = /usr/bin\n");
     let r = p.run(&["init", "--health", "http://127.0.0.1:8000/health"]);
     r.success();
     assert!(r.stdout().contains("wrote"), "{}", r.stdout());
     let plan = std::fs::read_to_string(p.path().join("backout.toml")).unwrap();
-    for needle in ["git = true", "requirements.txt", "api", "db", ".venv", "http://127.0.0.1:8000/health"] {
+    for needle in [
+        "git = true",
+        "requirements.txt",
+        "api",
+        "db",
+        ".venv",
+        "http://127.0.0.1:8000/health",
+    ] {
         assert!(plan.contains(needle), "starter plan lacks {needle:?}:\n{plan}");
     }
     let c = p.run(&["check"]);
@@ -75,7 +85,18 @@ fn help_lists_every_command_with_an_example() {
     let top = std::process::Command::new(bin()).arg("--help").output().unwrap();
     assert!(top.status.success());
     text.push_str(&String::from_utf8_lossy(&top.stdout));
-    let commands = ["init", "check", "checkpoint", "baseline", "watch", "rollback", "verify", "log", "demo", "demo-app"];
+    let commands = [
+        "init",
+        "check",
+        "checkpoint",
+        "baseline",
+        "watch",
+        "rollback",
+        "verify",
+        "log",
+        "demo",
+        "demo-app",
+    ];
     for c in commands {
         assert!(text.contains(&format!("  {c} ")), "--help does not list {c}");
         let out = std::process::Command::new(bin()).args([c, "--help"]).output().unwrap();
@@ -96,7 +117,11 @@ fn a_second_mutating_command_is_refused_while_the_lock_is_held() {
         &format!("[plan]\nname = \"x\"\nrto = \"1m\"\n[capture]\ngit = true\n[[probe]]\nname = \"api\"\nevery = \"100ms\"\ntimeout = \"100ms\"\nhttp = {{ url = \"http://127.0.0.1:{port}/\" }}\n"),
     );
     // A real backout process holding the lock: a baseline that samples for 20s.
-    let mut holder = p.cmd(&["baseline", "--for", "20s"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut holder = p
+        .cmd(&["baseline", "--for", "20s"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let lock = p.path().join(".backout/lock");
     let held = (0..500).any(|_| {
         std::thread::sleep(std::time::Duration::from_millis(10));
@@ -107,7 +132,11 @@ fn a_second_mutating_command_is_refused_while_the_lock_is_held() {
     let _ = holder.kill();
     let _ = holder.wait();
     r.code_is(3);
-    assert!(r.stderr().contains(&format!("locked by PID {}", holder.id())), "{}", r.stderr());
+    assert!(
+        r.stderr().contains(&format!("locked by PID {}", holder.id())),
+        "{}",
+        r.stderr()
+    );
     assert!(r.stderr().contains("baseline"), "{}", r.stderr());
     // Once the holder is gone (killed, even), the lock is free.
     p.run(&["checkpoint"]).success();
@@ -120,12 +149,18 @@ fn checkpoint_records_an_operation_listed_by_log() {
     p.file("a.txt", "a\n");
     p.git(&["add", "."]);
     p.git(&["commit", "-qm", "a"]);
-    p.file("backout.toml", "[plan]\nname = \"x\"\nrto = \"1m\"\n[capture]\ngit = true\n");
+    p.file(
+        "backout.toml",
+        "[plan]\nname = \"x\"\nrto = \"1m\"\n[capture]\ngit = true\n",
+    );
     p.file("untracked.txt", "work in progress\n");
     let r = p.run(&["checkpoint", "--label", "before upgrade"]);
     r.success();
     assert!(r.stdout().contains("checkpoint cp-1 complete"), "{}", r.stdout());
-    assert_eq!(p.git(&["show", "refs/backout/checkpoints/cp-1:untracked.txt"]), "work in progress");
+    assert_eq!(
+        p.git(&["show", "refs/backout/checkpoints/cp-1:untracked.txt"]),
+        "work in progress"
+    );
     let log = p.run(&["log", "--json"]);
     log.success();
     let v: serde_json::Value = serde_json::from_str(&log.stdout()).unwrap();
@@ -146,7 +181,14 @@ fn secrets_from_the_environment_never_reach_output_or_state() {
         ),
     );
     let mut all = String::new();
-    for args in [&["check"][..], &["check", "--json"], &["watch", "--for", "2s"], &["verify"], &["verify", "--json"], &["log", "--steps"]] {
+    for args in [
+        &["check"][..],
+        &["check", "--json"],
+        &["watch", "--for", "2s"],
+        &["verify"],
+        &["verify", "--json"],
+        &["log", "--steps"],
+    ] {
         let r = p.run(args);
         all.push_str(&r.stdout());
         all.push_str(&r.stderr());
@@ -156,7 +198,11 @@ fn secrets_from_the_environment_never_reach_output_or_state() {
     // Nothing under .backout holds it either (the WAL included).
     for entry in walk(&p.path().join(".backout")) {
         let bytes = std::fs::read(&entry).unwrap();
-        assert!(!bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()), "secret in {}", entry.display());
+        assert!(
+            !bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+            "secret in {}",
+            entry.display()
+        );
     }
 }
 

@@ -18,13 +18,19 @@ fn demo_detects_rolls_back_verifies_and_reports() {
     assert!(report.contains("rule `api-errors`"), "{report}");
     assert!(report.contains("api.error_rate > 10% over 2s"), "{report}");
     assert!(report.contains("git revert --no-edit"), "{report}");
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join(".backout/reports/inc-1/report.json")).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(".backout/reports/inc-1/report.json")).unwrap())
+            .unwrap();
     assert_eq!(json["verdict"]["rule"], "api-errors");
     assert_eq!(json["rollback"]["ok"], true);
 
     // History preserved: the bad commit is still there, reverted on top.
     let git = |args: &[&str]| {
-        let o = std::process::Command::new("git").args(args).current_dir(&dir).output().unwrap();
+        let o = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
     let log = git(&["log", "--format=%s"]);
@@ -34,9 +40,18 @@ fn demo_detects_rolls_back_verifies_and_reports() {
     assert!(git(&["show", "HEAD:app.toml"]).contains("version = \"1.0.0\""));
 
     // The operation log has every stage, and no service was left running.
-    let ops = p.cmd(&["log", "--json", "-n", "50"]).current_dir(&dir).output().unwrap();
+    let ops = p
+        .cmd(&["log", "--json", "-n", "50"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
     let ops: serde_json::Value = serde_json::from_slice(&ops.stdout).unwrap();
-    let kinds: Vec<&str> = ops.as_array().unwrap().iter().map(|o| o["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = ops
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
     for k in ["demo", "checkpoint", "baseline", "watch", "rollback", "verify"] {
         assert!(kinds.contains(&k), "no {k} operation in {kinds:?}");
     }
@@ -64,7 +79,11 @@ fn demo_cleans_up_its_temporary_directory() {
     std::fs::create_dir_all(&tmp).unwrap();
     let r = p.cmd(&["demo"]).env("TMPDIR", &tmp).output().unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "the demo left files behind");
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "the demo left files behind"
+    );
 }
 
 #[test]

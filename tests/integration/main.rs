@@ -14,8 +14,12 @@ pub struct Project {
 }
 
 impl Project {
+    #[allow(clippy::new_without_default)] // a fresh temporary directory is not a "default"
     pub fn new() -> Self {
-        Project { dir: tempfile::tempdir().expect("tempdir"), env: Vec::new() }
+        Project {
+            dir: tempfile::tempdir().expect("tempdir"),
+            env: Vec::new(),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -36,7 +40,10 @@ impl Project {
 
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin());
-        c.args(args).current_dir(self.path()).env("NO_COLOR", "1").env_remove("BACKOUT_LOG");
+        c.args(args)
+            .current_dir(self.path())
+            .env("NO_COLOR", "1")
+            .env_remove("BACKOUT_LOG");
         for (k, v) in &self.env {
             c.env(k, v);
         }
@@ -57,7 +64,11 @@ impl Project {
             .env("GIT_COMMITTER_EMAIL", "t@t")
             .output()
             .unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 }
@@ -85,12 +96,22 @@ impl Run {
     }
     #[track_caller]
     pub fn code_is(&self, code: i32) -> &Self {
-        assert_eq!(self.code(), code, "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout(), self.stderr());
+        assert_eq!(
+            self.code(),
+            code,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout(),
+            self.stderr()
+        );
         self
     }
 }
 
 /// A loopback port nobody listens on (bound, then released).
 pub fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

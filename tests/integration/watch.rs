@@ -11,11 +11,18 @@ fn plan(port: u16, rules: &str) -> String {
 #[test]
 fn alert_only_exits_with_the_rollback_triggered_code_and_explains() {
     let p = Project::new();
-    p.file("backout.toml", &plan(closed_port(), "[[rule]]\nname = \"down\"\nwhen = \"api.consecutive_failures >= 3\"\n"));
+    p.file(
+        "backout.toml",
+        &plan(
+            closed_port(),
+            "[[rule]]\nname = \"down\"\nwhen = \"api.consecutive_failures >= 3\"\n",
+        ),
+    );
     let r = p.run(&["watch", "--alert-only", "--for", "30s"]);
     r.code_is(4);
     assert!(
-        r.stdout().contains("down: ROLLBACK: api.consecutive_failures is 3 >= 3"),
+        r.stdout()
+            .contains("down: ROLLBACK: api.consecutive_failures is 3 >= 3"),
         "{}\n{}",
         r.stdout(),
         r.stderr()
@@ -26,7 +33,13 @@ fn alert_only_exits_with_the_rollback_triggered_code_and_explains() {
 #[test]
 fn an_investigate_rule_alerts_but_never_ends_the_watch() {
     let p = Project::new();
-    p.file("backout.toml", &plan(closed_port(), "[[rule]]\nname = \"slow\"\nwhen = \"api.error_rate > 50%\"\nthen = \"investigate\"\n"));
+    p.file(
+        "backout.toml",
+        &plan(
+            closed_port(),
+            "[[rule]]\nname = \"slow\"\nwhen = \"api.error_rate > 50%\"\nthen = \"investigate\"\n",
+        ),
+    );
     let r = p.run(&["watch", "--for", "1s"]);
     r.success();
     assert!(r.stdout().contains("slow: INVESTIGATE"), "{}", r.stdout());
@@ -35,12 +48,18 @@ fn an_investigate_rule_alerts_but_never_ends_the_watch() {
 #[test]
 fn json_lines_stream_samples_and_verdicts() {
     let p = Project::new();
-    p.file("backout.toml", &plan(closed_port(), "[[rule]]\nwhen = \"api.consecutive_failures >= 2\"\n"));
+    p.file(
+        "backout.toml",
+        &plan(closed_port(), "[[rule]]\nwhen = \"api.consecutive_failures >= 2\"\n"),
+    );
     let r = p.run(&["watch", "--json", "--for", "30s"]);
     r.code_is(4);
     let events: Vec<serde_json::Value> = r.stdout().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(events.iter().any(|e| e["event"] == "sample"));
-    let v = events.iter().find(|e| e["event"] == "verdict" && e["outcome"] == "rollback").expect("a rollback verdict");
+    let v = events
+        .iter()
+        .find(|e| e["event"] == "verdict" && e["outcome"] == "rollback")
+        .expect("a rollback verdict");
     assert_eq!(v["samples"], 2);
     assert_eq!(v["probe"], "api");
 }
