@@ -1,4 +1,48 @@
-//! backout: turn a rollback plan into code that runs.
+//! backout turns a hand-written rollback plan into one executable plan file.
+//!
+//! # The flow
+//!
+//! ```text
+//! plan ──► checkpoint ──► change ──► watch ──► verdict ──► rollback ──► verify ──► report
+//!  │          │                        │          │            │           │          │
+//!  └──────────┴───────────── operation log (.backout/state.db) ┴───────────┴──────────┘
+//! ```
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`plan`] | `backout.toml`: raw serde schema → validated [`plan::Plan`]; units, rule grammar, `${ENV}` secrets, located errors |
+//! | [`resource`] | what a checkpoint captures ([`resource::git`]), and the checkpoint itself |
+//! | [`watch`] | probes sampled concurrently, windows, baselines, rules → explained [`watch::Verdict`]s |
+//! | [`probe`] | one measurement of one probe ([`probe::http`]) |
+//! | [`rollback`] | the journaled step executor, safety checkpoint first |
+//! | [`service`] | services backout starts, stops and restarts |
+//! | [`verify`] | checks that prove recovery, and "stable for D" |
+//! | [`incident`] | the response to a rollback verdict: roll back, verify, report |
+//! | [`report`] | incident reports (Markdown, JSON) with timeline and recovery time |
+//! | [`oplog`] | the operation log: operations, steps, events, samples, baselines, checkpoints, incidents |
+//! | [`exec`] | child processes in their own process group, timeouts, bounded output |
+//! | [`lock`] | the one-mutating-command-at-a-time lock |
+//! | [`redact`] | the redaction layer every sink goes through |
+//! | [`output`] | the only module that writes to the terminal |
+//! | [`context`] | environment and clock, passed in so tests can fix them |
+//! | [`demo`] | the embedded sample service and the demo scenario |
+//! | [`cli`] | one file per command, each wiring the modules above |
+//!
+//! Domain modules never print and never read the process environment; the CLI
+//! reads it once ([`context::Env`]) and the [`output::Printer`] writes.
+//!
+//! # Files on disk
+//!
+//! ```text
+//! backout.toml                the plan (committed with the project it protects)
+//! .backout/state.db           SQLite, WAL: operations, steps, events, samples, baselines, checkpoints, incidents
+//! .backout/lock               held by any command that changes something
+//! .backout/run/<service>.pid  pid and kernel start time of a process service
+//! .backout/run/<service>.log  its stdout and stderr
+//! .backout/reports/inc-N/     report.md, report.json
+//! refs/backout/checkpoints/*  git refs pinning captured working trees in the user's repository
+//! ```
+
 pub mod cli;
 pub mod context;
 pub mod demo;

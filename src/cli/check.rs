@@ -117,13 +117,17 @@ pub fn run(ctx: &Ctx, _args: CheckArgs) -> Result<ExitCode, CommandError> {
             None => String::new(),
         };
         let c = &r.condition;
+        let window = match c.metric.field {
+            crate::plan::rule::Field::ConsecutiveFailures => String::new(),
+            _ => format!(" over {}", watch::describe_window(c)),
+        };
+        let hold = c.hold.map_or(String::new(), |h| format!(" for {}", d(h)));
         p.out(format!(
-            "  {} → {action}: {} {} {} over {}; {detect}",
+            "  {} → {action}: {} {} {}{window}{hold}; {detect}",
             r.name,
             c.metric,
             c.op.symbol(),
             format_threshold(c.metric.field, &c.threshold),
-            watch::describe_window(c)
         ));
     }
     if !plan.success.is_empty() {

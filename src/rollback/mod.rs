@@ -32,6 +32,8 @@ pub struct RollbackReport {
     pub checkpoint: String,
     /// Taken before the first step, so the rollback itself can be undone.
     pub safety_checkpoint: Option<String>,
+    /// How long the safety checkpoint took.
+    pub safety_checkpoint_ms: u64,
     pub steps: Vec<StepReport>,
     pub started_at: i64,
     pub ended_at: i64,
@@ -66,12 +68,15 @@ pub async fn rollback(
     )?;
 
     // Nothing destructive runs before what it would destroy is saved.
+    let t = Instant::now();
     let safety = resource::checkpoint(ws, op, Some("before rollback"), None)?;
+    let safety_checkpoint_ms = t.elapsed().as_millis() as u64;
     let target = Resources::from_row(checkpoint);
     let mut report = RollbackReport {
         op,
         checkpoint: cp_name,
         safety_checkpoint: Some(resource::checkpoint_name(safety.id)),
+        safety_checkpoint_ms,
         steps: Vec::new(),
         started_at,
         ended_at: started_at,
@@ -284,7 +289,8 @@ pub async fn wait_healthy(
     timeout: Duration,
 ) -> (bool, Option<i32>, String) {
     let until = Instant::now() + timeout;
-    let pause = probe.every.min(Duration::from_millis(50));
+    // Poll faster than the probe's interval: every millisecond here is recovery time.
+    let pause = probe.every.min(Duration::from_millis(20));
     let mut tries = 0;
     loop {
         tries += 1;

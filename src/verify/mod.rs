@@ -93,7 +93,14 @@ async fn run_check(ws: &Workspace, c: &Check) -> (bool, String) {
                 {
                     return (false, format!("{}:{} contains {bad:?}", path.display(), line + 1));
                 }
-                (true, format!("{} as expected", path.display()))
+                let mut seen = Vec::new();
+                if let Some(want) = contains {
+                    seen.push(format!("contains {want:?}"));
+                }
+                if let Some(bad) = not_contains {
+                    seen.push(format!("does not contain {bad:?}"));
+                }
+                (true, seen.join(", "))
             }
         },
         CheckKind::Probe { probe } => match ws.plan.probe(probe) {

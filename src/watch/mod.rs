@@ -164,6 +164,9 @@ pub fn time_to_detect(plan: &Plan, r: &crate::plan::Rule) -> Option<(usize, Dura
 
 /// A one-line description of a window for people.
 pub fn describe_window(c: &rule::Condition) -> String {
+    if c.metric.field == rule::Field::ConsecutiveFailures {
+        return "every sample so far".into();
+    }
     match c.window {
         Some(w) => w.to_string(),
         None => rule::Window::Samples(crate::plan::DEFAULT_WINDOW_SAMPLES).to_string(),
