@@ -1,24 +1,34 @@
-//! Responding to a rollback verdict: open the incident, roll back, verify the
-//! recovery and write the report. Shared by `backout watch --auto-rollback` and
-//! the demo, so both leave the same trail in the operation log.
+//! Responding to a rollback verdict: open the incident, capture diagnostics,
+//! notify, roll back, verify the recovery and write the report. Shared by
+//! `backout watch --auto-rollback` and the demo, so both leave the same trail.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::notify::{Event, Notifier};
 use crate::oplog::{CheckpointRow, OpId};
-use crate::report::{self, Incident};
+use crate::plan::incident::Severity;
+use crate::plan::rule::{Field, Threshold};
+use crate::report::{self, Incident, chart::Limit};
 use crate::rollback::{self, StepEvent};
 use crate::verify::{self, CheckResult};
-use crate::watch::Verdict;
+use crate::watch::{BaselineStats, Verdict};
 use crate::workspace::Workspace;
+
+/// How long the end of a response waits for webhooks still being delivered.
+pub const NOTIFY_WAIT: Duration = Duration::from_secs(10);
 
 /// Progress of a response, for the terminal.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum ResponseEvent {
+    Diagnostics { items: usize },
     RollbackStarted { checkpoint: String },
     Step(StepEvent),
-    Check(CheckResult),
     Verifying,
+    Check(CheckResult),
 }
 
 /// What the incident started from.
@@ -31,7 +41,8 @@ pub struct Trigger {
     pub deploy_at: Option<i64>,
 }
 
-/// Opens the incident, rolls back to `checkpoint`, verifies, writes the report.
+/// Opens the incident, captures diagnostics, rolls back to `checkpoint`,
+/// verifies, writes the report; notifies along the way.
 pub async fn respond(
     ws: &Workspace,
     t: Trigger,
@@ -41,20 +52,90 @@ pub async fn respond(
     let incident_id = ws
         .oplog
         .open_incident(t.watch_op, t.verdict_at, &serde_json::to_value(&t.verdict)?)?;
-    on(&ResponseEvent::RollbackStarted {
-        checkpoint: crate::resource::checkpoint_name(checkpoint.id),
+    let id = format!("inc-{incident_id}");
+    let cp_name = crate::resource::checkpoint_name(checkpoint.id);
+    let event = |event: &'static str, severity: Severity, message: String, details: serde_json::Value| Event {
+        event,
+        severity,
+        plan: ws.plan.name.clone(),
+        incident: Some(id.clone()),
+        message,
+        at: ws.now_ms(),
+        details,
+    };
+    let mut notifier = Notifier::start(ws);
+    notifier.send(&event(
+        "trigger",
+        Severity::Critical,
+        t.verdict.explanation.clone(),
+        serde_json::to_value(&t.verdict)?,
+    ));
+
+    // Evidence first: nothing has been changed yet.
+    let diagnostics = crate::diagnostics::capture(ws).await;
+    on(&ResponseEvent::Diagnostics {
+        items: diagnostics.len(),
     });
+
+    on(&ResponseEvent::RollbackStarted {
+        checkpoint: cp_name.clone(),
+    });
+    notifier.send(&event(
+        "rollback_start",
+        Severity::Critical,
+        format!("rolling back to {cp_name}"),
+        serde_json::json!({ "checkpoint": cp_name }),
+    ));
     let rb = rollback::rollback(ws, checkpoint, |e| on(&ResponseEvent::Step(e.clone()))).await?;
+    let took = crate::report::ms(rb.ended_at - rb.started_at);
+    let (severity, message) = if rb.ok {
+        (Severity::Info, format!("rolled back to {cp_name} in {took}"))
+    } else {
+        (Severity::Critical, format!("rollback to {cp_name} FAILED after {took}"))
+    };
+    notifier.send(&event(
+        "rollback_end",
+        severity,
+        message,
+        serde_json::json!({ "ok": rb.ok }),
+    ));
+
     let mut checks = Vec::new();
     if rb.ok {
         on(&ResponseEvent::Verifying);
         checks = verify_all(ws, |c| on(&ResponseEvent::Check(c.clone()))).await?;
+        let failed: Vec<&str> = checks.iter().filter(|c| !c.passed).map(|c| c.name.as_str()).collect();
+        let (severity, message) = if checks.is_empty() {
+            (
+                Severity::Warning,
+                "no [verify] checks in the plan: recovery is not proven".to_string(),
+            )
+        } else if failed.is_empty() {
+            (
+                Severity::Info,
+                format!("recovery verified: {} check(s) passed", checks.len()),
+            )
+        } else {
+            (
+                Severity::Critical,
+                format!("verification FAILED: {}", failed.join(", ")),
+            )
+        };
+        notifier.send(&event(
+            "verification",
+            severity,
+            message,
+            serde_json::to_value(&checks)?,
+        ));
     }
-    let from = t.deploy_at.or(t.first_bad_at).unwrap_or(t.verdict_at);
+
+    let baselines = baselines(ws)?;
+    let from = t.deploy_at.or(t.first_bad_at).unwrap_or(t.verdict_at) - ws.plan.baseline_for.as_millis() as i64;
     let samples = ws.oplog.samples_between(from, ws.now_ms())?;
     let mut incident = Incident {
-        id: format!("inc-{incident_id}"),
+        id,
         plan: ws.plan.name.clone(),
+        limits: limits(ws, &baselines),
         verdict: t.verdict,
         deploy_at: t.deploy_at,
         first_bad_at: t.first_bad_at,
@@ -63,12 +144,53 @@ pub async fn respond(
         verification: checks,
         rto_ms: ws.plan.rto.map(|d| d.as_millis() as u64),
         timeline: Vec::new(),
+        baselines,
         samples,
+        diagnostics,
+        root_cause: None,
+        lessons: None,
     };
     incident.timeline = report::timeline(&incident);
     let path = report::write(ws, &incident)?;
     ws.oplog.set_incident_report(incident_id, &path)?;
+    notifier.finish(ws, t.watch_op, NOTIFY_WAIT).await;
     Ok((incident, path))
+}
+
+/// The latest baseline of every probe.
+fn baselines(ws: &Workspace) -> anyhow::Result<BTreeMap<String, BaselineStats>> {
+    let mut out = BTreeMap::new();
+    for p in &ws.plan.probes {
+        if let Some(v) = ws.oplog.latest_baseline(&p.name)?
+            && let Ok(b) = serde_json::from_value(v)
+        {
+            out.insert(p.name.clone(), b);
+        }
+    }
+    Ok(out)
+}
+
+/// Latency thresholds of the plan's rules, resolved against the baselines.
+fn limits(ws: &Workspace, baselines: &BTreeMap<String, BaselineStats>) -> Vec<Limit> {
+    ws.plan
+        .rules
+        .iter()
+        .filter(|r| r.condition.metric.field == Field::Latency)
+        .filter_map(|r| {
+            let c = &r.condition;
+            let value = match &c.threshold {
+                Threshold::Absolute { value } => *value,
+                Threshold::Baseline { delta } => {
+                    delta.apply(baselines.get(&c.metric.probe)?.value(Field::Latency, c.metric.agg)?)
+                }
+            };
+            Some(Limit {
+                probe: c.metric.probe.clone(),
+                value,
+                label: format!("{}: {}", r.name, r.text),
+            })
+        })
+        .collect()
 }
 
 /// Runs the plan's checks and its stable-for period as one `verify` operation.

@@ -46,10 +46,12 @@
 pub mod cli;
 pub mod context;
 pub mod demo;
+pub mod diagnostics;
 pub mod error;
 pub mod exec;
 pub mod incident;
 pub mod lock;
+pub mod notify;
 pub mod oplog;
 pub mod output;
 pub mod plan;

@@ -19,11 +19,15 @@ pub struct LogArgs {
     /// Also list each operation's steps
     #[arg(long)]
     steps: bool,
+    /// Only operations started within this long (e.g. 2h, 7d)
+    #[arg(long, value_name = "DURATION", value_parser = super::baseline::parse_duration)]
+    since: Option<std::time::Duration>,
 }
 
 pub fn run(ctx: &Ctx, args: LogArgs) -> Result<ExitCode, CommandError> {
     let ws = ctx.workspace()?;
-    let ops = ws.oplog.operations(args.kind.as_deref(), args.limit)?;
+    let since = args.since.map_or(0, |d| ws.now_ms() - d.as_millis() as i64);
+    let ops = ws.oplog.operations_since(args.kind.as_deref(), since, args.limit)?;
     if ctx.printer.json() {
         let mut out = Vec::new();
         for o in &ops {

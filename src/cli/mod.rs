@@ -8,7 +8,9 @@ mod demo;
 mod demo_app;
 mod init;
 mod log;
+mod report;
 mod rollback;
+mod show;
 mod verify;
 mod watch;
 
@@ -65,6 +67,8 @@ enum Command {
     Rollback(rollback::RollbackArgs),
     Verify(verify::VerifyArgs),
     Log(log::LogArgs),
+    Show(show::ShowArgs),
+    Report(report::ReportArgs),
     Demo(demo::DemoArgs),
     DemoApp(demo_app::DemoAppArgs),
 }
@@ -193,6 +197,8 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CommandError>
         Command::Rollback(a) => rollback::run(ctx, a).await,
         Command::Verify(a) => verify::run(ctx, a).await,
         Command::Log(a) => log::run(ctx, a),
+        Command::Show(a) => show::run(ctx, a),
+        Command::Report(a) => report::run(ctx, a),
         Command::Demo(a) => demo::run(ctx, a).await,
         Command::DemoApp(a) => demo_app::run(ctx, a).await,
     }

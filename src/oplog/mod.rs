@@ -142,7 +142,7 @@ pub struct EventRow {
 }
 
 /// One stored probe sample.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct SampleRow {
     pub probe: String,
     pub at: i64,
@@ -151,6 +151,15 @@ pub struct SampleRow {
     pub status: Option<u16>,
     pub size: Option<u64>,
     pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IncidentRow {
+    pub id: i64,
+    pub op_id: OpId,
+    pub opened_at: i64,
+    pub verdict: serde_json::Value,
+    pub report: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -345,6 +354,31 @@ impl Oplog {
         rows.collect::<Result<_, _>>().map_err(self.q())
     }
 
+    /// Events of one kind, oldest first.
+    pub fn events_of_kind(&self, kind: &str) -> Result<Vec<EventRow>, OplogError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT op_id, at, kind, detail FROM events WHERE kind = ?1 ORDER BY at, id")
+            .map_err(self.q())?;
+        let rows = stmt
+            .query_map([kind], |r| {
+                let detail: String = r.get(3)?;
+                Ok(EventRow {
+                    op_id: r.get(0)?,
+                    at: r.get(1)?,
+                    kind: r.get(2)?,
+                    detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+                })
+            })
+            .map_err(self.q())?;
+        rows.collect::<Result<_, _>>().map_err(self.q())
+    }
+
+    /// Events recorded under one operation, oldest first.
+    pub fn events_of_op(&self, op: OpId) -> Result<Vec<EventRow>, OplogError> {
+        Ok(self.events_since(0)?.into_iter().filter(|e| e.op_id == op).collect())
+    }
+
     pub fn insert_sample(&self, op: OpId, s: &SampleRow) -> Result<(), OplogError> {
         self.conn
             .execute(
@@ -473,6 +507,27 @@ impl Oplog {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// Incidents, newest first: (id, op, opened at, report path).
+    pub fn incidents(&self) -> Result<Vec<IncidentRow>, OplogError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, op_id, opened_at, verdict, report FROM incidents ORDER BY id DESC")
+            .map_err(self.q())?;
+        let rows = stmt
+            .query_map([], |r| {
+                let verdict: String = r.get(3)?;
+                Ok(IncidentRow {
+                    id: r.get(0)?,
+                    op_id: r.get(1)?,
+                    opened_at: r.get(2)?,
+                    verdict: serde_json::from_str(&verdict).unwrap_or(serde_json::Value::Null),
+                    report: r.get::<_, Option<String>>(4)?.map(PathBuf::from),
+                })
+            })
+            .map_err(self.q())?;
+        rows.collect::<Result<_, _>>().map_err(self.q())
+    }
+
     pub fn set_incident_report(&self, id: i64, report: &Path) -> Result<(), OplogError> {
         self.conn
             .execute(
@@ -483,30 +538,56 @@ impl Oplog {
         Ok(())
     }
 
+    fn operation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OperationRow> {
+        let args: String = r.get(2)?;
+        Ok(OperationRow {
+            id: r.get(0)?,
+            kind: r.get(1)?,
+            args: serde_json::from_str(&args).unwrap_or(serde_json::Value::Null),
+            started_at: r.get(3)?,
+            ended_at: r.get(4)?,
+            outcome: r.get(5)?,
+            error: r.get(6)?,
+        })
+    }
+
     /// Operations, newest first, optionally only of one kind.
     pub fn operations(&self, kind: Option<&str>, limit: usize) -> Result<Vec<OperationRow>, OplogError> {
+        self.operations_since(kind, i64::MIN, limit)
+    }
+
+    /// Operations started at or after `since`, newest first.
+    pub fn operations_since(
+        &self,
+        kind: Option<&str>,
+        since: i64,
+        limit: usize,
+    ) -> Result<Vec<OperationRow>, OplogError> {
         let mut stmt = self
             .conn
             .prepare(
                 "SELECT id, kind, args, started_at, ended_at, outcome, error FROM operations
-                 WHERE (?1 IS NULL OR kind = ?1) ORDER BY id DESC LIMIT ?2",
+                 WHERE (?1 IS NULL OR kind = ?1) AND started_at >= ?2 ORDER BY id DESC LIMIT ?3",
             )
             .map_err(self.q())?;
         let rows = stmt
-            .query_map(params![kind, limit as i64], |r| {
-                let args: String = r.get(2)?;
-                Ok(OperationRow {
-                    id: r.get(0)?,
-                    kind: r.get(1)?,
-                    args: serde_json::from_str(&args).unwrap_or(serde_json::Value::Null),
-                    started_at: r.get(3)?,
-                    ended_at: r.get(4)?,
-                    outcome: r.get(5)?,
-                    error: r.get(6)?,
-                })
-            })
+            .query_map(
+                params![kind, since, limit.min(i64::MAX as usize) as i64],
+                Self::operation_from_row,
+            )
             .map_err(self.q())?;
         rows.collect::<Result<_, _>>().map_err(self.q())
+    }
+
+    pub fn operation(&self, id: OpId) -> Result<Option<OperationRow>, OplogError> {
+        self.conn
+            .query_row(
+                "SELECT id, kind, args, started_at, ended_at, outcome, error FROM operations WHERE id = ?1",
+                [id],
+                Self::operation_from_row,
+            )
+            .optional()
+            .map_err(self.q())
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod diag;
 #[cfg(test)]
 mod error_snapshots;
+pub mod incident;
 pub mod raw;
 pub mod rule;
 pub mod secret;
@@ -50,6 +51,10 @@ pub struct Plan {
     /// The full rollback, in order.
     pub rollback: Vec<Step>,
     pub verify: Verify,
+    /// What an incident captures before the first rollback step.
+    pub diagnostics: incident::Diagnostics,
+    /// Webhooks told about incidents.
+    pub notify: Vec<incident::Notify>,
     /// Values that came from `${ENV}`: never shown anywhere.
     pub secrets: Vec<String>,
     /// Things that are allowed but probably wrong.
@@ -663,6 +668,12 @@ impl Validator<'_> {
             .map(|v| self.verify(v.get_ref(), &probe_names))
             .unwrap_or_default();
 
+        let diagnostics = raw
+            .diagnostics
+            .as_ref()
+            .map(|d| self.diagnostics(d.get_ref()))
+            .unwrap_or_default();
+        let notify = raw.notify.iter().map(|n| self.notify(n)).collect();
         Some(Plan {
             path: self.path.to_path_buf(),
             root: self.root.to_path_buf(),
@@ -677,6 +688,8 @@ impl Validator<'_> {
             success,
             rollback,
             verify,
+            diagnostics,
+            notify,
             secrets: Vec::new(),
             warnings: Vec::new(),
         })

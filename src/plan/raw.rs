@@ -26,11 +26,24 @@ pub struct RawPlan {
     pub success: Option<S<RawSuccess>>,
     pub rollback: Option<S<RawRollback>>,
     pub verify: Option<S<RawVerify>>,
+    pub diagnostics: Option<S<RawDiagnostics>>,
+    #[serde(default)]
+    pub notify: Vec<S<RawNotify>>,
 }
 
 /// Names of the top-level tables, for "did you mean" hints.
 pub const TOP_LEVEL: &[&str] = &[
-    "plan", "capture", "baseline", "service", "probe", "rule", "success", "rollback", "verify",
+    "plan",
+    "capture",
+    "baseline",
+    "service",
+    "probe",
+    "rule",
+    "success",
+    "rollback",
+    "verify",
+    "diagnostics",
+    "notify",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -177,4 +190,31 @@ pub struct RawCheck {
     pub not_contains: Option<S<String>>,
     pub probe: Option<S<String>>,
     pub timeout: Option<S<String>>,
+}
+
+/// What to capture into an incident before any rollback step runs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawDiagnostics {
+    /// Log files whose last lines are kept.
+    #[serde(default)]
+    pub logs: Vec<S<String>>,
+    /// Commands whose output is kept (e.g. `pip list`, `docker compose ps`).
+    #[serde(default)]
+    pub commands: Vec<S<RawCommand>>,
+    /// How many lines of each log; default 100.
+    pub lines: Option<S<i64>>,
+}
+
+/// A webhook told about incidents: `[[notify]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawNotify {
+    pub webhook: S<String>,
+    /// `"slack"` (incoming-webhook payload) or `"json"` (generic).
+    pub format: Option<S<String>>,
+    /// Events to send; default all.
+    pub on: Option<S<Vec<String>>>,
+    /// `"info"`, `"warning"` or `"critical"`; default `"info"`.
+    pub min_severity: Option<S<String>>,
 }

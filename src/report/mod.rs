@@ -1,9 +1,14 @@
 //! Incident reports: what triggered, the timeline, the commands run with exit
-//! codes and durations, the validation results and the recovery time against the
-//! objective; written as Markdown and JSON to `.backout/reports/inc-N/`.
+//! codes and durations, the validation results, the recovery time against the
+//! objective and the diagnostics; written as Markdown, self-contained HTML with
+//! SVG charts ([`html`], [`chart`]) and JSON to `.backout/reports/inc-N/`.
 
+pub mod chart;
+pub mod html;
+
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 use serde::Serialize;
@@ -12,17 +17,25 @@ use crate::oplog::SampleRow;
 use crate::plan::units;
 use crate::rollback::RollbackReport;
 use crate::verify::CheckResult;
-use crate::watch::Verdict;
+use crate::watch::{BaselineStats, Verdict};
 use crate::workspace::Workspace;
 
+/// One item of the diagnostic bundle captured before the rollback.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Diagnostic {
+    pub name: String,
+    /// Bounded and redacted.
+    pub content: String,
+}
+
 /// One line of the timeline.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TimelineEntry {
     pub at: i64,
     pub what: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Incident {
     pub id: String,
     pub plan: String,
@@ -34,9 +47,22 @@ pub struct Incident {
     pub verification: Vec<CheckResult>,
     pub rto_ms: Option<u64>,
     pub timeline: Vec<TimelineEntry>,
-    /// Samples from the deploy to the end, for charts.
-    #[serde(skip)]
+    /// Each probe's baseline, for the charts' bands.
+    #[serde(default)]
+    pub baselines: BTreeMap<String, BaselineStats>,
+    /// Latency thresholds of the rules, drawn on the charts.
+    #[serde(default)]
+    pub limits: Vec<chart::Limit>,
+    /// Samples around the incident, for the charts.
+    #[serde(default)]
     pub samples: Vec<SampleRow>,
+    #[serde(default)]
+    pub diagnostics: Vec<Diagnostic>,
+    /// Filled in by people (`backout report --edit`).
+    #[serde(default)]
+    pub root_cause: Option<String>,
+    #[serde(default)]
+    pub lessons: Option<String>,
 }
 
 impl Incident {
@@ -107,6 +133,17 @@ pub fn timeline(i: &Incident) -> Vec<TimelineEntry> {
     }
     t.sort_by_key(|e| e.at);
     t
+}
+
+/// The verdict's value, threshold and baseline in the rule's unit (`30%`, `43ms`).
+pub fn verdict_values(v: &Verdict) -> [String; 3] {
+    let field = crate::plan::rule::parse_condition(&v.when).ok().map(|c| c.metric.field);
+    let f = |x: Option<f64>| match (x, field) {
+        (None, _) => "-".to_string(),
+        (Some(x), Some(field)) => crate::plan::rule::format_value(field, x),
+        (Some(x), None) => units::trim_float(x),
+    };
+    [f(v.value), f(v.threshold), f(v.baseline)]
 }
 
 pub fn ms(v: i64) -> String {
@@ -186,17 +223,11 @@ pub fn markdown(i: &Incident) -> String {
         md,
         "| rule | window | samples | failed | value | threshold | baseline |\n|---|---|---|---|---|---|---|"
     );
-    let f = |x: Option<f64>| x.map_or("-".into(), units::trim_float);
+    let [value, threshold, baseline] = verdict_values(v);
     let _ = writeln!(
         md,
         "| `{}` | {} | {} | {} | {} | {} | {} |",
-        v.when,
-        v.window,
-        v.samples,
-        v.failed_samples,
-        f(v.value),
-        f(v.threshold),
-        f(v.baseline)
+        v.when, v.window, v.samples, v.failed_samples, value, threshold, baseline
     );
     let _ = writeln!(md, "\n## Commands executed\n");
     let _ = writeln!(md, "| # | step | command | result | duration |\n|---|---|---|---|---|");
@@ -237,25 +268,64 @@ pub fn markdown(i: &Incident) -> String {
             c.duration_ms
         );
     }
+    if !i.diagnostics.is_empty() {
+        let _ = writeln!(md, "\n## Diagnostics (captured before the rollback)\n");
+        for d in &i.diagnostics {
+            let _ = writeln!(
+                md,
+                "<details><summary>{}</summary>\n\n```\n{}\n```\n</details>\n",
+                d.name,
+                d.content.trim_end()
+            );
+        }
+    }
+    let fill = |s: &Option<String>| {
+        s.clone()
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| "_To be filled in (`backout report --edit`)._".into())
+    };
     let _ = writeln!(
         md,
-        "\n## Root cause\n\n_To be filled in._\n\n## Lessons learned\n\n_To be filled in._"
+        "\n## Root cause\n\n{}\n\n## Lessons learned\n\n{}",
+        fill(&i.root_cause),
+        fill(&i.lessons)
     );
     md
 }
 
-/// Writes `report.md` and `report.json` to `.backout/reports/<id>/`; returns the Markdown path.
+/// Where an incident's report files live.
+pub fn report_dir(ws: &Workspace, id: &str) -> PathBuf {
+    ws.state_dir.join("reports").join(id)
+}
+
+/// Reads an incident back from its `report.json`.
+pub fn load(ws: &Workspace, id: &str) -> anyhow::Result<Incident> {
+    let path = report_dir(ws, id).join("report.json");
+    let text = fs_err::read_to_string(&path)?;
+    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{} is not a backout report: {e}", path.display()))
+}
+
+/// Writes `report.md`, `report.html` and `report.json` to
+/// `.backout/reports/<id>/`; returns the Markdown path.
 pub fn write(ws: &Workspace, i: &Incident) -> anyhow::Result<PathBuf> {
-    let dir = ws.state_dir.join("reports").join(&i.id);
+    let dir = report_dir(ws, &i.id);
     fs_err::create_dir_all(&dir)?;
-    let md = ws.redactor.redact(&markdown(i)).into_owned();
-    let path = dir.join("report.md");
-    crate::service::write_atomic(&path, md.as_bytes())
-        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    let put = |name: &str, text: &str| -> anyhow::Result<PathBuf> {
+        let path = dir.join(name);
+        let text = ws.redactor.redact(text);
+        crate::service::write_atomic(&path, text.as_bytes())
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+        Ok(path)
+    };
+    let md = put("report.md", &markdown(i))?;
+    put("report.html", &html::render(i))?;
     let mut json = serde_json::to_value(i)?;
     ws.redactor.redact_json(&mut json);
-    let jpath = dir.join("report.json");
-    crate::service::write_atomic(&jpath, serde_json::to_string_pretty(&json)?.as_bytes())
-        .map_err(|e| anyhow::anyhow!("writing {}: {e}", jpath.display()))?;
-    Ok(path)
+    put("report.json", &serde_json::to_string_pretty(&json)?)?;
+    Ok(md)
+}
+
+/// The path of one format of a written report.
+pub fn path_of(md: &Path, format: &str) -> PathBuf {
+    md.with_file_name(format!("report.{format}"))
 }

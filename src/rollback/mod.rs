@@ -13,7 +13,7 @@ use crate::resource::{self, Resources, git};
 use crate::service::{self, ServiceFiles};
 use crate::workspace::Workspace;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct StepReport {
     pub seq: i64,
     pub name: String,
@@ -26,7 +26,7 @@ pub struct StepReport {
     pub duration_ms: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RollbackReport {
     pub op: OpId,
     pub checkpoint: String,

@@ -10,7 +10,7 @@ use crate::exec::{self, Invocation};
 use crate::plan::{Check, CheckKind, HttpProbe, Probe, ProbeKind, units};
 use crate::workspace::Workspace;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct CheckResult {
     pub name: String,
     pub passed: bool,

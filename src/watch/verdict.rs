@@ -11,7 +11,7 @@ use crate::oplog::SampleRow;
 use crate::plan::rule::{self, Condition, Field, Threshold, Window};
 use crate::plan::{Action, Criterion, DEFAULT_WINDOW_SAMPLES, NoData, Plan, Rule, units};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Pass,
@@ -21,7 +21,7 @@ pub enum Outcome {
     Rollback,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Verdict {
     pub outcome: Outcome,
     pub rule: String,

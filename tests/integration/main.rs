@@ -2,6 +2,8 @@
 
 mod cli;
 mod demo;
+mod notify;
+mod report;
 mod watch;
 
 use std::path::{Path, PathBuf};
