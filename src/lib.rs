@@ -60,6 +60,7 @@ pub mod redact;
 pub mod report;
 pub mod resource;
 pub mod rollback;
+pub mod runbook;
 pub mod service;
 pub mod verify;
 pub mod watch;

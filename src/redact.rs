@@ -1,22 +1,61 @@
-//! The redaction layer: every sink (terminal, logs, the operation log, reports)
-//! passes text through a [`Redactor`] holding the plan's secrets, so a value that
-//! came from `${ENV}` never leaves the process in plain, URL-encoded or base64 form.
+//! The redaction layer: every sink (terminal, logs, the operation log, reports,
+//! notifications) passes text through a [`Redactor`]. It masks the plan's secrets
+//! (values that came from `${ENV}`, header credentials, URL passwords) in plain,
+//! URL-encoded and base64 form, and anything matching a pattern: credentials in
+//! `Authorization:`/`Cookie:` headers and passwords in URLs wherever they appear,
+//! plus the plan's own `[redact] patterns`.
 
 use std::borrow::Cow;
 use std::sync::{Arc, RwLock};
+
+use regex::Regex;
 
 /// What a secret is replaced with.
 pub const MASK: &str = "********";
 
 /// Shared, cheap to clone; secrets are added once the plan is loaded.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Redactor {
     needles: Arc<RwLock<Vec<String>>>,
+    /// Each match's last capture group (or the whole match) is masked.
+    patterns: Arc<RwLock<Vec<Regex>>>,
+}
+
+/// Always on: header credentials and URL passwords, wherever they appear.
+const BUILT_IN: &[&str] = &[
+    r#"(?i)\b(?:proxy-)?authorization\s*[:=]\s*"?(?:(?:bearer|basic|token)\s+)?([^\s"',;]+)"#,
+    r#"(?i)\b(?:set-)?cookie\s*[:=]\s*"?([^\r\n"']+)"#,
+    r#"(?i)\bx-api-key\s*[:=]\s*"?([^\s"',;]+)"#,
+    r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]+:([^@\s/]+)@",
+];
+
+impl Default for Redactor {
+    fn default() -> Self {
+        Redactor {
+            needles: Arc::default(),
+            patterns: Arc::new(RwLock::new(
+                BUILT_IN
+                    .iter()
+                    .map(|p| Regex::new(p).expect("built-in patterns are valid"))
+                    .collect(),
+            )),
+        }
+    }
 }
 
 impl Redactor {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Adds patterns (the plan's `[redact] patterns`).
+    pub fn add_patterns<I: IntoIterator<Item = Regex>>(&self, patterns: I) {
+        let mut all = self.patterns.write().unwrap_or_else(|e| e.into_inner());
+        for p in patterns {
+            if all.iter().all(|q| q.as_str() != p.as_str()) {
+                all.push(p);
+            }
+        }
     }
 
     /// Adds secrets; each is masked in its plain, URL-encoded and base64 forms.
@@ -44,6 +83,24 @@ impl Redactor {
             if out.contains(n.as_str()) {
                 out = Cow::Owned(out.replace(n.as_str(), MASK));
             }
+        }
+        let patterns = self.patterns.read().unwrap_or_else(|e| e.into_inner());
+        for re in patterns.iter() {
+            if !re.is_match(&out) {
+                continue;
+            }
+            let replaced = re.replace_all(&out, |c: &regex::Captures<'_>| {
+                let whole = c.get(0).expect("group 0 always matches");
+                match (1..c.len()).rev().find_map(|i| c.get(i)) {
+                    Some(g) if !g.as_str().is_empty() && g.as_str() != MASK => {
+                        let (s, e) = (g.start() - whole.start(), g.end() - whole.start());
+                        format!("{}{MASK}{}", &whole.as_str()[..s], &whole.as_str()[e..])
+                    }
+                    Some(_) => whole.as_str().to_string(),
+                    None => MASK.to_string(),
+                }
+            });
+            out = Cow::Owned(replaced.into_owned());
         }
         out
     }
@@ -108,6 +165,32 @@ mod tests {
             format!("Basic {MASK}")
         );
         assert_eq!(r.redact("nothing here"), "nothing here");
+    }
+
+    #[test]
+    fn patterns_mask_header_credentials_and_url_passwords() {
+        let r = Redactor::new();
+        assert_eq!(
+            r.redact("curl -H 'Authorization: Bearer abc.def'"),
+            format!("curl -H 'Authorization: Bearer {MASK}'")
+        );
+        assert_eq!(r.redact("authorization=tok123"), format!("authorization={MASK}"));
+        assert_eq!(r.redact("Cookie: session=1; user=2"), format!("Cookie: {MASK}"));
+        assert_eq!(
+            r.redact("postgres://app:pa55@db:5432/x"),
+            format!("postgres://app:{MASK}@db:5432/x")
+        );
+        assert_eq!(
+            r.redact("http://example.com/a:b@c"),
+            "http://example.com/a:b@c",
+            "not a userinfo"
+        );
+        assert_eq!(r.redact("nothing to hide"), "nothing to hide");
+        r.add_patterns([Regex::new(r"sk_live_[0-9a-zA-Z]+").unwrap()]);
+        assert_eq!(r.redact("key sk_live_ABC123 used"), format!("key {MASK} used"));
+        // Masking is idempotent.
+        let once = r.redact("Authorization: Bearer abc").into_owned();
+        assert_eq!(r.redact(&once), once);
     }
 
     #[test]

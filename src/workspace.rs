@@ -27,6 +27,7 @@ impl Workspace {
     /// Opens the state directory beside the plan, creating it on first use.
     pub fn open(plan: Plan, clock: Clock, redactor: Redactor) -> anyhow::Result<Workspace> {
         redactor.add(plan.secrets.iter().cloned());
+        redactor.add_patterns(plan.redact_patterns.iter().cloned());
         let state_dir = plan.root.join(STATE_DIR);
         fs_err::create_dir_all(&state_dir)?;
         // Keep backout's own files out of the user's repository and checkpoints.

@@ -117,10 +117,7 @@ pub fn run(ctx: &Ctx, _args: CheckArgs) -> Result<ExitCode, CommandError> {
             None => String::new(),
         };
         let c = &r.condition;
-        let window = match c.metric.field {
-            crate::plan::rule::Field::ConsecutiveFailures => String::new(),
-            _ => format!(" over {}", watch::describe_window(c)),
-        };
+        let window = watch::over_phrase(c);
         let hold = c.hold.map_or(String::new(), |h| format!(" for {}", d(h)));
         p.out(format!(
             "  {} → {action}: {} {} {}{window}{hold}; {detect}",

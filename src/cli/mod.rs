@@ -10,6 +10,7 @@ mod init;
 mod log;
 mod report;
 mod rollback;
+mod runbook;
 mod show;
 mod verify;
 mod watch;
@@ -69,6 +70,7 @@ enum Command {
     Log(log::LogArgs),
     Show(show::ShowArgs),
     Report(report::ReportArgs),
+    Runbook(runbook::RunbookArgs),
     Demo(demo::DemoArgs),
     DemoApp(demo_app::DemoAppArgs),
 }
@@ -115,6 +117,9 @@ impl Ctx {
             other => other,
         })?;
         self.printer.redactor().add(plan.secrets.iter().cloned());
+        self.printer
+            .redactor()
+            .add_patterns(plan.redact_patterns.iter().cloned());
         Ok(plan)
     }
 
@@ -199,6 +204,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CommandError>
         Command::Log(a) => log::run(ctx, a),
         Command::Show(a) => show::run(ctx, a),
         Command::Report(a) => report::run(ctx, a),
+        Command::Runbook(a) => runbook::run(ctx, a),
         Command::Demo(a) => demo::run(ctx, a).await,
         Command::DemoApp(a) => demo_app::run(ctx, a).await,
     }

@@ -108,14 +108,18 @@ pub async fn run(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, CommandError
     })
     .await?;
     let checks = if rb.ok {
-        crate::incident::verify_all(&ws, |c| {
-            p.status(format!(
-                "[{}] {}: {}",
-                if c.passed { "pass" } else { "FAIL" },
-                c.name,
-                c.evidence
-            ))
-        })
+        crate::incident::verify_all(
+            &ws,
+            |c| {
+                p.status(format!(
+                    "[{}] {}: {}",
+                    if c.passed { "pass" } else { "FAIL" },
+                    c.name,
+                    c.evidence
+                ))
+            },
+            |_, _| {},
+        )
         .await?
     } else {
         Vec::new()

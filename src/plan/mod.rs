@@ -12,6 +12,7 @@ pub mod rule;
 pub mod secret;
 pub mod starter;
 pub mod units;
+mod verify;
 
 use std::collections::BTreeSet;
 use std::ops::Range;
@@ -55,8 +56,10 @@ pub struct Plan {
     pub diagnostics: incident::Diagnostics,
     /// Webhooks told about incidents.
     pub notify: Vec<incident::Notify>,
-    /// Values that came from `${ENV}`: never shown anywhere.
+    /// Values that came from `${ENV}`, header credentials and URL passwords: never shown anywhere.
     pub secrets: Vec<String>,
+    /// `[redact] patterns`: more text masked everywhere.
+    pub redact_patterns: Vec<regex::Regex>,
     /// Things that are allowed but probably wrong.
     pub warnings: Vec<PlanWarning>,
 }
@@ -275,15 +278,27 @@ pub enum CheckKind {
         url: Text,
         status: StatusSpec,
         json: Vec<(String, serde_json::Value)>,
+        /// The response must come within this.
+        max_latency: Option<Duration>,
     },
     Run {
         command: Command,
         exit_code: i32,
+        /// A regex the output must match.
+        output: Option<regex::Regex>,
     },
     File {
         path: PathBuf,
         contains: Option<String>,
         not_contains: Option<String>,
+        /// A regex, and how many matching lines there must be (at least one when `None`).
+        matches: Option<(regex::Regex, Option<usize>)>,
+    },
+    /// An installed package's version, asked of a Python interpreter's pip.
+    Package {
+        name: String,
+        version: String,
+        python: PathBuf,
     },
     Probe {
         probe: String,
@@ -320,7 +335,12 @@ impl Plan {
             return Err(PlanErrors(v.errors));
         }
         let mut plan = plan.expect("a plan without errors is complete");
-        plan.secrets = v.secrets;
+        let mut seen = BTreeSet::new();
+        plan.secrets = v
+            .secrets
+            .into_iter()
+            .filter(|s| !s.is_empty() && seen.insert(s.clone()))
+            .collect();
         plan.warnings = v.warnings;
         plan.warnings.sort_by_key(|w| w.line);
         Ok(plan)
@@ -674,6 +694,11 @@ impl Validator<'_> {
             .map(|d| self.diagnostics(d.get_ref()))
             .unwrap_or_default();
         let notify = raw.notify.iter().map(|n| self.notify(n)).collect();
+        let redact_patterns = raw
+            .redact
+            .as_ref()
+            .map(|r| r.get_ref().patterns.iter().filter_map(|p| self.regex(p)).collect())
+            .unwrap_or_default();
         Some(Plan {
             path: self.path.to_path_buf(),
             root: self.root.to_path_buf(),
@@ -690,6 +715,7 @@ impl Validator<'_> {
             verify,
             diagnostics,
             notify,
+            redact_patterns,
             secrets: Vec::new(),
             warnings: Vec::new(),
         })
@@ -729,6 +755,13 @@ impl Validator<'_> {
                 } else if !url.has_secret() && url_has_password(&url.value) {
                     self.warn(&h.url.span(), format!("probe {name:?}: the URL holds a password in clear text; write it as ${{ENV}} so it stays secret"));
                 }
+                // A password in a URL is a secret however it was written.
+                if let Some(pw) = reqwest::Url::parse(&url.value)
+                    .ok()
+                    .and_then(|u| u.password().map(str::to_string))
+                {
+                    self.secrets.push(pw);
+                }
                 let method = h
                     .method
                     .as_ref()
@@ -750,6 +783,14 @@ impl Validator<'_> {
                     .iter()
                     .map(|(k, v)| {
                         let t = self.text(v);
+                        if looks_secret(k) {
+                            // A credential header is a secret however it was written;
+                            // so is its token without a `Bearer ` scheme.
+                            self.secrets.push(t.value.clone());
+                            if let Some((_, token)) = t.value.split_once(' ') {
+                                self.secrets.push(token.trim().to_string());
+                            }
+                        }
                         if !t.has_secret() && looks_secret(k) {
                             self.warn(
                                 &v.span(),
@@ -1047,86 +1088,6 @@ impl Validator<'_> {
             timeout,
         })
     }
-
-    fn verify(&mut self, v: &raw::RawVerify, probes: &BTreeSet<String>) -> Verify {
-        let checks = v.checks.iter().filter_map(|c| self.check(c, probes)).collect();
-        Verify {
-            checks,
-            stable_for: v.stable_for.as_ref().and_then(|s| self.duration(s)),
-        }
-    }
-
-    fn check(&mut self, c: &S<raw::RawCheck>, probes: &BTreeSet<String>) -> Option<Check> {
-        let r = c.get_ref();
-        let set = [r.http.is_some(), r.run.is_some(), r.file.is_some(), r.probe.is_some()];
-        if set.iter().filter(|b| **b).count() != 1 {
-            self.error(
-                c.span(),
-                "a check needs exactly one of http, run, file or probe",
-                "for example { http = \"http://127.0.0.1:8000/health\", status = 200 } or { run = \"pytest -q\" }",
-            );
-            return None;
-        }
-        let timeout = self.opt_duration(&r.timeout, Duration::from_secs(30));
-        let (kind, default_name) = if let Some(h) = &r.http {
-            let url = self.text(h);
-            if reqwest::Url::parse(&url.value).is_err() {
-                self.error(
-                    h.span(),
-                    format!("{:?} is not a URL", h.get_ref()),
-                    "write a full URL like http://127.0.0.1:8000/health",
-                );
-            }
-            let name = format!("GET {}", url.shown);
-            (
-                CheckKind::Http {
-                    url,
-                    status: self.status(&r.status),
-                    json: self.json_fields(&r.json),
-                },
-                name,
-            )
-        } else if let Some(run) = &r.run {
-            let command = self.command(run, r.shell.as_ref().is_some_and(|s| *s.get_ref()));
-            let name = command.shown();
-            (
-                CheckKind::Run {
-                    command,
-                    exit_code: r.exit_code.as_ref().map_or(0, |e| *e.get_ref() as i32),
-                },
-                name,
-            )
-        } else if let Some(f) = &r.file {
-            if r.contains.is_none() && r.not_contains.is_none() {
-                self.error(
-                    f.span(),
-                    "a file check needs contains or not-contains",
-                    "for example { file = \"app.py\", contains = \"session = get_session()\" }",
-                );
-            }
-            let name = format!("file {}", f.get_ref());
-            let kind = CheckKind::File {
-                path: self.root.join(f.get_ref()),
-                contains: r.contains.as_ref().map(|s| s.get_ref().clone()),
-                not_contains: r.not_contains.as_ref().map(|s| s.get_ref().clone()),
-            };
-            (kind, name)
-        } else {
-            let p = r.probe.as_ref()?;
-            self.probe_ref(p, probes);
-            (
-                CheckKind::Probe {
-                    probe: p.get_ref().clone(),
-                },
-                format!("probe {}", p.get_ref()),
-            )
-        };
-        Some(Check {
-            name: r.name.as_ref().map_or(default_name, |n| n.get_ref().clone()),
-            kind,
-            timeout,
-        })
-    }
 }
 
 fn unknown_hint(what: &str, name: &str, known: &[&str]) -> String {
@@ -1279,7 +1240,7 @@ stable-for = "10s"
         assert_eq!(plan.rules[0].name, "rule-1");
         assert_eq!(plan.rollback.len(), 3);
         assert_eq!(plan.verify.checks.len(), 3);
-        assert_eq!(plan.secrets, vec!["hunter2".to_string()]);
+        assert_eq!(plan.secrets, vec!["hunter2".to_string(), "Bearer hunter2".to_string()]);
         assert_eq!(
             plan.services[0].start.resolved(),
             vec!["python", "app.py", "--port", "8000"]

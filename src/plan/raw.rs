@@ -27,6 +27,7 @@ pub struct RawPlan {
     pub rollback: Option<S<RawRollback>>,
     pub verify: Option<S<RawVerify>>,
     pub diagnostics: Option<S<RawDiagnostics>>,
+    pub redact: Option<S<RawRedact>>,
     #[serde(default)]
     pub notify: Vec<S<RawNotify>>,
 }
@@ -44,6 +45,7 @@ pub const TOP_LEVEL: &[&str] = &[
     "verify",
     "diagnostics",
     "notify",
+    "redact",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -188,6 +190,18 @@ pub struct RawCheck {
     pub file: Option<S<String>>,
     pub contains: Option<S<String>>,
     pub not_contains: Option<S<String>>,
+    /// With `file`: a regex; with `count`, the number of matching lines.
+    pub matches: Option<S<String>>,
+    pub count: Option<S<i64>>,
+    /// With `http`: the slowest acceptable response.
+    pub max_latency: Option<S<String>>,
+    /// With `run`: a regex the output must match.
+    pub output: Option<S<String>>,
+    /// An installed Python package (`flask`), with `version` and `python`.
+    pub package: Option<S<String>>,
+    pub version: Option<S<String>>,
+    /// The interpreter whose pip answers (a venv's `venv/bin/python`); default `python3`.
+    pub python: Option<S<String>>,
     pub probe: Option<S<String>>,
     pub timeout: Option<S<String>>,
 }
@@ -217,4 +231,12 @@ pub struct RawNotify {
     pub on: Option<S<Vec<String>>>,
     /// `"info"`, `"warning"` or `"critical"`; default `"info"`.
     pub min_severity: Option<S<String>>,
+}
+
+/// Extra text to mask everywhere: `[redact] patterns = ["sk_live_[0-9a-zA-Z]+"]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawRedact {
+    #[serde(default)]
+    pub patterns: Vec<S<String>>,
 }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::chart::{self, Marker, esc};
 use super::{Incident, ms};
 
-const CSS: &str = "
+pub const CSS: &str = "
 body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;color:#1d2330;max-width:820px;margin:24px auto;padding:0 16px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:16px;margin:28px 0 8px;border-bottom:1px solid #e3e6ec;padding-bottom:4px}
 .sub{color:#5b6473;margin:0 0 16px}.ok{color:#1f7a3d;font-weight:600}.bad{color:#b42318;font-weight:600}

@@ -39,7 +39,12 @@ pub async fn run_checks(ws: &Workspace, mut on: impl FnMut(&CheckResult)) -> Vec
 
 async fn run_check(ws: &Workspace, c: &Check) -> (bool, String) {
     match &c.kind {
-        CheckKind::Http { url, status, json } => {
+        CheckKind::Http {
+            url,
+            status,
+            json,
+            max_latency,
+        } => {
             let h = HttpProbe {
                 url: url.clone(),
                 method: "GET".into(),
@@ -50,14 +55,27 @@ async fn run_check(ws: &Workspace, c: &Check) -> (bool, String) {
                 body_match: None,
             };
             let s = crate::probe::http::sample(&h, c.timeout).await;
-            let lat = s.latency_ms.map_or(String::new(), |l| format!(" in {l:.0}ms"));
+            let lat = s.latency_ms.unwrap_or_default();
             match (s.ok, s.status, s.error) {
-                (true, Some(code), _) => (true, format!("status {code}{lat}")),
+                (true, Some(code), _) => match max_latency {
+                    Some(max) if lat > max.as_secs_f64() * 1000.0 => (
+                        false,
+                        format!(
+                            "status {code} but in {lat:.0}ms, slower than {}",
+                            units::format_duration(*max)
+                        ),
+                    ),
+                    _ => (true, format!("status {code} in {lat:.0}ms")),
+                },
                 (_, _, Some(e)) => (false, e),
                 _ => (false, "no response".into()),
             }
         }
-        CheckKind::Run { command, exit_code } => {
+        CheckKind::Run {
+            command,
+            exit_code,
+            output,
+        } => {
             let inv = Invocation {
                 argv: command.resolved(),
                 cwd: ws.root().to_path_buf(),
@@ -66,12 +84,21 @@ async fn run_check(ws: &Workspace, c: &Check) -> (bool, String) {
             };
             match exec::run(&inv).await {
                 Ok(o) => {
+                    // The last lines carry test runners' summaries (pytest's "3 passed").
                     let tail = exec::tail_lines(&o.output, 5);
-                    let passed = !o.timed_out && o.exit_code == Some(*exit_code);
-                    (
-                        passed,
-                        format!("{}{}{tail}", o.describe(), if tail.is_empty() { "" } else { ": " }),
-                    )
+                    let sep = if tail.is_empty() { "" } else { ": " };
+                    if o.timed_out || o.exit_code != Some(*exit_code) {
+                        return (
+                            false,
+                            format!("{}, expected exit code {exit_code}{sep}{tail}", o.describe()),
+                        );
+                    }
+                    if let Some(re) = output
+                        && !re.is_match(&o.output)
+                    {
+                        return (false, format!("output does not match /{}/{sep}{tail}", re.as_str()));
+                    }
+                    (true, format!("{}{sep}{tail}", o.describe()))
                 }
                 Err(e) => (false, format!("{e:#}")),
             }
@@ -80,45 +107,116 @@ async fn run_check(ws: &Workspace, c: &Check) -> (bool, String) {
             path,
             contains,
             not_contains,
-        } => match fs_err::read_to_string(path) {
-            Err(e) => (false, e.to_string()),
-            Ok(text) => {
-                if let Some(want) = contains
-                    && !text.contains(want.as_str())
-                {
-                    return (false, format!("{} does not contain {want:?}", path.display()));
-                }
-                if let Some(bad) = not_contains
-                    && let Some(line) = text.lines().position(|l| l.contains(bad.as_str()))
-                {
-                    return (false, format!("{}:{} contains {bad:?}", path.display(), line + 1));
-                }
-                let mut seen = Vec::new();
-                if let Some(want) = contains {
-                    seen.push(format!("contains {want:?}"));
-                }
-                if let Some(bad) = not_contains {
-                    seen.push(format!("does not contain {bad:?}"));
-                }
-                (true, seen.join(", "))
+            matches,
+        } => {
+            let shown = path.strip_prefix(ws.root()).unwrap_or(path).display().to_string();
+            match fs_err::read_to_string(path) {
+                Err(e) => (false, e.to_string()),
+                Ok(text) => file_check(
+                    &shown,
+                    &text,
+                    contains.as_deref(),
+                    not_contains.as_deref(),
+                    matches.as_ref(),
+                ),
             }
-        },
+        }
+        CheckKind::Package { name, version, python } => {
+            let inv = Invocation {
+                argv: vec![
+                    python.display().to_string(),
+                    "-m".into(),
+                    "pip".into(),
+                    "show".into(),
+                    name.clone(),
+                ],
+                cwd: ws.root().to_path_buf(),
+                env: vec![("PIP_DISABLE_PIP_VERSION_CHECK".into(), "1".into())],
+                timeout: c.timeout,
+            };
+            match exec::run(&inv).await {
+                Ok(o) if o.success() => {
+                    match o.output.lines().find_map(|l| l.strip_prefix("Version:")).map(str::trim) {
+                        Some(v) if v == version => (true, format!("{name} {v} installed ({})", python.display())),
+                        Some(v) => (
+                            false,
+                            format!("{name} {v} installed, expected {version} ({})", python.display()),
+                        ),
+                        None => (false, format!("pip show {name} printed no version")),
+                    }
+                }
+                Ok(o) => (
+                    false,
+                    format!("{name} is not installed for {} ({})", python.display(), o.describe()),
+                ),
+                Err(e) => (false, format!("{e:#}")),
+            }
+        }
         CheckKind::Probe { probe } => match ws.plan.probe(probe) {
             Some(p) => {
                 let s = crate::probe::sample(p, &ws.clock).await;
-                (
-                    s.ok,
-                    s.error.unwrap_or_else(|| {
-                        format!(
-                            "healthy{}",
-                            s.status.map_or(String::new(), |c| format!(" (status {c})"))
-                        )
-                    }),
-                )
+                let status = s.status.map_or(String::new(), |c| format!(" (status {c})"));
+                (s.ok, s.error.unwrap_or_else(|| format!("healthy{status}")))
             }
             None => (false, format!("no probe named {probe:?}")),
         },
     }
+}
+
+/// The seeds' `grep` checks: contains, does not contain, N lines match.
+pub fn file_check(
+    shown: &str,
+    text: &str,
+    contains: Option<&str>,
+    not_contains: Option<&str>,
+    matches: Option<&(regex::Regex, Option<usize>)>,
+) -> (bool, String) {
+    let mut seen = Vec::new();
+    if let Some(want) = contains {
+        if !text.contains(want) {
+            return (false, format!("{shown} does not contain {want:?}"));
+        }
+        seen.push(format!("contains {want:?}"));
+    }
+    if let Some(bad) = not_contains {
+        if let Some(line) = text.lines().position(|l| l.contains(bad)) {
+            return (false, format!("{shown}:{} contains {bad:?}", line + 1));
+        }
+        seen.push(format!("does not contain {bad:?}"));
+    }
+    if let Some((re, count)) = matches {
+        let hits: Vec<usize> = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| re.is_match(l))
+            .map(|(i, _)| i + 1)
+            .collect();
+        let lines = hits
+            .iter()
+            .take(10)
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        match count {
+            Some(n) if hits.len() != *n => {
+                return (
+                    false,
+                    format!(
+                        "{shown}: {} line(s) match /{}/, expected {n} (lines {lines})",
+                        hits.len(),
+                        re.as_str()
+                    ),
+                );
+            }
+            None if hits.is_empty() => return (false, format!("{shown}: no line matches /{}/", re.as_str())),
+            _ => seen.push(format!(
+                "{} line(s) match /{}/ (lines {lines})",
+                hits.len(),
+                re.as_str()
+            )),
+        }
+    }
+    (true, seen.join(", "))
 }
 
 /// Samples every probe for `d`; passes only if every sample is healthy.
@@ -163,5 +261,27 @@ pub async fn stable_for(ws: &Workspace, d: Duration, mut progress: impl FnMut(Du
 pub fn probe_url(p: &Probe) -> &str {
     match &p.kind {
         ProbeKind::Http(h) => &h.url.shown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::file_check;
+
+    #[test]
+    fn file_checks_like_the_seeds_grep() {
+        let text = "a: Optional[RestManager]\nb\nc: Optional[RestManager]\n";
+        let re = regex::Regex::new(r"Optional\[RestManager\]").unwrap();
+        assert!(file_check("f", text, Some("b"), Some("zzz"), Some(&(re.clone(), Some(2)))).0);
+        let (ok, why) = file_check("f", text, None, None, Some(&(re.clone(), Some(3))));
+        assert!(!ok);
+        assert_eq!(
+            why,
+            "f: 2 line(s) match /Optional\\[RestManager\\]/, expected 3 (lines 1, 3)"
+        );
+        let (ok, why) = file_check("f", text, None, Some("b"), None);
+        assert!(!ok && why == "f:2 contains \"b\"", "{why}");
+        assert!(!file_check("f", text, Some("nope"), None, None).0);
+        assert!(!file_check("f", "x", None, None, Some(&(re, None))).0);
     }
 }

@@ -162,6 +162,14 @@ pub fn time_to_detect(plan: &Plan, r: &crate::plan::Rule) -> Option<(usize, Dura
     Some((n, t))
 }
 
+/// ` over WINDOW` as a rule summary reads it; empty where no window applies.
+pub fn over_phrase(c: &rule::Condition) -> String {
+    match c.metric.field {
+        rule::Field::ConsecutiveFailures => String::new(),
+        _ => format!(" over {}", describe_window(c)),
+    }
+}
+
 /// A one-line description of a window for people.
 pub fn describe_window(c: &rule::Condition) -> String {
     if c.metric.field == rule::Field::ConsecutiveFailures {

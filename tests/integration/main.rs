@@ -1,9 +1,11 @@
 //! Integration tests: the real binary on temporary projects.
 
+mod canary;
 mod cli;
 mod demo;
 mod notify;
 mod report;
+mod verify;
 mod watch;
 
 use std::path::{Path, PathBuf};
