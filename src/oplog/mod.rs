@@ -334,14 +334,12 @@ impl Oplog {
         Ok(())
     }
 
-    /// Events at or after `since`, oldest first.
-    pub fn events_since(&self, since: i64) -> Result<Vec<EventRow>, OplogError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT op_id, at, kind, detail FROM events WHERE at >= ?1 ORDER BY at, id")
-            .map_err(self.q())?;
+    /// Events matching `filter` (an SQL condition on one parameter), oldest first.
+    fn events_where(&self, filter: &str, param: impl rusqlite::ToSql) -> Result<Vec<EventRow>, OplogError> {
+        let sql = format!("SELECT op_id, at, kind, detail FROM events WHERE {filter} ORDER BY at, id");
+        let mut stmt = self.conn.prepare(&sql).map_err(self.q())?;
         let rows = stmt
-            .query_map([since], |r| {
+            .query_map([param], |r| {
                 let detail: String = r.get(3)?;
                 Ok(EventRow {
                     op_id: r.get(0)?,
@@ -352,31 +350,21 @@ impl Oplog {
             })
             .map_err(self.q())?;
         rows.collect::<Result<_, _>>().map_err(self.q())
+    }
+
+    /// Events at or after `since`, oldest first.
+    pub fn events_since(&self, since: i64) -> Result<Vec<EventRow>, OplogError> {
+        self.events_where("at >= ?1", since)
     }
 
     /// Events of one kind, oldest first.
     pub fn events_of_kind(&self, kind: &str) -> Result<Vec<EventRow>, OplogError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT op_id, at, kind, detail FROM events WHERE kind = ?1 ORDER BY at, id")
-            .map_err(self.q())?;
-        let rows = stmt
-            .query_map([kind], |r| {
-                let detail: String = r.get(3)?;
-                Ok(EventRow {
-                    op_id: r.get(0)?,
-                    at: r.get(1)?,
-                    kind: r.get(2)?,
-                    detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
-                })
-            })
-            .map_err(self.q())?;
-        rows.collect::<Result<_, _>>().map_err(self.q())
+        self.events_where("kind = ?1", kind)
     }
 
     /// Events recorded under one operation, oldest first.
     pub fn events_of_op(&self, op: OpId) -> Result<Vec<EventRow>, OplogError> {
-        Ok(self.events_since(0)?.into_iter().filter(|e| e.op_id == op).collect())
+        self.events_where("op_id = ?1", op)
     }
 
     pub fn insert_sample(&self, op: OpId, s: &SampleRow) -> Result<(), OplogError> {
