@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::context::Env;
 pub use diag::{PlanError, PlanErrors};
-pub use capture::{CaptureCommand, Database, DbKind, DbLocation, FILE_PLACEHOLDER};
+pub use capture::{CaptureCommand, Database, DbKind, DbLocation, FILE_PLACEHOLDER, percent_decode};
 use raw::S;
 pub use rule::Condition;
 pub use secret::Text;
