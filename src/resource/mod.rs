@@ -2,6 +2,7 @@
 //! recorded in the operation log, marked complete only after every resource is
 //! captured and verified, so an interrupted capture is never offered for restore.
 
+pub mod command;
 pub mod db;
 pub mod git;
 
