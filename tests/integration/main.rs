@@ -1,5 +1,6 @@
 //! Integration tests: the real binary on temporary projects.
 
+mod capture;
 mod cli;
 mod demo;
 mod watch;
