@@ -244,7 +244,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         let o = run_to_file(
-            &inv(&["sh", "-c", "head -c 200000 /dev/zero | tr '\\0' y; echo warn >&2"], 10_000),
+            &inv(
+                &["sh", "-c", "head -c 200000 /dev/zero | tr '\\0' y; echo warn >&2"],
+                10_000,
+            ),
             &out,
         )
         .await

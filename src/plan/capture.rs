@@ -99,12 +99,21 @@ pub struct CaptureCommand {
     pub timeout: Duration,
 }
 
+impl CaptureCommand {
+    /// The restore command as people read it, `{file}` unquoted.
+    pub fn restore_shown(&self) -> String {
+        self.restore
+            .shown()
+            .replace(&format!("'{FILE_PLACEHOLDER}'"), FILE_PLACEHOLDER)
+    }
+}
+
 impl Serialize for CaptureCommand {
     fn serialize<Ser: serde::Serializer>(&self, s: Ser) -> Result<Ser::Ok, Ser::Error> {
         serde_json::json!({
             "name": self.name,
             "save": self.save.shown(),
-            "restore": self.restore.shown(),
+            "restore": self.restore_shown(),
             "cwd": self.cwd,
             "timeout_ms": self.timeout.as_millis() as u64,
         })
@@ -225,7 +234,10 @@ impl Validator<'_> {
         if !schemes.contains(&parsed.scheme()) {
             self.error(
                 raw.span(),
-                format!("database {name:?} ({kind}) needs a {}:// URL, found {shown:?}", schemes[0]),
+                format!(
+                    "database {name:?} ({kind}) needs a {}:// URL, found {shown:?}",
+                    schemes[0]
+                ),
                 example,
             );
             return;
@@ -257,7 +269,9 @@ impl Validator<'_> {
         if !restore.argv.iter().any(|a| a.value.contains(FILE_PLACEHOLDER)) {
             self.warn(
                 &r.restore.span(),
-                format!("command {name:?}: restore never mentions {FILE_PLACEHOLDER}, so it cannot read what save captured"),
+                format!(
+                    "command {name:?}: restore never mentions {FILE_PLACEHOLDER}, so it cannot read what save captured"
+                ),
             );
         }
         let cwd = r
@@ -335,7 +349,9 @@ commands = [{ name = "packages", save = "pip freeze", restore = "pip install --f
         assert_eq!(dbs[0].kind, DbKind::Postgres);
         let DbLocation::Url(u) = &dbs[0].location else { panic!() };
         assert_eq!(u.shown, "${DATABASE_URL}");
-        let DbLocation::Path(p) = &dbs[1].location else { panic!() };
+        let DbLocation::Path(p) = &dbs[1].location else {
+            panic!()
+        };
         assert_eq!(p, Path::new("/p/data/app.db"));
         assert_eq!(dbs[1].timeout, Duration::from_secs(30));
         assert_eq!(dbs[2].timeout, DEFAULT_DB_TIMEOUT);
@@ -388,8 +404,9 @@ commands = [{ name = "packages", save = "pip freeze", restore = "pip install --f
 
     #[test]
     fn clear_text_password_is_a_warning_and_a_secret() {
-        let plan = parse("databases = [{ name = \"m\", kind = \"postgres\", url = \"postgres://app:hunter22@h/db\" }]\n")
-            .unwrap();
+        let plan =
+            parse("databases = [{ name = \"m\", kind = \"postgres\", url = \"postgres://app:hunter22@h/db\" }]\n")
+                .unwrap();
         assert_eq!(plan.warnings.len(), 1);
         assert!(plan.warnings[0].message.contains("clear text"), "{:?}", plan.warnings);
         assert_eq!(plan.warnings[0].line, 6);
@@ -398,8 +415,9 @@ commands = [{ name = "packages", save = "pip freeze", restore = "pip install --f
 
     #[test]
     fn restore_without_file_placeholder_is_a_warning() {
-        let plan = parse("commands = [{ name = \"p\", save = \"pip freeze\", restore = \"pip install -r req.txt\" }]\n")
-            .unwrap();
+        let plan =
+            parse("commands = [{ name = \"p\", save = \"pip freeze\", restore = \"pip install -r req.txt\" }]\n")
+                .unwrap();
         assert!(plan.warnings[0].message.contains("{file}"), "{:?}", plan.warnings);
     }
 

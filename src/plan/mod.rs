@@ -21,8 +21,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::context::Env;
-pub use diag::{PlanError, PlanErrors};
 pub use capture::{CaptureCommand, Database, DbKind, DbLocation, FILE_PLACEHOLDER, percent_decode};
+pub use diag::{PlanError, PlanErrors};
 use raw::S;
 pub use rule::Condition;
 pub use secret::Text;

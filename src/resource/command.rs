@@ -127,11 +127,11 @@ fn restore_command(spec: &CaptureCommand, file: &Path) -> (Vec<String>, String) 
         if let Some(line) = argv.last_mut() {
             *line = line.replace(FILE_PLACEHOLDER, &quoted);
         }
-        return (argv, spec.restore.shown().replace(FILE_PLACEHOLDER, &quoted));
+        return (argv, spec.restore_shown().replace(FILE_PLACEHOLDER, &quoted));
     }
     (
         argv.iter().map(|a| a.replace(FILE_PLACEHOLDER, &path)).collect(),
-        spec.restore.shown().replace(FILE_PLACEHOLDER, &quoted),
+        spec.restore_shown().replace(FILE_PLACEHOLDER, &quoted),
     )
 }
 
@@ -229,9 +229,15 @@ mod tests {
         verify(&snap, store.path()).unwrap();
 
         let plan = plan_restore(&s, &snap, store.path());
-        assert!(plan.run.contains("packages.out") && !plan.run.contains("{file}"), "{plan:?}");
+        assert!(
+            plan.run.contains("packages.out") && !plan.run.contains("{file}"),
+            "{plan:?}"
+        );
         let outcome = restore(&s, &snap, store.path()).await.unwrap();
-        assert!(outcome.output.contains("Requirement already satisfied: pip"), "{outcome:?}");
+        assert!(
+            outcome.output.contains("Requirement already satisfied: pip"),
+            "{outcome:?}"
+        );
         assert_eq!(
             std::fs::read_to_string(project.path().join("restored-from.txt")).unwrap(),
             saved
@@ -252,9 +258,20 @@ mod tests {
             };
             let s = spec(project.path(), cmd(&["echo", "state"], false), restore_cmd);
             let snap = capture(&s, &odd).await.unwrap();
+            if !shell {
+                // What --dry-run shows pastes into a shell as the same command.
+                let plan = plan_restore(&s, &snap, &odd);
+                let path = odd.join("packages.out").display().to_string();
+                assert!(plan.run.ends_with(&format!(" sh {}", shell_quote(&path))), "{plan:?}");
+                assert!(plan.run.contains("it'\\''s a dir"), "{plan:?}");
+            }
             restore(&s, &snap, &odd).await.unwrap();
             let args = std::fs::read_to_string(project.path().join("args.txt")).unwrap();
-            assert_eq!(args, format!("{}\n", odd.join("packages.out").display()), "shell={shell}");
+            assert_eq!(
+                args,
+                format!("{}\n", odd.join("packages.out").display()),
+                "shell={shell}"
+            );
         }
     }
 
@@ -263,7 +280,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = spec(
             dir.path(),
-            cmd(&["sh", "-c", "echo partial; echo 'no such package manager' >&2; exit 3"], false),
+            cmd(
+                &["sh", "-c", "echo partial; echo 'no such package manager' >&2; exit 3"],
+                false,
+            ),
             cmd(&["true"], false),
         );
         let e = capture(&s, dir.path()).await.unwrap_err().to_string();
@@ -305,7 +325,10 @@ mod tests {
         let s = spec(
             dir.path(),
             cmd(&["echo", "x"], false),
-            cmd(&["sh", "-c", "echo 'cannot install' >&2; exit 1", "sh", "{file}"], false),
+            cmd(
+                &["sh", "-c", "echo 'cannot install' >&2; exit 1", "sh", "{file}"],
+                false,
+            ),
         );
         let snap = capture(&s, dir.path()).await.unwrap();
         let e = restore(&s, &snap, dir.path()).await.unwrap_err().to_string();

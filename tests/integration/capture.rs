@@ -30,8 +30,24 @@ fn check_lists_databases_and_commands_without_the_url_secret() {
     assert!(dbs[1]["path"].as_str().unwrap().ends_with("app.db"));
     assert_eq!(dbs[2]["timeout_ms"], 120_000);
     assert_eq!(v["capture"]["commands"][0]["save"], "pip freeze");
+    assert_eq!(
+        v["capture"]["commands"][0]["restore"],
+        "pip install --force-reinstall -r {file}"
+    );
     let human = p.run(&["check"]);
     human.success();
+    assert!(
+        human.stdout().contains("database main (postgres): ${DATABASE_URL}"),
+        "{}",
+        human.stdout()
+    );
+    assert!(
+        human
+            .stdout()
+            .contains("command packages: `pip freeze`, restored by `pip install --force-reinstall -r {file}`"),
+        "{}",
+        human.stdout()
+    );
     for out in [r.stdout(), r.stderr(), human.stdout(), human.stderr()] {
         assert!(!out.contains("Canary-Pw-7731"), "{out}");
     }

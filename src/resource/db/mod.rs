@@ -65,7 +65,11 @@ pub enum DbError {
         output: String,
     },
     #[error("database {name:?}: the dump {path} is corrupt: {reason}")]
-    Corrupt { name: String, path: PathBuf, reason: String },
+    Corrupt {
+        name: String,
+        path: PathBuf,
+        reason: String,
+    },
     #[error("Redis at {target}: {message}")]
     Redis { target: String, message: String },
     #[error("database {name:?} is {expected} but the checkpoint holds a {found} dump")]
@@ -390,12 +394,10 @@ async fn run_tool(
         env,
         timeout,
     };
-    let outcome = exec::run(&inv)
-        .await
-        .map_err(|source| DbError::Spawn {
-            program: program.clone(),
-            source,
-        })?;
+    let outcome = exec::run(&inv).await.map_err(|source| DbError::Spawn {
+        program: program.clone(),
+        source,
+    })?;
     if !outcome.success() {
         let tail = exec::tail_lines(&outcome.output, 6);
         return Err(DbError::Tool {
@@ -451,7 +453,10 @@ mod tests {
         let u = ServerUrl::parse(&db("postgres://app:p%40ss@db/app")).unwrap();
         assert_eq!(u.password.as_deref(), Some("p@ss"));
         assert_eq!(u.bare.as_str(), "postgres://app@db/app");
-        assert_eq!(u.scrub("auth failed for p@ss and p%40ss"), format!("auth failed for {MASK} and {MASK}"));
+        assert_eq!(
+            u.scrub("auth failed for p@ss and p%40ss"),
+            format!("auth failed for {MASK} and {MASK}")
+        );
     }
 
     #[test]
@@ -467,13 +472,50 @@ mod tests {
         let f = finish_file(&dir.path().join("x.tmp"), dir.path(), "x").unwrap();
         assert_eq!(f.size, 5);
         // Pin the hash format: BLAKE3 of "hello", hex.
-        assert_eq!(f.blake3, "ea8f163db38682925e4491c5e58d4bb3506ef8c14eb78a86e908c5624a67200f");
+        assert_eq!(
+            f.blake3,
+            "ea8f163db38682925e4491c5e58d4bb3506ef8c14eb78a86e908c5624a67200f"
+        );
         f.check(dir.path(), "main").unwrap();
         write_file(&dir.path().join("x"), b"hellO").unwrap();
         let e = f.check(dir.path(), "main").unwrap_err().to_string();
         assert!(e.contains("corrupt") && e.contains("hash"), "{e}");
         std::fs::remove_file(dir.path().join("x")).unwrap();
         assert!(f.check(dir.path(), "main").unwrap_err().to_string().contains("missing"));
+    }
+
+    #[test]
+    fn the_argv_canary_sees_a_secret_in_arguments() {
+        // The canary the database tests rely on is not vacuous.
+        let watch = testing::ArgvWatch::start("canary-9d1e-in-argv");
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 0.3", "canary-9d1e-in-argv"])
+            .spawn()
+            .unwrap();
+        child.wait().unwrap();
+        let seen = watch.finish();
+        assert!(seen.iter().any(|a| a.contains("sleep 0.3")), "{seen:?}");
+    }
+
+    #[test]
+    fn a_snapshot_describes_itself_in_one_line() {
+        let snap = DbSnapshot {
+            name: "main".into(),
+            kind: DbKind::Postgres,
+            file: DumpFile {
+                name: "main.pgdump".into(),
+                size: 12_345,
+                blake3: "00".into(),
+            },
+            server_version: "15.18".into(),
+            tables: Some(3),
+            keys: None,
+        };
+        assert_eq!(snap.describe(), "main (postgres 15.18): 3 tables, 12.3 kB");
+        let json = serde_json::to_value(&snap).unwrap();
+        assert_eq!(json["kind"], "postgres");
+        assert!(json.get("keys").is_none());
+        assert_eq!(serde_json::from_value::<DbSnapshot>(json).unwrap(), snap);
     }
 
     #[test]

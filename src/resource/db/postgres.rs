@@ -44,14 +44,21 @@ fn env(url: &ServerUrl) -> Vec<(String, String)> {
     let mut env = vec![
         ("PGCONNECT_TIMEOUT".to_string(), "10".to_string()),
         ("PGAPPNAME".to_string(), "backout".to_string()),
-        (
-            "PGOPTIONS".to_string(),
-            format!("-c lock_timeout={LOCK_TIMEOUT} -c client_min_messages=warning"),
-        ),
     ];
     if let Some(pw) = &url.password {
         env.push(("PGPASSWORD".to_string(), pw.clone()));
     }
+    env
+}
+
+/// The restore session's environment: give up on a lock rather than hang, and
+/// keep the `does not exist, skipping` notices of `--if-exists` quiet.
+fn restore_env(url: &ServerUrl) -> Vec<(String, String)> {
+    let mut env = env(url);
+    env.push((
+        "PGOPTIONS".to_string(),
+        format!("-c lock_timeout={LOCK_TIMEOUT} -c client_min_messages=warning"),
+    ));
     env
 }
 
@@ -61,11 +68,21 @@ fn dbname_arg(url: &ServerUrl) -> String {
 
 /// Runs one SQL statement with psql; rows come back tab-separated.
 async fn psql(url: &ServerUrl, sql: &str, timeout: Duration, cwd: &Path) -> Result<Vec<Vec<String>>, DbError> {
-    let argv = ["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1", "--no-password"]
-        .into_iter()
-        .map(String::from)
-        .chain([dbname_arg(url), "-c".into(), sql.into()])
-        .collect();
+    let argv = [
+        "psql",
+        "-X",
+        "-q",
+        "-At",
+        "-F",
+        "\t",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "--no-password",
+    ]
+    .into_iter()
+    .map(String::from)
+    .chain([dbname_arg(url), "-c".into(), sql.into()])
+    .collect();
     let out = run_tool(argv, env(url), cwd, timeout, Some(url), &url.shown()).await?;
     Ok(out
         .output
@@ -96,7 +113,9 @@ pub fn parse_toc(text: &str) -> Toc {
             continue;
         }
         // `217; 1259 16390 TABLE public items owner`
-        let Some((_, rest)) = line.split_once("; ") else { continue };
+        let Some((_, rest)) = line.split_once("; ") else {
+            continue;
+        };
         let w: Vec<&str> = rest.split_whitespace().collect();
         if w.len() >= 6 && w[2] == "TABLE" && w[3] != "DATA" {
             tables.insert((w[3].to_string(), w[4..w.len() - 1].join(" ")));
@@ -132,7 +151,10 @@ pub async fn capture(db: &Database, dest_dir: &Path) -> Result<DbSnapshot, DbErr
         format!("--file={}", tmp.display()),
         dbname_arg(&url),
     ];
-    run_tool(argv, env(&url), dest_dir, db.timeout, Some(&url), &url.shown()).await?;
+    if let Err(e) = run_tool(argv, env(&url), dest_dir, db.timeout, Some(&url), &url.shown()).await {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     let file = finish_file(&tmp, dest_dir, &name)?;
     let toc = list(&dest_dir.join(&name), db.timeout, &db.name).await?;
     Ok(DbSnapshot {
@@ -216,7 +238,11 @@ async fn lockers(url: &ServerUrl, timeout: Duration, cwd: &Path) -> Result<Vec<L
 }
 
 fn describe(l: &Locker) -> String {
-    let app = if l.app.is_empty() { "no application name" } else { &l.app };
+    let app = if l.app.is_empty() {
+        "no application name"
+    } else {
+        &l.app
+    };
     format!("pid {} ({app}, {})", l.pid, l.state)
 }
 
@@ -288,7 +314,15 @@ pub async fn restore(db: &Database, snap: &DbSnapshot, dir: &Path) -> Result<Res
         format!("--file={}", script.display()),
         dump.display().to_string(),
     ];
-    run_tool(argv, Vec::new(), work.path(), db.timeout, None, &dump.display().to_string()).await?;
+    run_tool(
+        argv,
+        Vec::new(),
+        work.path(),
+        db.timeout,
+        None,
+        &dump.display().to_string(),
+    )
+    .await?;
 
     let mut report = RestoreReport {
         name: db.name.clone(),
@@ -306,7 +340,13 @@ pub async fn restore(db: &Database, snap: &DbSnapshot, dir: &Path) -> Result<Res
         let pre = work.path().join("pre.sql");
         let drops: String = extra
             .iter()
-            .map(|t| format!("DROP TABLE IF EXISTS {}.{} CASCADE;\n", quote_ident(&t.0), quote_ident(&t.1)))
+            .map(|t| {
+                format!(
+                    "DROP TABLE IF EXISTS {}.{} CASCADE;\n",
+                    quote_ident(&t.0),
+                    quote_ident(&t.1)
+                )
+            })
             .collect();
         super::write_file(&pre, drops.as_bytes())?;
         let argv = vec![
@@ -323,7 +363,16 @@ pub async fn restore(db: &Database, snap: &DbSnapshot, dir: &Path) -> Result<Res
             "-f".into(),
             script.display().to_string(),
         ];
-        match run_tool(argv, env(&url), work.path(), db.timeout, Some(&url), &url.shown()).await {
+        match run_tool(
+            argv,
+            restore_env(&url),
+            work.path(),
+            db.timeout,
+            Some(&url),
+            &url.shown(),
+        )
+        .await
+        {
             Ok(_) => {
                 if !extra.is_empty() {
                     let names: Vec<String> = extra.iter().map(qualified).collect();
@@ -362,7 +411,11 @@ pub async fn restore(db: &Database, snap: &DbSnapshot, dir: &Path) -> Result<Res
                     how,
                     output: format!(
                         "{output}\nnothing was changed; sessions holding locks: {} (stop the application, or let backout's role terminate them: grant pg_signal_backend)",
-                        if who.is_empty() { "none now".into() } else { who.join(", ") }
+                        if who.is_empty() {
+                            "none now".into()
+                        } else {
+                            who.join(", ")
+                        }
                     ),
                 });
             }
@@ -380,15 +433,21 @@ async fn terminate_lockers(
 ) -> Result<(), DbError> {
     for l in lockers(url, db.timeout, cwd).await? {
         let Ok(pid) = l.pid.parse::<i32>() else { continue };
-        match psql(url, &format!("SELECT pg_terminate_backend({pid}, 5000)"), db.timeout, cwd).await {
+        match psql(
+            url,
+            &format!("SELECT pg_terminate_backend({pid}, 5000)"),
+            db.timeout,
+            cwd,
+        )
+        .await
+        {
             Ok(rows) if rows.first().and_then(|r| r.first()).is_some_and(|v| v == "t") => {
-                report
-                    .steps
-                    .push(format!("terminated session {} holding locks in the database", describe(&l)));
+                report.steps.push(format!(
+                    "terminated session {} holding locks in the database",
+                    describe(&l)
+                ));
             }
-            Ok(_) => report
-                .steps
-                .push(format!("session {} had already ended", describe(&l))),
+            Ok(_) => report.steps.push(format!("session {} had already ended", describe(&l))),
             Err(e) => report
                 .steps
                 .push(format!("could not terminate session {}: {e}", describe(&l))),
@@ -421,7 +480,10 @@ mod tests {
     async fn capture_and_restore_while_the_app_is_connected() {
         let Some(admin) = pg() else { return };
         let t = PgDb::create(&admin);
-        sql(&t.url, "CREATE TABLE items (id serial PRIMARY KEY, v text); INSERT INTO items (v) VALUES ('a'), ('b')");
+        sql(
+            &t.url,
+            "CREATE TABLE items (id serial PRIMARY KEY, v text); INSERT INTO items (v) VALUES ('a'), ('b')",
+        );
         let spec = testing::spec("main", DbKind::Postgres, &t.url);
         let store = tempfile::tempdir().unwrap();
         let snap = capture(&spec, store.path()).await.unwrap();
@@ -453,7 +515,10 @@ mod tests {
         assert!(steps.contains("public.later"), "{steps}");
         // The idle connection stayed connected and sees the restored rows.
         assert_eq!(idle.query("SELECT string_agg(v, ',' ORDER BY id) FROM items"), "a,b");
-        assert_eq!(idle.query("SELECT count(*) FROM pg_tables WHERE tablename = 'later'"), "0");
+        assert_eq!(
+            idle.query("SELECT count(*) FROM pg_tables WHERE tablename = 'later'"),
+            "0"
+        );
         // The one whose transaction blocked the restore was ended.
         assert!(busy.is_terminated());
         // The serial continues from the checkpoint's value.
@@ -490,29 +555,13 @@ mod tests {
         sql(&t.url, "CREATE TABLE items (v text)");
         let store = tempfile::tempdir().unwrap();
 
-        // While pg_dump runs, no process on the machine shows the password in its arguments.
+        // While the tools run, no process on the machine shows the password in its arguments.
         let spec = testing::spec("main", DbKind::Postgres, &t.url);
-        let watcher = {
-            let password = password.clone();
-            std::thread::spawn(move || {
-                let mut seen = Vec::new();
-                for _ in 0..200 {
-                    for p in std::fs::read_dir("/proc").unwrap().flatten() {
-                        if let Ok(cmdline) = std::fs::read(p.path().join("cmdline"))
-                            && String::from_utf8_lossy(&cmdline).contains(&password)
-                        {
-                            seen.push(String::from_utf8_lossy(&cmdline).replace('\0', " "));
-                        }
-                    }
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                seen
-            })
-        };
+        let watch = testing::ArgvWatch::start(&password);
         let snap = capture(&spec, store.path()).await.unwrap();
         let plan = plan_restore(&spec, &snap, store.path()).await.unwrap();
         let report = restore(&spec, &snap, store.path()).await.unwrap();
-        let leaked = watcher.join().unwrap();
+        let leaked = watch.finish();
         assert!(leaked.is_empty(), "the password was in argv: {leaked:?}");
         let everything = format!("{snap:?}{plan:?}{report:?}{}", serde_json::to_string(&plan).unwrap());
         assert!(!everything.contains(&password));

@@ -168,9 +168,16 @@ pub async fn capture(db: &Database, dest_dir: &Path) -> Result<DbSnapshot, DbErr
         Some(&target.url),
         &target.shown(),
     )
-    .await?;
+    .await;
     // redis-cli exits 0 on some failures; a finished transfer says so.
-    if !out.output.contains("Transfer finished with success") {
+    let finished = out
+        .as_ref()
+        .is_ok_and(|o| o.output.contains("Transfer finished with success"));
+    if !finished {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    let out = out?;
+    if !finished {
         return Err(target.error(format!(
             "redis-cli --rdb did not finish: {}",
             crate::exec::tail_lines(&out.output, 4)
@@ -532,10 +539,7 @@ impl Scratch {
                     program: "redis-server".into(),
                     target: rdb.display().to_string(),
                     how: format!("{status}"),
-                    output: format!(
-                        "it could not load the snapshot: {}",
-                        crate::exec::tail_lines(&log, 4)
-                    ),
+                    output: format!("it could not load the snapshot: {}", crate::exec::tail_lines(&log, 4)),
                 });
             }
             if tokio::time::Instant::now() >= deadline {
@@ -707,7 +711,8 @@ mod tests {
 
     #[test]
     fn check_output_parses() {
-        let text = "[offset 27] AUX FIELD redis-ver = '7.0.15'\n[offset 192] \\o/ RDB looks OK! \\o/\n[info] 2 keys read\n";
+        let text =
+            "[offset 27] AUX FIELD redis-ver = '7.0.15'\n[offset 192] \\o/ RDB looks OK! \\o/\n[info] 2 keys read\n";
         assert_eq!(
             parse_check(text),
             Some(RdbCheck {
@@ -759,9 +764,14 @@ mod tests {
                 Reply::Bulk(Some(b"c".to_vec()))
             ]))
         );
-        assert_eq!(call(&mut c, &["HGET", "user:1", "role"]).await.text().as_deref(), Some("admin"));
+        assert_eq!(
+            call(&mut c, &["HGET", "user:1", "role"]).await.text().as_deref(),
+            Some("admin")
+        );
         assert_eq!(get(&mut c, "bin\r\nkey").await.as_deref(), Some("v\0al"));
-        let Reply::Int(ttl) = call(&mut c, &["TTL", "session"]).await else { panic!() };
+        let Reply::Int(ttl) = call(&mut c, &["TTL", "session"]).await else {
+            panic!()
+        };
         assert!((3500..=3600).contains(&ttl), "the expiry survives: {ttl}");
         assert_eq!(call(&mut c, &["DBSIZE"]).await, Reply::Int(5));
     }
@@ -798,9 +808,13 @@ mod tests {
         let url = testing::redis_db_url(&base, 13);
         let spec = testing::spec("cache", DbKind::Redis, &url);
         let store = tempfile::tempdir().unwrap();
+        let watch = testing::ArgvWatch::start(&password);
         let snap = capture(&spec, store.path()).await.unwrap();
         let plan = plan_restore(&spec, &snap, store.path()).await.unwrap();
-        assert!(!format!("{snap:?}{plan:?}").contains(&password));
+        let report = restore(&spec, &snap, store.path()).await.unwrap();
+        let leaked = watch.finish();
+        assert!(leaked.is_empty(), "the password was in argv: {leaked:?}");
+        assert!(!format!("{snap:?}{plan:?}{report:?}").contains(&password));
         assert!(plan.target.contains("********"), "{plan:?}");
         let mut wrong = reqwest::Url::parse(&url).unwrap();
         wrong.set_password(Some(&format!("{password}x"))).unwrap();

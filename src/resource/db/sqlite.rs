@@ -69,10 +69,7 @@ fn copy_pages(from: &Connection, to: &mut Connection, path: &Path, timeout: Dura
                 if Instant::now() >= deadline {
                     return Err(DbError::SqliteBusy {
                         path: path.to_path_buf(),
-                        message: format!(
-                            "still locked by another connection after {}s",
-                            timeout.as_secs()
-                        ),
+                        message: format!("still locked by another connection after {}s", timeout.as_secs()),
                     });
                 }
                 std::thread::sleep(Duration::from_millis(20));
@@ -101,18 +98,11 @@ pub fn capture(db: &Database, dest_dir: &Path) -> Result<DbSnapshot, DbError> {
     let name = dump_name(&db.name);
     let tmp = dest_dir.join(format!("{name}.partial"));
     let _ = std::fs::remove_file(&tmp);
-    {
-        let mut dst = open(
-            &tmp,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        copy_pages(&src, &mut dst, live, db.timeout)?;
-        // A WAL source's header says WAL; the dump is one plain file.
-        dst.pragma_update(None, "journal_mode", "DELETE")
-            .map_err(sql(&tmp, "leave WAL mode"))?;
-        dst.close().map_err(|(_, e)| sql(&tmp, "close it")(e))?;
+    let copied = copy_to(&src, &tmp, db);
+    if copied.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    let tables = count_tables(&read_only(&tmp)?, &tmp)?;
+    let tables = copied?;
     let file = finish_file(&tmp, dest_dir, &name)?;
     Ok(DbSnapshot {
         name: db.name.clone(),
@@ -122,6 +112,23 @@ pub fn capture(db: &Database, dest_dir: &Path) -> Result<DbSnapshot, DbError> {
         tables: Some(tables),
         keys: None,
     })
+}
+
+/// Backs `src` up into a new file `tmp`; returns its table count.
+fn copy_to(src: &Connection, tmp: &Path, db: &Database) -> Result<u64, DbError> {
+    let live = live_path(db)?;
+    {
+        let mut dst = open(
+            tmp,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        copy_pages(src, &mut dst, live, db.timeout)?;
+        // A WAL source's header says WAL; the dump is one plain file.
+        dst.pragma_update(None, "journal_mode", "DELETE")
+            .map_err(sql(tmp, "leave WAL mode"))?;
+        dst.close().map_err(|(_, e)| sql(tmp, "close it")(e))?;
+    }
+    count_tables(&read_only(tmp)?, tmp)
 }
 
 /// Checks the dump's hash, that SQLite finds it intact, and its table count.
@@ -255,7 +262,9 @@ mod tests {
             // The app's open connection sees the restored content.
             assert_eq!(rows(&app), ["a", "b"], "wal={wal}");
             let tables: i64 = app
-                .query_row("SELECT count(*) FROM sqlite_schema WHERE name = 'later'", [], |r| r.get(0))
+                .query_row("SELECT count(*) FROM sqlite_schema WHERE name = 'later'", [], |r| {
+                    r.get(0)
+                })
                 .unwrap();
             assert_eq!(tables, 0);
             let jm: String = app.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
@@ -269,8 +278,10 @@ mod tests {
         let store = tempfile::tempdir().unwrap();
         let (path, app) = app_db(dir.path(), true);
         // Every transaction moves 1 from one row to another: the sum never changes.
-        app.execute_batch("CREATE TABLE acct (id INTEGER PRIMARY KEY, n INTEGER); INSERT INTO acct (n) VALUES (1000), (1000);")
-            .unwrap();
+        app.execute_batch(
+            "CREATE TABLE acct (id INTEGER PRIMARY KEY, n INTEGER); INSERT INTO acct (n) VALUES (1000), (1000);",
+        )
+        .unwrap();
         drop(app);
         let stop = Arc::new(AtomicBool::new(false));
         let writer = {

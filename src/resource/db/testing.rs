@@ -49,6 +49,43 @@ pub fn password_of(url: &str) -> String {
         .expect("the test server URL holds a password")
 }
 
+/// Watches every process's arguments (`/proc/*/cmdline`, readable by any user)
+/// for a secret until [`ArgvWatch::finish`].
+pub struct ArgvWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<String>>,
+}
+
+impl ArgvWatch {
+    pub fn start(secret: &str) -> ArgvWatch {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let (stop, secret) = (stop.clone(), secret.to_string());
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+                        if let Ok(cmdline) = std::fs::read(p.path().join("cmdline"))
+                            && String::from_utf8_lossy(&cmdline).contains(&secret)
+                        {
+                            seen.push(String::from_utf8_lossy(&cmdline).replace('\0', " "));
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                seen
+            })
+        };
+        ArgvWatch { stop, thread }
+    }
+
+    /// The argument lists that held the secret.
+    pub fn finish(self) -> Vec<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
 /// A database of its own for one test, dropped at the end.
 pub struct PgDb {
     admin: String,
@@ -73,7 +110,10 @@ impl PgDb {
 
 impl Drop for PgDb {
     fn drop(&mut self) {
-        let _ = psql_result(&self.admin, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        let _ = psql_result(
+            &self.admin,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
     }
 }
 
