@@ -19,9 +19,11 @@
 //! not) would block the `DROP`s, so it is terminated with
 //! `pg_terminate_backend` first, and each termination is reported as a step.
 //! Idle sessions hold no locks: they stay connected and see the restored rows
-//! on their next query. The restore runs with `lock_timeout`, so a session that
-//! takes a lock in between makes it fail cleanly (nothing changed) rather than
-//! hang; it is then retried once after terminating the new lock holders.
+//! on their next query. The restore's transaction first locks every table
+//! (`ACCESS EXCLUSIVE`), waiting at most a tenth of the database's `timeout`
+//! (between 1s and 10s), so a session that takes a lock in between makes it fail
+//! cleanly (nothing changed) rather than hang; it is then retried once after
+//! terminating the new lock holders.
 //! Terminating another role's sessions needs superuser or `pg_signal_backend`;
 //! without it the lock timeout says which sessions are in the way.
 
@@ -32,8 +34,11 @@ use std::time::Duration;
 use super::{DbError, DbSnapshot, RestorePlan, RestoreReport, ServerUrl, finish_file, human_bytes, run_tool};
 use crate::plan::{Database, DbKind};
 
-/// How long the restore waits for a lock before giving up (and retrying once).
-const LOCK_TIMEOUT: &str = "10s";
+/// How long the restore waits for a lock before giving up (and retrying once):
+/// a tenth of the database's timeout, between 1s and 10s.
+fn lock_timeout(timeout: Duration) -> Duration {
+    (timeout / 10).clamp(Duration::from_secs(1), Duration::from_secs(10))
+}
 
 /// The dump's file name for database `name`.
 pub fn dump_name(name: &str) -> String {
@@ -48,17 +53,6 @@ fn env(url: &ServerUrl) -> Vec<(String, String)> {
     if let Some(pw) = &url.password {
         env.push(("PGPASSWORD".to_string(), pw.clone()));
     }
-    env
-}
-
-/// The restore session's environment: give up on a lock rather than hang, and
-/// keep the `does not exist, skipping` notices of `--if-exists` quiet.
-fn restore_env(url: &ServerUrl) -> Vec<(String, String)> {
-    let mut env = env(url);
-    env.push((
-        "PGOPTIONS".to_string(),
-        format!("-c lock_timeout={LOCK_TIMEOUT} -c client_min_messages=warning"),
-    ));
     env
 }
 
@@ -332,23 +326,10 @@ pub async fn restore(db: &Database, snap: &DbSnapshot, dir: &Path) -> Result<Res
     loop {
         attempt += 1;
         terminate_lockers(&url, db, work.path(), &mut report).await?;
-        let extra: Vec<(String, String)> = live_tables(&url, db.timeout, work.path())
-            .await?
-            .difference(&toc.tables)
-            .cloned()
-            .collect();
+        let live = live_tables(&url, db.timeout, work.path()).await?;
+        let extra: Vec<(String, String)> = live.difference(&toc.tables).cloned().collect();
         let pre = work.path().join("pre.sql");
-        let drops: String = extra
-            .iter()
-            .map(|t| {
-                format!(
-                    "DROP TABLE IF EXISTS {}.{} CASCADE;\n",
-                    quote_ident(&t.0),
-                    quote_ident(&t.1)
-                )
-            })
-            .collect();
-        super::write_file(&pre, drops.as_bytes())?;
+        super::write_file(&pre, prelude(&live, &extra, lock_timeout(db.timeout)).as_bytes())?;
         let argv = vec![
             "psql".into(),
             "-X".into(),
@@ -363,16 +344,7 @@ pub async fn restore(db: &Database, snap: &DbSnapshot, dir: &Path) -> Result<Res
             "-f".into(),
             script.display().to_string(),
         ];
-        match run_tool(
-            argv,
-            restore_env(&url),
-            work.path(),
-            db.timeout,
-            Some(&url),
-            &url.shown(),
-        )
-        .await
-        {
+        match run_tool(argv, env(&url), work.path(), db.timeout, Some(&url), &url.shown()).await {
             Ok(_) => {
                 if !extra.is_empty() {
                     let names: Vec<String> = extra.iter().map(qualified).collect();
@@ -422,6 +394,23 @@ pub async fn restore(db: &Database, snap: &DbSnapshot, dir: &Path) -> Result<Res
             Err(e) => return Err(e),
         }
     }
+}
+
+/// The SQL run first in the restore's transaction: take every table's lock,
+/// waiting at most `lock_timeout` (the dump's own SQL sets `lock_timeout = 0`, so
+/// the locks are taken here, before it runs), then drop the tables the
+/// checkpoint does not hold.
+fn prelude(live: &BTreeSet<(String, String)>, extra: &[(String, String)], lock_timeout: Duration) -> String {
+    let q = |t: &(String, String)| format!("{}.{}", quote_ident(&t.0), quote_ident(&t.1));
+    let mut sql = format!("SET lock_timeout = '{}ms';\n", lock_timeout.as_millis());
+    if !live.is_empty() {
+        let all: Vec<String> = live.iter().map(q).collect();
+        sql.push_str(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE;\n", all.join(", ")));
+    }
+    for t in extra {
+        sql.push_str(&format!("DROP TABLE IF EXISTS {} CASCADE;\n", q(t)));
+    }
+    sql
 }
 
 /// Ends the sessions that would block the restore's `DROP`s.
@@ -476,6 +465,21 @@ mod tests {
         assert_eq!(t, ["public.items", "public.my table"]);
     }
 
+    #[test]
+    fn the_prelude_locks_everything_then_drops_what_is_new() {
+        let t = |s: &str, n: &str| (s.to_string(), n.to_string());
+        let live = BTreeSet::from([t("public", "items"), t("public", "we\"ird")]);
+        let sql = prelude(&live, &[t("public", "we\"ird")], Duration::from_secs(2));
+        assert_eq!(
+            sql,
+            "SET lock_timeout = '2000ms';\n\
+             LOCK TABLE \"public\".\"items\", \"public\".\"we\"\"ird\" IN ACCESS EXCLUSIVE MODE;\n\
+             DROP TABLE IF EXISTS \"public\".\"we\"\"ird\" CASCADE;\n"
+        );
+        assert_eq!(lock_timeout(Duration::from_secs(600)), Duration::from_secs(10));
+        assert_eq!(lock_timeout(Duration::from_secs(3)), Duration::from_secs(1));
+    }
+
     #[tokio::test]
     async fn capture_and_restore_while_the_app_is_connected() {
         let Some(admin) = pg() else { return };
@@ -523,6 +527,33 @@ mod tests {
         assert!(busy.is_terminated());
         // The serial continues from the checkpoint's value.
         assert_eq!(sql(&t.url, "INSERT INTO items (v) VALUES ('c') RETURNING id"), "3");
+    }
+
+    #[tokio::test]
+    async fn a_lock_holder_that_cannot_be_ended_fails_the_restore_and_changes_nothing() {
+        let Some(admin) = pg() else { return };
+        let t = PgDb::create(&admin);
+        sql(
+            &t.url,
+            "CREATE TABLE items (v text); INSERT INTO items VALUES ('checkpoint')",
+        );
+        let mut spec = testing::spec("main", DbKind::Postgres, &t.url);
+        spec.timeout = Duration::from_secs(20);
+        let store = tempfile::tempdir().unwrap();
+        let snap = capture(&spec, store.path()).await.unwrap();
+        sql(&t.url, "INSERT INTO items VALUES ('after')");
+        // A superuser's transaction: backout's ordinary role may not end it.
+        let mut su = reqwest::Url::parse(&t.url).unwrap();
+        su.set_username("postgres").unwrap();
+        let mut holder = PgSession::open(su.as_str());
+        holder.query("BEGIN");
+        holder.query("SELECT count(*) FROM items");
+        let e = restore(&spec, &snap, store.path()).await.unwrap_err().to_string();
+        assert!(e.contains("lock timeout") && e.contains("nothing was changed"), "{e}");
+        assert!(e.contains("sessions holding locks: pid"), "{e}");
+        assert!(!e.contains(&testing::password_of(&admin)), "{e}");
+        holder.query("COMMIT");
+        assert_eq!(sql(&t.url, "SELECT count(*) FROM items"), "2");
     }
 
     #[tokio::test]
