@@ -143,14 +143,19 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
-/// Says what a restore would run, touching nothing.
-pub fn plan_restore(spec: &CaptureCommand, snap: &CommandSnapshot, dir: &Path) -> CommandRestorePlan {
+/// Checks the saved output and says what a restore would run, touching nothing.
+pub fn plan_restore(
+    spec: &CaptureCommand,
+    snap: &CommandSnapshot,
+    dir: &Path,
+) -> Result<CommandRestorePlan, CommandError> {
+    verify(snap, dir)?;
     let (_, shown) = restore_command(spec, &absolute(&dir.join(&snap.file.name)));
-    CommandRestorePlan {
+    Ok(CommandRestorePlan {
         name: spec.name.clone(),
         run: shown,
         cwd: spec.cwd.clone(),
-    }
+    })
 }
 
 fn absolute(p: &Path) -> PathBuf {
@@ -228,7 +233,7 @@ mod tests {
         assert_eq!(snap.file.size, saved.len() as u64);
         verify(&snap, store.path()).unwrap();
 
-        let plan = plan_restore(&s, &snap, store.path());
+        let plan = plan_restore(&s, &snap, store.path()).unwrap();
         assert!(
             plan.run.contains("packages.out") && !plan.run.contains("{file}"),
             "{plan:?}"
@@ -260,7 +265,7 @@ mod tests {
             let snap = capture(&s, &odd).await.unwrap();
             if !shell {
                 // What --dry-run shows pastes into a shell as the same command.
-                let plan = plan_restore(&s, &snap, &odd);
+                let plan = plan_restore(&s, &snap, &odd).unwrap();
                 let path = odd.join("packages.out").display().to_string();
                 assert!(plan.run.ends_with(&format!(" sh {}", shell_quote(&path))), "{plan:?}");
                 assert!(plan.run.contains("it'\\''s a dir"), "{plan:?}");
@@ -314,6 +319,8 @@ mod tests {
         );
         let snap = capture(&s, store.path()).await.unwrap();
         std::fs::write(store.path().join("packages.out"), "requests==0.0.1\n").unwrap();
+        let e = plan_restore(&s, &snap, store.path()).unwrap_err().to_string();
+        assert!(e.contains("corrupt"), "{e}");
         let e = restore(&s, &snap, store.path()).await.unwrap_err().to_string();
         assert!(e.contains("corrupt"), "{e}");
         assert!(!project.path().join("restore-ran").exists());

@@ -265,7 +265,8 @@ pub async fn verify(snap: &DbSnapshot, dir: &Path, timeout: Duration) -> Result<
     }
 }
 
-/// Describes what restoring `snap` into `db` would replace, touching nothing.
+/// Verifies the dump and describes what restoring it into `db` would replace,
+/// touching nothing.
 pub async fn plan_restore(db: &Database, snap: &DbSnapshot, dir: &Path) -> Result<RestorePlan, DbError> {
     same_kind(db, snap)?;
     match db.kind {

@@ -157,8 +157,9 @@ pub fn verify(snap: &DbSnapshot, dir: &Path) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Says what restoring `snap` would replace.
+/// Verifies the dump and says what restoring it would replace.
 pub fn plan_restore(db: &Database, snap: &DbSnapshot, dir: &Path) -> Result<RestorePlan, DbError> {
+    verify(snap, dir)?;
     let live = live_path(db)?;
     let dump = dir.join(&snap.file.name);
     let now = if live.is_file() {
@@ -325,6 +326,8 @@ mod tests {
         let n = bytes.len();
         bytes[n - 100] ^= 0xff;
         std::fs::write(&dump, bytes).unwrap();
+        let e = plan_restore(&db(&path), &snap, store.path()).unwrap_err().to_string();
+        assert!(e.contains("corrupt"), "{e}");
         let e = restore(&db(&path), &snap, store.path()).unwrap_err().to_string();
         assert!(e.contains("corrupt"), "{e}");
         // Nothing was touched.
