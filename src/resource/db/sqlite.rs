@@ -274,6 +274,31 @@ mod tests {
     }
 
     #[test]
+    fn restore_waits_for_an_open_read_transaction_then_lands() {
+        for wal in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = tempfile::tempdir().unwrap();
+            let (path, app) = app_db(dir.path(), wal);
+            let snap = capture(&db(&path), store.path()).unwrap();
+            app.execute("INSERT INTO t (v) VALUES ('after')", []).unwrap();
+            // The app sits inside a read transaction while the restore starts.
+            app.execute_batch("BEGIN").unwrap();
+            assert_eq!(rows(&app), ["a", "b", "after"]);
+            let restorer = {
+                let (path, dir) = (path.clone(), store.path().to_path_buf());
+                let snap = snap.clone();
+                std::thread::spawn(move || restore(&db(&path), &snap, &dir))
+            };
+            std::thread::sleep(Duration::from_millis(300));
+            // Inside its transaction the app still reads one consistent state.
+            assert_eq!(rows(&app), ["a", "b", "after"], "wal={wal}");
+            app.execute_batch("COMMIT").unwrap();
+            restorer.join().unwrap().unwrap();
+            assert_eq!(rows(&app), ["a", "b"], "wal={wal}");
+        }
+    }
+
+    #[test]
     fn capture_is_consistent_while_the_app_writes() {
         let dir = tempfile::tempdir().unwrap();
         let store = tempfile::tempdir().unwrap();
