@@ -66,7 +66,23 @@ pub fn run(ctx: &Ctx, _args: CheckArgs) -> Result<ExitCode, CommandError> {
     p.out(format!("\n{}", p.bold("checkpoint captures")));
     if plan.capture.git {
         p.out("  git: HEAD, branch, upstream, and the working tree (staged, unstaged, untracked)");
-    } else {
+    }
+    for db in &plan.capture.databases {
+        let at = match &db.location {
+            crate::plan::DbLocation::Path(path) => path.display().to_string(),
+            crate::plan::DbLocation::Url(url) => url.shown.clone(),
+        };
+        p.out(format!("  database {} ({}): {at}", db.name, db.kind));
+    }
+    for c in &plan.capture.commands {
+        p.out(format!(
+            "  command {}: `{}`, restored by `{}`",
+            c.name,
+            c.save.shown(),
+            c.restore_shown()
+        ));
+    }
+    if !plan.capture.git && plan.capture.databases.is_empty() && plan.capture.commands.is_empty() {
         p.out("  nothing: add [capture] git = true");
     }
 

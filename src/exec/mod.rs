@@ -62,10 +62,30 @@ pub enum ExecError {
     },
     #[error("empty command")]
     Empty,
+    #[error("cannot create {path} for the command's output")]
+    Output {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Runs the command to completion or its timeout.
 pub async fn run(inv: &Invocation) -> Result<Outcome, ExecError> {
+    run_with(inv, None).await
+}
+
+/// Runs the command with its stdout written to `stdout` (created or truncated),
+/// unbounded; the outcome's output then holds only stderr.
+pub async fn run_to_file(inv: &Invocation, stdout: &std::path::Path) -> Result<Outcome, ExecError> {
+    let file = std::fs::File::create(stdout).map_err(|source| ExecError::Output {
+        path: stdout.to_path_buf(),
+        source,
+    })?;
+    run_with(inv, Some(file)).await
+}
+
+async fn run_with(inv: &Invocation, stdout: Option<std::fs::File>) -> Result<Outcome, ExecError> {
     let (program, args) = inv.argv.split_first().ok_or(ExecError::Empty)?;
     let started = Instant::now();
     let mut cmd = tokio::process::Command::new(program);
@@ -73,7 +93,7 @@ pub async fn run(inv: &Invocation) -> Result<Outcome, ExecError> {
         .current_dir(&inv.cwd)
         .envs(inv.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(stdout.map_or_else(Stdio::piped, Stdio::from))
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
@@ -217,6 +237,24 @@ mod tests {
             .unwrap();
         assert!(o.success());
         assert_eq!(o.output.len(), OUTPUT_LIMIT);
+    }
+
+    #[tokio::test]
+    async fn stdout_to_a_file_is_whole_and_kept_apart_from_stderr() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let o = run_to_file(
+            &inv(
+                &["sh", "-c", "head -c 200000 /dev/zero | tr '\\0' y; echo warn >&2"],
+                10_000,
+            ),
+            &out,
+        )
+        .await
+        .unwrap();
+        assert!(o.success(), "{o:?}");
+        assert_eq!(std::fs::read(&out).unwrap(), vec![b'y'; 200_000]);
+        assert_eq!(o.output.trim(), "warn");
     }
 
     #[tokio::test]

@@ -3,6 +3,7 @@
 //! percentages, rules and `${ENV}` secrets are parsed once, here, and every
 //! problem is reported with file, line, column, a caret and a hint ([`diag`]).
 
+mod capture;
 pub mod diag;
 #[cfg(test)]
 mod error_snapshots;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::context::Env;
+pub use capture::{CaptureCommand, Database, DbKind, DbLocation, FILE_PLACEHOLDER, percent_decode};
 pub use diag::{PlanError, PlanErrors};
 use raw::S;
 pub use rule::Condition;
@@ -74,6 +76,10 @@ pub struct PlanWarning {
 pub struct Capture {
     /// HEAD, branch and the whole working tree, untracked files included.
     pub git: bool,
+    /// Databases dumped by each checkpoint.
+    pub databases: Vec<Database>,
+    /// Custom state saved by a command's output.
+    pub commands: Vec<CaptureCommand>,
 }
 
 /// A command to run: an argument list, or a line for `sh -c` when `shell` is set.
@@ -624,12 +630,11 @@ impl Validator<'_> {
                         .into(),
             });
         }
-        let capture = raw
-            .capture
-            .map(|c| Capture {
-                git: c.get_ref().git.as_ref().is_some_and(|g| *g.get_ref()),
-            })
-            .unwrap_or_default();
+        let mut capture = Capture::default();
+        if let Some(c) = &raw.capture {
+            capture.git = c.get_ref().git.as_ref().is_some_and(|g| *g.get_ref());
+            self.capture_databases_and_commands(c.get_ref(), &mut capture);
+        }
         let baseline_for = raw
             .baseline
             .as_ref()

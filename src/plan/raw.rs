@@ -61,6 +61,33 @@ pub struct RawMeta {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawCapture {
     pub git: Option<S<bool>>,
+    #[serde(default)]
+    pub databases: Vec<S<RawDatabase>>,
+    #[serde(default)]
+    pub commands: Vec<S<RawCaptureCommand>>,
+}
+
+/// A database a checkpoint dumps: `path` for SQLite, `url` for PostgreSQL and Redis.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawDatabase {
+    pub name: S<String>,
+    pub kind: S<String>,
+    pub path: Option<S<String>>,
+    pub url: Option<S<String>>,
+    pub timeout: Option<S<String>>,
+}
+
+/// State captured by a command's stdout and put back by another command.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawCaptureCommand {
+    pub name: S<String>,
+    pub save: S<RawCommand>,
+    pub restore: S<RawCommand>,
+    pub shell: Option<S<bool>>,
+    pub cwd: Option<S<String>>,
+    pub timeout: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -2,6 +2,8 @@
 //! recorded in the operation log, marked complete only after every resource is
 //! captured and verified, so an interrupted capture is never offered for restore.
 
+pub mod command;
+pub mod db;
 pub mod git;
 
 use serde::{Deserialize, Serialize};

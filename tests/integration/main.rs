@@ -1,6 +1,7 @@
 //! Integration tests: the real binary on temporary projects.
 
 mod canary;
+mod capture;
 mod cli;
 mod demo;
 mod notify;
