@@ -66,6 +66,13 @@ pub enum ExecError {
 
 /// Runs the command to completion or its timeout.
 pub async fn run(inv: &Invocation) -> Result<Outcome, ExecError> {
+    run_observed(inv, |_| {}).await
+}
+
+/// Like [`run`], telling `on_spawn` the process group id as soon as the child
+/// exists, so a journal can record it and a resumed run can kill what a crash
+/// left behind.
+pub async fn run_observed(inv: &Invocation, on_spawn: impl FnOnce(i32)) -> Result<Outcome, ExecError> {
     let (program, args) = inv.argv.split_first().ok_or(ExecError::Empty)?;
     let started = Instant::now();
     let mut cmd = tokio::process::Command::new(program);
@@ -83,6 +90,9 @@ pub async fn run(inv: &Invocation) -> Result<Outcome, ExecError> {
         source,
     })?;
     let pgid = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32));
+    if let Some(pg) = pgid {
+        on_spawn(pg.as_raw_nonzero().get());
+    }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
     for stream in [
         child

@@ -11,6 +11,8 @@ use serde::Serialize;
 
 use crate::redact::Redactor;
 
+mod journal;
+
 /// Append-only: never edit a shipped migration, add a new one.
 const MIGRATIONS: &[&str] = &[
     // 1: the first schema.
