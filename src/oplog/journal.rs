@@ -71,6 +71,22 @@ impl Oplog {
         }
     }
 
+    /// The newest complete checkpoint that is a restore point someone chose: not
+    /// a safety checkpoint an operation took of the state it was about to change
+    /// (labelled `before rollback`, `before undo`, `before redo`).
+    pub fn latest_restore_point(&self) -> Result<Option<CheckpointRow>, OplogError> {
+        self.conn
+            .query_row(
+                "SELECT id, op_id, created_at, label, phase, complete, resources FROM checkpoints
+                 WHERE complete = 1 AND (label IS NULL OR label NOT IN ('before rollback', 'before undo', 'before redo'))
+                 ORDER BY id DESC LIMIT 1",
+                [],
+                Self::checkpoint_from_row,
+            )
+            .optional()
+            .map_err(self.q())
+    }
+
     /// One operation by id.
     pub fn operation(&self, id: OpId) -> Result<Option<OperationRow>, OplogError> {
         Ok(self.operations_where("id = ?1", params![id], 1)?.into_iter().next())

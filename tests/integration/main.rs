@@ -2,6 +2,7 @@
 
 mod cli;
 mod demo;
+mod resume;
 mod watch;
 
 use std::path::{Path, PathBuf};
