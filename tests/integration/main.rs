@@ -2,6 +2,7 @@
 
 mod cli;
 mod demo;
+mod engine;
 mod resume;
 mod watch;
 
