@@ -1,6 +1,7 @@
 //! Integration tests: the real binary on temporary projects.
 
 mod cli;
+mod compose;
 mod demo;
 mod engine;
 mod resume;
