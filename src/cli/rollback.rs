@@ -57,7 +57,7 @@ pub async fn run(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, CommandError
     let _lock = if args.dry_run { None } else { Some(ws.lock("rollback")?) };
     // Fault injection for the resume tests: kill -9 ourselves at a step boundary.
     let opts = Options {
-        crash_at: ctx.env.var("BACKOUT_TEST_CRASH_AT").and_then(|v| CrashPoint::parse(v)),
+        crash_at: ctx.env.var("BACKOUT_TEST_CRASH_AT").and_then(CrashPoint::parse),
     };
     let on = |e: &StepEvent| {
         if let StepEvent::Finished(s) = e {
@@ -132,7 +132,9 @@ pub async fn run(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, CommandError
             "  {}. {}{}{extra} [timeout {}]",
             i + 1,
             s.name,
-            cmd.as_deref().filter(|c| *c != s.name).map_or(String::new(), |c| format!(": {c}")),
+            cmd.as_deref()
+                .filter(|c| *c != s.name)
+                .map_or(String::new(), |c| format!(": {c}")),
             units::format_duration(s.timeout)
         ));
         json_steps.push(serde_json::json!({
@@ -140,7 +142,10 @@ pub async fn run(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, CommandError
         }));
     }
     let worst = sel.worst_case();
-    let mut time = vec![format!("at most {} (the sum of the step timeouts)", units::format_duration(worst))];
+    let mut time = vec![format!(
+        "at most {} (the sum of the step timeouts)",
+        units::format_duration(worst)
+    )];
     if let Some(e) = sel.estimate {
         time.insert(0, format!("estimated {}", units::format_duration(e)));
     }
@@ -152,7 +157,11 @@ pub async fn run(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, CommandError
             lines.push(format!(
                 "{what}: {} ({verdict} it{})",
                 units::format_duration(l),
-                if sel.estimate.is_some() { "" } else { " even in the worst case" }
+                if sel.estimate.is_some() {
+                    ""
+                } else {
+                    " even in the worst case"
+                }
             ));
         }
     }
@@ -190,11 +199,7 @@ pub async fn run(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, CommandError
 }
 
 /// Verifies a finished rollback and reports it with its timing.
-async fn finish(
-    ctx: &Ctx,
-    ws: &crate::workspace::Workspace,
-    rb: RollbackReport,
-) -> Result<ExitCode, CommandError> {
+async fn finish(ctx: &Ctx, ws: &crate::workspace::Workspace, rb: RollbackReport) -> Result<ExitCode, CommandError> {
     let p = &ctx.printer;
     let checks = if rb.ok {
         crate::incident::verify_all(ws, |c| {

@@ -27,7 +27,13 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode, CommandError> {
         Some(n) => vec![ws.plan.phase(n).cloned().ok_or_else(|| {
             CommandError::usage(select::SelectError::UnknownPhase {
                 name: n.clone(),
-                known: ws.plan.phases.iter().map(|p| p.name.clone()).collect::<Vec<_>>().join(", "),
+                known: ws
+                    .plan
+                    .phases
+                    .iter()
+                    .map(|p| p.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })
         })?],
         None => ws.plan.phases.clone(),
@@ -64,14 +70,21 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode, CommandError> {
         })
         .await?;
         if applied.ok {
-            p.out(format!("phase {}: applied and verified ({})", phase.name, applied.checkpoint));
+            p.out(format!(
+                "phase {}: applied and verified ({})",
+                phase.name, applied.checkpoint
+            ));
             done.push(serde_json::to_value(&applied)?);
             continue;
         }
         p.out(format!(
             "phase {}: {}; rolling it back to {}",
             phase.name,
-            if applied.applied { "verification failed" } else { "apply failed" },
+            if applied.applied {
+                "verification failed"
+            } else {
+                "apply failed"
+            },
             applied.checkpoint
         ));
         let rollback = match phase.default() {

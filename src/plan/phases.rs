@@ -102,8 +102,10 @@ impl Validator<'_> {
                     "give each option its own name",
                 );
             }
-            if ro.default.as_ref().is_some_and(|d| *d.get_ref()) {
-                defaults.push((options.len(), o.span()));
+            if let Some(d) = &ro.default
+                && *d.get_ref()
+            {
+                defaults.push((options.len(), d.span()));
             }
             let risk = ro.risk.as_ref().and_then(|k| match k.get_ref().as_str() {
                 "low" => Some(Risk::Low),
@@ -257,4 +259,138 @@ fn default_component_steps(paths: &[String], names: &[String], services: &[Servi
         }
     }
     steps
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::context::Env;
+    use crate::plan::{Plan, PlanErrors, ServiceAction, ServiceControl, ServiceKind, StepKind};
+
+    fn parse(src: &str) -> Result<Plan, PlanErrors> {
+        Plan::parse(Path::new("backout.toml"), src, &Env::from_pairs([("TOKEN", "t")]))
+    }
+
+    fn errors(src: &str) -> String {
+        parse(src).expect_err("the plan must be rejected").to_string()
+    }
+
+    const SEED: &str = r#"
+[plan]
+name = "market-data"
+rto = "5m"
+[capture]
+git = true
+
+[[service]]
+name = "ticker-metadata"
+kind = "compose"
+project-dir = "deploy"
+compose-file = "docker-compose.prod.yml"
+[[service]]
+name = "gateway"
+kind = "systemd"
+unit = "api-gateway.service"
+[[service]]
+name = "worker"
+kind = "command"
+start = "supervisorctl start worker"
+stop = "supervisorctl stop worker"
+status = "supervisorctl status worker"
+
+[rollback]
+target = "5m"
+steps = [{ git = "reset", to = "checkpoint" }, { service = "all", action = "restart" }]
+
+[[phase]]
+name = "ticker-metadata-service"
+target = "15m"
+apply = [{ service = "ticker-metadata", action = "rebuild" }]
+verify = [{ http = "http://127.0.0.1:8000/api/v1/ticker/AAPL/metadata", status = 200 }]
+rollback = [
+  { name = "A: direct fix", description = "one line", time = "30s", risk = "low", steps = [{ run = "sed -i s/x/y/ app.py" }] },
+  { name = "B: full revert", time = "2m", risk = "high", default = true, steps = [{ git = "revert" }, { git = "push", remote = "origin", refspec = "main" }] },
+  { name = "C: degraded", risk = "medium", steps = [{ degraded = ["ticker-metadata"] }] },
+]
+
+[[component]]
+name = "mexc"
+paths = ["src/exchanges/integrations/mexc/"]
+services = ["worker"]
+target = "30m"
+"#;
+
+    #[test]
+    fn a_seed_style_plan_with_phases_options_components_and_services_validates() {
+        let plan = parse(SEED).unwrap();
+        assert_eq!(plan.rollback_target, Some(std::time::Duration::from_secs(300)));
+        let phase = plan.phase("ticker-metadata-service").unwrap();
+        assert_eq!(phase.options.len(), 3);
+        assert_eq!(phase.default().unwrap().name, "B: full revert");
+        assert_eq!(phase.option("A: direct fix").unwrap().risk, Some(super::Risk::Low));
+        assert!(matches!(
+            phase.apply[0].kind,
+            StepKind::Service {
+                action: ServiceAction::Rebuild,
+                ..
+            }
+        ));
+        let ticker = plan.service("ticker-metadata").unwrap();
+        assert_eq!(ticker.kind, ServiceKind::Compose);
+        match &ticker.control {
+            ServiceControl::Compose {
+                project_dir, service, ..
+            } => {
+                assert!(project_dir.ends_with("deploy"));
+                assert_eq!(service, "ticker-metadata");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A component without steps restores its paths and restarts its services.
+        let mexc = plan.component("mexc").unwrap();
+        assert!(matches!(&mexc.steps[0].kind, StepKind::RestorePaths { rev: None, .. }));
+        assert!(matches!(&mexc.steps[1].kind, StepKind::Service { .. }));
+    }
+
+    #[test]
+    fn two_default_options_are_an_error_at_the_second() {
+        let src = SEED.replace(
+            "{ name = \"C: degraded\", risk = \"medium\",",
+            "{ name = \"C: degraded\", risk = \"medium\", default = true,",
+        );
+        let e = errors(&src);
+        assert!(e.contains("has more than one default option"), "{e}");
+        assert!(e.contains("backout.toml:36:54"), "{e}");
+        assert!(e.contains("mark exactly one option default = true"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named_with_a_hint() {
+        let e = errors(&SEED.replace("risk = \"low\"", "risk = \"tiny\""));
+        assert!(e.contains("unknown risk \"tiny\"") && e.contains("\"low\", \"medium\" or \"high\""), "{e}");
+        let e = errors(&SEED.replace("kind = \"systemd\"", "kind = \"upstart\""));
+        assert!(e.contains("unknown service kind \"upstart\""), "{e}");
+        let e = errors(&SEED.replace("unit = \"api-gateway.service\"", "stop = \"x\""));
+        assert!(e.contains("`stop` does not apply to a systemd service"), "{e}");
+        let e = errors(&SEED.replace("degraded = [\"ticker-metadata\"]", "degraded = [\"ticker\"]"));
+        assert!(e.contains("no service named \"ticker\""), "{e}");
+        let e = errors(&SEED.replace("{ git = \"reset\", to = \"checkpoint\" }", "{ git = \"reset\", to = \"HEAD~2\" }"));
+        assert!(e.contains("git reset to \"HEAD~2\" is not supported"), "{e}");
+        let e = errors(&SEED.replace(
+            "{ git = \"reset\", to = \"checkpoint\" }",
+            "{ restore = [\"../etc\"], from = \"HEAD\" }",
+        ));
+        assert!(e.contains("leaves the project"), "{e}");
+        let e = errors(&SEED.replace("{ git = \"reset\", to = \"checkpoint\" }", "{ git = \"revert\", retries = 2 }"));
+        assert!(e.contains("`retries` does not apply to a step of this kind"), "{e}");
+        let e = errors(&SEED.replace("paths = [\"src/exchanges/integrations/mexc/\"]\nservices = [\"worker\"]", ""));
+        assert!(e.contains("component \"mexc\" names no paths, services or steps"), "{e}");
+    }
+
+    #[test]
+    fn several_options_need_a_default() {
+        let e = errors(&SEED.replace(", default = true", ""));
+        assert!(e.contains("has 3 rollback options and none is the default"), "{e}");
+    }
 }

@@ -103,10 +103,10 @@ pub fn recover(ws: &Workspace, op: OpId, seq: i64) {
         // The leader still being the process we spawned, or gone while its group
         // may live on; a recycled pid with another start time is left alone.
         let leader = crate::service::start_time(pgid);
-        if leader.is_none() || leader == started {
-            if let Some(pg) = rustix::process::Pid::from_raw(pgid) {
-                let _ = rustix::process::kill_process_group(pg, rustix::process::Signal::KILL);
-            }
+        if (leader.is_none() || leader == started)
+            && let Some(pg) = rustix::process::Pid::from_raw(pgid)
+        {
+            let _ = rustix::process::kill_process_group(pg, rustix::process::Signal::KILL);
         }
     }
 }

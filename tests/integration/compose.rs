@@ -28,7 +28,13 @@ impl Drop for Down {
             "docker-compose"
         };
         let _ = std::process::Command::new("sh")
-            .args(["-c", &format!("{prog} -p {} down --rmi local -v -t 1", self.1)])
+            .args([
+                "-c",
+                &format!(
+                    "{prog} -p {0} down --rmi local -v -t 1; docker image prune -f --filter label=backout.test.project={0}",
+                    self.1
+                ),
+            ])
             .current_dir(&self.0)
             .output();
     }
@@ -36,7 +42,8 @@ impl Drop for Down {
 
 fn get(port: u16) -> Option<String> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500)).ok()?;
+    let mut s =
+        std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
     let mut body = String::new();
@@ -79,7 +86,10 @@ fn ok(dir: &Path, args: &[&str]) -> String {
 
 #[test]
 fn compose_roll_back_one_service_degrade_one_then_the_whole_project() {
-    let image = sh(Path::new("/"), "docker image inspect -f ok backout-test-busybox:latest 2>&1 || true");
+    let image = sh(
+        Path::new("/"),
+        "docker image inspect -f ok backout-test-busybox:latest 2>&1 || true",
+    );
     assert!(
         image.trim() == "ok",
         "the backout-test-busybox image is missing: ./scripts/test builds it ({image})"
@@ -89,10 +99,13 @@ fn compose_roll_back_one_service_degrade_one_then_the_whole_project() {
     let project = format!("backouttest{}", std::process::id());
     let _down = Down(p.to_path_buf(), project.clone());
     let (web, api) = (closed_port(), closed_port());
-    let dockerfile = "FROM backout-test-busybox:latest\nCOPY index.html /www/index.html\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n";
+    // Labelled, so the images each rebuild leaves untagged are pruned at the end.
+    let dockerfile = format!(
+        "FROM backout-test-busybox:latest\nLABEL backout.test.project={project}\nCOPY index.html /www/index.html\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n"
+    );
     for svc in ["web", "api"] {
         std::fs::create_dir_all(p.join(svc)).unwrap();
-        std::fs::write(p.join(svc).join("Dockerfile"), dockerfile).unwrap();
+        std::fs::write(p.join(svc).join("Dockerfile"), &dockerfile).unwrap();
         std::fs::write(p.join(svc).join("index.html"), format!("{svc} v1\n")).unwrap();
     }
     std::fs::write(
@@ -159,7 +172,9 @@ rollback = [
     sh(p, "git init -q -b main && git add -A && git commit -qm v1");
     sh(
         p,
-        &format!("(docker compose version >/dev/null 2>&1 && docker compose -p {project} up -d --build -q 2>&1) || docker-compose -p {project} up -d --build 2>&1"),
+        &format!(
+            "(docker compose version >/dev/null 2>&1 && docker compose -p {project} up -d --build -q 2>&1) || docker-compose -p {project} up -d --build 2>&1"
+        ),
     );
     wait_for(web, "web v1");
     wait_for(api, "api v1");
@@ -168,7 +183,10 @@ rollback = [
     // Deploy web v2.
     std::fs::write(p.join("web/index.html"), "web v2\n").unwrap();
     sh(p, "git commit -qam 'web v2'");
-    ok(p, &["rollback", "--phase", "web-v2", "--option", "C: degraded", "--yes"]);
+    ok(
+        p,
+        &["rollback", "--phase", "web-v2", "--option", "C: degraded", "--yes"],
+    );
     assert_eq!(get(web), None, "degraded: web is stopped");
     assert_eq!(get(api).as_deref(), Some("api v1"), "degraded: api keeps serving");
     sh(p, "git reset -q --hard HEAD");
@@ -177,7 +195,9 @@ rollback = [
     let api_before = container(p, &project, "api");
     sh(
         p,
-        &format!("(docker compose version >/dev/null 2>&1 && docker compose -p {project} up -d --build web 2>&1) || docker-compose -p {project} up -d --build web 2>&1"),
+        &format!(
+            "(docker compose version >/dev/null 2>&1 && docker compose -p {project} up -d --build web 2>&1) || docker-compose -p {project} up -d --build web 2>&1"
+        ),
     );
     wait_for(web, "web v2");
     let stop = Arc::new(AtomicBool::new(false));
@@ -198,7 +218,11 @@ rollback = [
     stop.store(true, Ordering::Relaxed);
     poller.join().unwrap();
     assert_eq!(get(web).as_deref(), Some("web v1"));
-    assert_eq!(container(p, &project, "api"), api_before, "api's container was not touched");
+    assert_eq!(
+        container(p, &project, "api"),
+        api_before,
+        "api's container was not touched"
+    );
     assert!(polls.load(Ordering::Relaxed) > 5);
     assert_eq!(failures.load(Ordering::Relaxed), 0, "api failed while web rolled back");
 
@@ -209,7 +233,9 @@ rollback = [
     sh(p, "git commit -qam v3");
     sh(
         p,
-        &format!("(docker compose version >/dev/null 2>&1 && docker compose -p {project} up -d --build 2>&1) || docker-compose -p {project} up -d --build 2>&1"),
+        &format!(
+            "(docker compose version >/dev/null 2>&1 && docker compose -p {project} up -d --build 2>&1) || docker-compose -p {project} up -d --build 2>&1"
+        ),
     );
     wait_for(web, "web v3");
     wait_for(api, "api v3");

@@ -79,27 +79,53 @@ fn dry_run_shows_each_level_with_its_steps_and_time_against_the_rto() {
     let j: serde_json::Value = serde_json::from_str(&ok(p, &["rollback", "--dry-run", "--json"])).unwrap();
     assert_eq!(j["selection"]["level"], "full");
     assert_eq!(j["target_ms"], 300_000);
-    assert!(j["steps"][0]["command"].as_str().unwrap().starts_with("git revert --no-edit"));
+    assert!(
+        j["steps"][0]["command"]
+            .as_str()
+            .unwrap()
+            .starts_with("git revert --no-edit")
+    );
 
     let j: serde_json::Value =
         serde_json::from_str(&ok(p, &["rollback", "--phase", "ticker", "--dry-run", "--json"])).unwrap();
     assert_eq!(j["selection"]["option"], "B: full revert", "the default option");
     assert_eq!(j["estimate_ms"], 120_000);
     assert_eq!(j["target_ms"], 900_000);
-    assert!(j["steps"][0]["command"].as_str().unwrap().starts_with("git reset --hard"));
+    assert!(
+        j["steps"][0]["command"]
+            .as_str()
+            .unwrap()
+            .starts_with("git reset --hard")
+    );
 
-    let out = ok(p, &["rollback", "--phase", "ticker", "--option", "A: direct fix", "--dry-run"]);
+    let out = ok(
+        p,
+        &[
+            "rollback",
+            "--phase",
+            "ticker",
+            "--option",
+            "A: direct fix",
+            "--dry-run",
+        ],
+    );
     assert!(out.contains("estimated 30s"), "{out}");
     assert!(out.contains("recovery-time objective: 5m (within it)"), "{out}");
 
     let j: serde_json::Value =
         serde_json::from_str(&ok(p, &["rollback", "--component", "mexc", "--dry-run", "--json"])).unwrap();
     let cmd = j["steps"][0]["command"].as_str().unwrap();
-    assert!(cmd.starts_with("git checkout --no-overlay") && cmd.ends_with("-- src/mexc"), "{cmd}");
+    assert!(
+        cmd.starts_with("git checkout --no-overlay") && cmd.ends_with("-- src/mexc"),
+        "{cmd}"
+    );
 
     let (c, out) = code(p, &["rollback", "--phase", "ticker", "--option", "Z", "--dry-run"]);
     assert_eq!(c, 2, "{out}");
-    assert!(out.contains("no option named \"Z\"") && out.contains("\"A: direct fix\""), "{out}");
+    assert!(
+        out.contains("no option named \"Z\"") && out.contains("\"A: direct fix\""),
+        "{out}"
+    );
     let (c, out) = code(p, &["rollback", "--component", "nope", "--dry-run"]);
     assert_eq!(c, 2, "{out}");
     assert!(out.contains("components: mexc"), "{out}");
@@ -112,7 +138,10 @@ fn run_rolls_back_a_failed_phase_with_its_default_option_and_stops() {
     let head = sh(p, "git rev-parse HEAD");
     let (c, out) = code(p, &["run"]);
     assert_eq!(c, 1, "{out}");
-    assert!(out.contains("phase ticker: verification failed; rolling it back"), "{out}");
+    assert!(
+        out.contains("phase ticker: verification failed; rolling it back"),
+        "{out}"
+    );
     assert!(out.contains("rollback option \"B: full revert\""), "{out}");
     assert_eq!(sh(p, "git rev-parse HEAD"), head, "reset to the phase's checkpoint");
     assert_eq!(std::fs::read_to_string(p.join("app.txt")).unwrap(), "v1\n");
@@ -132,9 +161,16 @@ fn a_component_rollback_restores_only_its_paths() {
         "echo 'mexc 2' > src/mexc/client.py && echo new > src/mexc/new.py && echo v2 > app.txt && git add -A && git commit -qm both",
     );
     ok(p, &["rollback", "--component", "mexc", "--yes"]);
-    assert_eq!(std::fs::read_to_string(p.join("src/mexc/client.py")).unwrap(), "mexc 1\n");
+    assert_eq!(
+        std::fs::read_to_string(p.join("src/mexc/client.py")).unwrap(),
+        "mexc 1\n"
+    );
     assert!(!p.join("src/mexc/new.py").exists(), "files added since are removed");
-    assert_eq!(std::fs::read_to_string(p.join("app.txt")).unwrap(), "v2\n", "other paths untouched");
+    assert_eq!(
+        std::fs::read_to_string(p.join("app.txt")).unwrap(),
+        "v2\n",
+        "other paths untouched"
+    );
 }
 
 #[test]
@@ -151,13 +187,19 @@ steps = [{ git = "reset", to = "checkpoint" }]
     );
     let p = d.path();
     ok(p, &["checkpoint"]);
-    sh(p, "echo v2 > app.txt && git commit -qam v2 && echo 'work in progress' > app.txt && echo untracked > wip.txt");
+    sh(
+        p,
+        "echo v2 > app.txt && git commit -qam v2 && echo 'work in progress' > app.txt && echo untracked > wip.txt",
+    );
     ok(p, &["rollback", "--yes"]);
     assert_eq!(std::fs::read_to_string(p.join("app.txt")).unwrap(), "v1\n");
     assert_eq!(sh(p, "git rev-list --count HEAD").trim(), "1");
     // `git reset --hard` discarded the edit; the safety checkpoint kept it.
     ok(p, &["undo"]);
-    assert_eq!(std::fs::read_to_string(p.join("app.txt")).unwrap(), "work in progress\n");
+    assert_eq!(
+        std::fs::read_to_string(p.join("app.txt")).unwrap(),
+        "work in progress\n"
+    );
     assert_eq!(std::fs::read_to_string(p.join("wip.txt")).unwrap(), "untracked\n");
     assert_eq!(sh(p, "git rev-list --count HEAD").trim(), "2");
     assert_eq!(sh(p, "git status --porcelain"), " M app.txt\n?? wip.txt\n");
@@ -187,7 +229,13 @@ steps = [
     let p = d.path();
     let remote = tempfile::tempdir().unwrap();
     sh(remote.path(), "git init -q --bare");
-    sh(p, &format!("git remote add origin {} && git push -q origin main", remote.path().display()));
+    sh(
+        p,
+        &format!(
+            "git remote add origin {} && git push -q origin main",
+            remote.path().display()
+        ),
+    );
     ok(p, &["checkpoint"]);
     sh(p, "echo v2 > app.txt && git commit -qam v2 && git push -q origin main");
     let out = ok(p, &["rollback", "--yes", "--json"]);
@@ -303,8 +351,12 @@ steps = [{ run = ["sleep", "0.2"] }]
 fn marked(marker: &str) -> Vec<i32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
         let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .map(|s| s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
             .unwrap_or(true);
@@ -320,7 +372,10 @@ fn hung_commands_are_killed_at_the_timeout_with_every_descendant() {
     let cases = [
         ("sleeps", "sleep 1000"),
         ("ignores TERM", "trap '' TERM; sleep 1000 & wait; sleep 1000"),
-        ("forks grandchildren", "(sleep 1000 &); (sh -c 'sleep 1000 & sleep 1000' &); sleep 1000"),
+        (
+            "forks grandchildren",
+            "(sleep 1000 &); (sh -c 'sleep 1000 & sleep 1000' &); sleep 1000",
+        ),
         ("floods output", "yes flood"),
     ];
     for (what, script) in cases {
@@ -340,7 +395,10 @@ fn hung_commands_are_killed_at_the_timeout_with_every_descendant() {
         let step = &j["rollback"]["steps"][0];
         assert_eq!(step["ok"], false, "{what}");
         assert!(
-            step["output"].as_str().unwrap().contains("timed out after 300ms; its whole process group was killed"),
+            step["output"]
+                .as_str()
+                .unwrap()
+                .contains("timed out after 300ms; its whole process group was killed"),
             "{what}: {step}"
         );
         let left = marked(&marker);

@@ -136,9 +136,13 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<String>) {
 /// Kills processes a test left running in `dir` (services started by a run that
 /// was then killed), found by their working directory.
 pub fn reap(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
     for e in entries.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
         if let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd"))
             && cwd.starts_with(dir)
         {
@@ -183,9 +187,15 @@ fn fixture() -> Fixture {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let after = state(&work, false);
     assert_ne!(before, after);
-    assert!(after.contains("version = 1") && after.contains("mode = safe"), "{after}");
+    assert!(
+        after.contains("version = 1") && after.contains("mode = safe"),
+        "{after}"
+    );
     assert!(!after.contains("CREATE TABLE orders"), "{after}");
-    assert!(after.contains("my unsaved notes") && after.contains("edited, not committed"), "{after}");
+    assert!(
+        after.contains("my unsaved notes") && after.contains("edited, not committed"),
+        "{after}"
+    );
     reap(&work);
     Fixture {
         _tmp: tmp,
@@ -201,7 +211,9 @@ impl Fixture {
     /// Brings an interrupted project to its end state: resume when a rollback was
     /// interrupted, start one when none began, nothing when one finished.
     fn resume(&self, why: &str) {
-        let out = backout(&self.work, &["rollback", "--resume", "--yes"]).output().unwrap();
+        let out = backout(&self.work, &["rollback", "--resume", "--yes"])
+            .output()
+            .unwrap();
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
             assert!(err.contains("no interrupted rollback"), "{why}: resume failed: {err}");
@@ -219,7 +231,11 @@ impl Fixture {
         }
         assert_eq!(state(&self.work, false), self.after, "{why}: not the rolled-back state");
         let out = backout(&self.work, &["undo"]).output().unwrap();
-        assert!(out.status.success(), "{why}: undo: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{why}: undo: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(state(&self.work, true), self.before_exact, "{why}: undo is not exact");
         reap(&self.work);
     }
@@ -251,7 +267,7 @@ fn killed_at_random_moments_resume_finishes_and_undo_is_exact() {
     let mut seed: u64 = 0x5eed_2026;
     let mut next = || {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (seed >> 33) as u64
+        seed >> 33
     };
     for i in 0..200 {
         fresh(&f.template, &f.work);
