@@ -149,6 +149,52 @@ pub fn run(ctx: &Ctx, _args: CheckArgs) -> Result<ExitCode, CommandError> {
         p.out(format!("  {}. {}{extra}", i + 1, s.name));
     }
 
+    for ph in &plan.phases {
+        p.out(format!(
+            "\n{} {} ({} apply step(s), {} check(s))",
+            p.bold("phase"),
+            ph.name,
+            ph.apply.len(),
+            ph.verify.len()
+        ));
+        for (i, o) in ph.options.iter().enumerate() {
+            let mut facts = Vec::new();
+            if let Some(t) = o.estimate {
+                facts.push(format!("~{}", d(t)));
+            }
+            if let Some(r) = o.risk {
+                facts.push(format!("{r:?} risk").to_lowercase());
+            }
+            if i == ph.default_option {
+                facts.push("default".into());
+            }
+            p.out(format!(
+                "  option {:?}: {} step(s) [{}]",
+                o.name,
+                o.steps.len(),
+                facts.join(", ")
+            ));
+        }
+    }
+    for c in &plan.components {
+        p.out(format!(
+            "\n{} {}: paths {}; services {}; {} step(s)",
+            p.bold("component"),
+            c.name,
+            if c.paths.is_empty() {
+                "-".into()
+            } else {
+                c.paths.join(", ")
+            },
+            if c.services.is_empty() {
+                "-".into()
+            } else {
+                c.services.join(", ")
+            },
+            c.steps.len()
+        ));
+    }
+
     p.out(format!("\n{}", p.bold("verify")));
     for c in &plan.verify.checks {
         let what = match &c.kind {

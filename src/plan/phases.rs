@@ -368,24 +368,39 @@ target = "30m"
     #[test]
     fn bad_values_are_named_with_a_hint() {
         let e = errors(&SEED.replace("risk = \"low\"", "risk = \"tiny\""));
-        assert!(e.contains("unknown risk \"tiny\"") && e.contains("\"low\", \"medium\" or \"high\""), "{e}");
+        assert!(
+            e.contains("unknown risk \"tiny\"") && e.contains("\"low\", \"medium\" or \"high\""),
+            "{e}"
+        );
         let e = errors(&SEED.replace("kind = \"systemd\"", "kind = \"upstart\""));
         assert!(e.contains("unknown service kind \"upstart\""), "{e}");
         let e = errors(&SEED.replace("unit = \"api-gateway.service\"", "stop = \"x\""));
         assert!(e.contains("`stop` does not apply to a systemd service"), "{e}");
         let e = errors(&SEED.replace("degraded = [\"ticker-metadata\"]", "degraded = [\"ticker\"]"));
         assert!(e.contains("no service named \"ticker\""), "{e}");
-        let e = errors(&SEED.replace("{ git = \"reset\", to = \"checkpoint\" }", "{ git = \"reset\", to = \"HEAD~2\" }"));
+        let e = errors(&SEED.replace(
+            "{ git = \"reset\", to = \"checkpoint\" }",
+            "{ git = \"reset\", to = \"HEAD~2\" }",
+        ));
         assert!(e.contains("git reset to \"HEAD~2\" is not supported"), "{e}");
         let e = errors(&SEED.replace(
             "{ git = \"reset\", to = \"checkpoint\" }",
             "{ restore = [\"../etc\"], from = \"HEAD\" }",
         ));
         assert!(e.contains("leaves the project"), "{e}");
-        let e = errors(&SEED.replace("{ git = \"reset\", to = \"checkpoint\" }", "{ git = \"revert\", retries = 2 }"));
+        let e = errors(&SEED.replace(
+            "{ git = \"reset\", to = \"checkpoint\" }",
+            "{ git = \"revert\", retries = 2 }",
+        ));
         assert!(e.contains("`retries` does not apply to a step of this kind"), "{e}");
-        let e = errors(&SEED.replace("paths = [\"src/exchanges/integrations/mexc/\"]\nservices = [\"worker\"]", ""));
-        assert!(e.contains("component \"mexc\" names no paths, services or steps"), "{e}");
+        let e = errors(&SEED.replace(
+            "paths = [\"src/exchanges/integrations/mexc/\"]\nservices = [\"worker\"]",
+            "",
+        ));
+        assert!(
+            e.contains("component \"mexc\" names no paths, services or steps"),
+            "{e}"
+        );
     }
 
     #[test]

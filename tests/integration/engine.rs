@@ -405,3 +405,32 @@ fn hung_commands_are_killed_at_the_timeout_with_every_descendant() {
         assert!(left.is_empty(), "{what}: descendants left: {left:?}");
     }
 }
+
+#[test]
+fn a_venv_is_rebuilt_from_the_restored_requirements() {
+    let d = project(
+        r#"
+[plan]
+name = "venv"
+[capture]
+git = true
+[rollback]
+steps = [
+  { restore = ["requirements.txt"], from = "checkpoint" },
+  { run = ["python3", "-m", "venv", "--clear", "--without-pip", "venv"], timeout = "2m" },
+  { run = ["venv/bin/python", "-c", "import sys; open('venv-ok', 'w').write(open('requirements.txt').read() + sys.prefix)"] },
+]
+"#,
+    );
+    let p = d.path();
+    sh(
+        p,
+        "echo 'venv/' > .gitignore && echo 'requests==2.31.0' > requirements.txt && git add -A && git commit -qm reqs",
+    );
+    ok(p, &["checkpoint"]);
+    sh(p, "echo 'requests==9.9.9' > requirements.txt && git commit -qam 'bump'");
+    ok(p, &["rollback", "--yes"]);
+    let out = std::fs::read_to_string(p.join("venv-ok")).unwrap();
+    assert!(out.starts_with("requests==2.31.0\n"), "{out}");
+    assert!(out.trim_end().ends_with("/venv"), "the venv's own python ran: {out}");
+}
