@@ -77,7 +77,21 @@ pub fn run(ctx: &Ctx, _args: CheckArgs) -> Result<ExitCode, CommandError> {
                 .ready
                 .as_ref()
                 .map_or(String::new(), |r| format!(", ready when {r} is healthy"));
-            p.out(format!("  {}: process `{}`{ready}", s.name, s.start.shown()));
+            let how = match &s.control {
+                crate::plan::ServiceControl::Process => format!("process `{}`", s.start.shown()),
+                crate::plan::ServiceControl::Compose {
+                    service, project_dir, ..
+                } => {
+                    format!("compose service {service} in {}", super::rel(project_dir, &plan.root))
+                }
+                crate::plan::ServiceControl::Systemd { unit, user } => {
+                    format!("systemd unit {unit}{}", if *user { " (--user)" } else { "" })
+                }
+                crate::plan::ServiceControl::Command { stop, .. } => {
+                    format!("command: start `{}`, stop `{}`", s.start.shown(), stop.shown())
+                }
+            };
+            p.out(format!("  {}: {how}{ready}", s.name));
         }
     }
 
@@ -86,7 +100,12 @@ pub fn run(ctx: &Ctx, _args: CheckArgs) -> Result<ExitCode, CommandError> {
         p.out("  none: a watch has nothing to measure");
     }
     for pr in &plan.probes {
-        let ProbeKind::Http(h) = &pr.kind;
+        let ProbeKind::Http(h) = &pr.kind else {
+            if let ProbeKind::Compose { service, .. } = &pr.kind {
+                p.out(format!("  {}: compose service {service} running and healthy", pr.name));
+            }
+            continue;
+        };
         let mut expect = vec![format!("status {}", h.status)];
         expect.extend(h.json.iter().map(|(k, v)| format!("{k} = {v}")));
         if let Some(re) = &h.body_match {

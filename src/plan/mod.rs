@@ -155,6 +155,12 @@ pub struct Probe {
 #[derive(Debug, Clone)]
 pub enum ProbeKind {
     Http(HttpProbe),
+    /// The container of a compose service: running, and `healthy` when it has a
+    /// HEALTHCHECK. `control` is filled from the `[[service]]` it names.
+    Compose {
+        service: String,
+        control: ServiceControl,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -669,6 +675,8 @@ impl Validator<'_> {
             .map(|s| self.service(s, &mut service_names, &probe_names))
             .collect();
 
+        let probes = self.link_compose_probes(&raw.probes, probes, &services);
+
         let mut rule_names = BTreeSet::new();
         let rules: Vec<Rule> = raw
             .rules
@@ -839,6 +847,10 @@ impl Validator<'_> {
                     body_match,
                 })
             }
+            None if r.compose.is_some() => ProbeKind::Compose {
+                service: r.compose.as_ref().map(|c| c.get_ref().clone()).unwrap_or_default(),
+                control: ServiceControl::Process,
+            },
             None => {
                 self.error(
                     r.name.span(),
@@ -1253,7 +1265,9 @@ stable-for = "10s"
             plan.services[0].start.resolved(),
             vec!["python", "app.py", "--port", "8000"]
         );
-        let ProbeKind::Http(h) = &plan.probes[0].kind;
+        let ProbeKind::Http(h) = &plan.probes[0].kind else {
+            panic!("an http probe")
+        };
         assert_eq!(h.headers[0].1.shown, "Bearer ${TOKEN}");
         assert_eq!(h.json, vec![("status".to_string(), serde_json::json!("healthy"))]);
         assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);

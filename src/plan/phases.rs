@@ -404,6 +404,26 @@ target = "30m"
     }
 
     #[test]
+    fn a_compose_probe_names_a_compose_service() {
+        let with = |svc: &str| format!("{SEED}\n[[probe]]\nname = \"up\"\ncompose = \"{svc}\"\ntimeout = \"2s\"\n");
+        let plan = parse(&with("ticker-metadata")).unwrap();
+        match &plan.probe("up").unwrap().kind {
+            crate::plan::ProbeKind::Compose { service, control } => {
+                assert_eq!(service, "ticker-metadata");
+                assert!(matches!(control, ServiceControl::Compose { .. }));
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = errors(&with("gateway"));
+        assert!(
+            e.contains("service \"gateway\" is a systemd service, not compose"),
+            "{e}"
+        );
+        let e = errors(&with("tickr"));
+        assert!(e.contains("no service named \"tickr\""), "{e}");
+    }
+
+    #[test]
     fn several_options_need_a_default() {
         let e = errors(&SEED.replace(", default = true", ""));
         assert!(e.contains("has 3 rollback options and none is the default"), "{e}");

@@ -113,6 +113,8 @@ pub struct RawProbe {
     pub every: Option<S<String>>,
     pub timeout: Option<S<String>>,
     pub http: Option<S<RawHttp>>,
+    /// A compose service's container: running, and healthy when it has a HEALTHCHECK.
+    pub compose: Option<S<String>>,
 }
 
 /// Expected HTTP status: `200`, `"2xx"` or `[200, 201]`.

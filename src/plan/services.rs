@@ -141,3 +141,46 @@ impl Validator<'_> {
         (kind, control)
     }
 }
+
+impl Validator<'_> {
+    /// A compose probe measures a `[[service]]` of kind compose: it gets that
+    /// service's project here, once services are validated.
+    pub(super) fn link_compose_probes(
+        &mut self,
+        raw: &[S<raw::RawProbe>],
+        mut probes: Vec<super::Probe>,
+        services: &[super::Service],
+    ) -> Vec<super::Probe> {
+        for (p, r) in probes.iter_mut().zip(raw) {
+            if let (Some(c), Some(_)) = (&r.get_ref().compose, &r.get_ref().http) {
+                self.error(
+                    c.span(),
+                    format!("probe {:?} has both http and compose", p.name),
+                    "a probe measures one thing: split it into two probes",
+                );
+            }
+            let super::ProbeKind::Compose { service, control } = &mut p.kind else {
+                continue;
+            };
+            let span = r.get_ref().compose.as_ref().map_or(r.span(), |c| c.span());
+            match services.iter().find(|s| s.name == *service) {
+                Some(s) if s.kind == ServiceKind::Compose => *control = s.control.clone(),
+                Some(s) => self.error(
+                    span,
+                    format!("service {:?} is a {:?} service, not compose", s.name, s.kind).to_lowercase(),
+                    "a compose probe measures a [[service]] with kind = \"compose\"",
+                ),
+                None => {
+                    let known: Vec<&str> = services
+                        .iter()
+                        .filter(|s| s.kind == ServiceKind::Compose)
+                        .map(|s| s.name.as_str())
+                        .collect();
+                    let hint = super::unknown_hint("compose service", service, &known);
+                    self.error(span, format!("no service named {service:?}"), hint);
+                }
+            }
+        }
+        probes
+    }
+}

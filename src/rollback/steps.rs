@@ -80,6 +80,9 @@ pub fn describe(ws: &Workspace, step: &Step, target: &Resources) -> Option<Strin
         }
         StepKind::Wait { probe } => ws.plan.probe(probe).map(|p| match &p.kind {
             ProbeKind::Http(h) => format!("wait until GET {} is healthy", h.url.shown),
+            ProbeKind::Compose { service, .. } => {
+                format!("wait until compose service {service} is running and healthy")
+            }
         }),
         StepKind::Run { command, retries, .. } => Some(if *retries > 0 {
             format!("{} (up to {} attempts)", command.shown(), retries + 1)

@@ -168,5 +168,6 @@ pub async fn stable_for(ws: &Workspace, d: Duration, mut progress: impl FnMut(Du
 pub fn probe_url(p: &Probe) -> &str {
     match &p.kind {
         ProbeKind::Http(h) => &h.url.shown,
+        ProbeKind::Compose { service, .. } => service,
     }
 }

@@ -142,6 +142,12 @@ http = {{ url = "http://127.0.0.1:{web}/", status = 200 }}
 every = "1s"
 timeout = "1s"
 [[probe]]
+name = "web-container"
+compose = "web"
+every = "1s"
+timeout = "5s"
+
+[[probe]]
 name = "api"
 http = {{ url = "http://127.0.0.1:{api}/", status = 200 }}
 every = "1s"
@@ -161,6 +167,7 @@ rollback = [
   {{ name = "A: rebuild web", default = true, steps = [
     {{ restore = ["web"], from = "checkpoint" }},
     {{ service = "web", action = "rebuild", timeout = "2m" }},
+    {{ wait = "web-container", timeout = "30s" }},
     {{ wait = "web", timeout = "30s" }},
   ] }},
   {{ name = "C: degraded", risk = "medium", steps = [{{ degraded = ["web"] }}] }},
@@ -214,8 +221,15 @@ rollback = [
             }
         })
     };
-    ok(p, &["rollback", "--phase", "web-v2", "--yes"]);
+    let out = ok(p, &["rollback", "--phase", "web-v2", "--yes", "--json"]);
     stop.store(true, Ordering::Relaxed);
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let waited = &j["rollback"]["steps"][2];
+    assert_eq!(waited["name"], "wait for web-container", "{waited}");
+    assert!(
+        waited["output"].as_str().unwrap().contains("web-container healthy"),
+        "{waited}"
+    );
     poller.join().unwrap();
     assert_eq!(get(web).as_deref(), Some("web v1"));
     assert_eq!(
