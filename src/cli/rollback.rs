@@ -238,6 +238,11 @@ async fn finish(ctx: &Ctx, ws: &crate::workspace::Workspace, rb: RollbackReport)
             ));
         }
     }
+    for op in &rb.abandoned {
+        p.warn(format!(
+            "op-{op} was an interrupted rollback; it is closed as abandoned (this rollback's safety checkpoint holds the state it left)"
+        ));
+    }
     if !rb.degraded.is_empty() {
         p.warn(format!(
             "degraded mode: {} stopped; the rest keep running",

@@ -76,6 +76,8 @@ pub struct RollbackReport {
     pub resumed: bool,
     /// Services a `degraded` step stopped: the system runs without them.
     pub degraded: Vec<String>,
+    /// An interrupted rollback this one replaced instead of resuming it.
+    pub abandoned: Vec<OpId>,
     pub timing: Timing,
 }
 
@@ -164,6 +166,18 @@ pub async fn execute(
         "checkpoint_id": checkpoint.id,
         "selection": sel.selection,
     });
+    // An interrupted rollback left behind is closed, not resumed later by
+    // surprise: this rollback's safety checkpoint holds whatever state it left.
+    let mut abandoned = Vec::new();
+    while let Some(old) = ws.oplog.interrupted(&["rollback"])? {
+        ws.oplog.finish(
+            old.id,
+            "abandoned",
+            Some("interrupted, then replaced by a new rollback instead of --resume"),
+            started_at,
+        )?;
+        abandoned.push(old.id);
+    }
     let op = ws.oplog.begin("rollback", &args, started_at)?;
     ws.oplog.event(
         op,
@@ -171,7 +185,9 @@ pub async fn execute(
         "rollback_start",
         &serde_json::json!({ "checkpoint": cp_name, "level": sel.label }),
     )?;
-    drive(ws, op, false, checkpoint, sel, started_at, opts, on).await
+    let mut report = drive(ws, op, false, checkpoint, sel, started_at, opts, on).await?;
+    report.abandoned = abandoned;
+    Ok(report)
 }
 
 /// Continues the newest interrupted rollback from its journal.
@@ -269,6 +285,7 @@ async fn drive(
         ok: true,
         resumed,
         degraded: Vec::new(),
+        abandoned: Vec::new(),
         timing: Timing {
             total_ms: 0,
             safety_checkpoint_ms,

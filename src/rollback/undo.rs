@@ -24,6 +24,8 @@ pub enum UndoError {
     NothingToUndo,
     #[error("nothing to redo: no undo since the last rollback")]
     NothingToRedo,
+    #[error("op-{op} is a rollback a crash interrupted; finish it first\n  = hint: backout rollback --resume")]
+    RollbackInterrupted { op: OpId },
     #[error(
         "op-{op} kept no safety checkpoint to go back to\n  = hint: `backout log` lists the operations and their checkpoints"
     )]
@@ -66,6 +68,7 @@ pub fn safety_of(ws: &Workspace, op: &OperationRow) -> anyhow::Result<Option<Che
 
 /// Undoes the newest rollback, restore or redo not undone yet.
 pub fn undo(ws: &Workspace) -> anyhow::Result<UndoReport> {
+    refuse_if_rollback_interrupted(ws)?;
     if let Some(r) = finish_interrupted(ws)? {
         return Ok(r);
     }
@@ -88,6 +91,7 @@ pub fn undo(ws: &Workspace) -> anyhow::Result<UndoReport> {
 
 /// Reapplies what the newest undo took back, if nothing was rolled back since.
 pub fn redo(ws: &Workspace) -> anyhow::Result<UndoReport> {
+    refuse_if_rollback_interrupted(ws)?;
     if let Some(r) = finish_interrupted(ws)? {
         return Ok(r);
     }
@@ -108,6 +112,14 @@ pub fn redo(ws: &Workspace) -> anyhow::Result<UndoReport> {
     let cp = safety_of(ws, &target)?.ok_or(UndoError::NoSafetyCheckpoint { op: target.id })?;
     let args = serde_json::json!({ "redoes": target.id, "checkpoint_id": cp.id });
     perform(ws, "redo", target.id, &cp, &args, None)
+}
+
+/// Undoing around a half-done rollback would mix two states.
+fn refuse_if_rollback_interrupted(ws: &Workspace) -> anyhow::Result<()> {
+    match ws.oplog.interrupted(&["rollback"])? {
+        Some(op) => Err(UndoError::RollbackInterrupted { op: op.id }.into()),
+        None => Ok(()),
+    }
 }
 
 /// An undo or redo killed midway is finished before anything else.

@@ -434,3 +434,38 @@ steps = [
     assert!(out.starts_with("requests==2.31.0\n"), "{out}");
     assert!(out.trim_end().ends_with("/venv"), "the venv's own python ran: {out}");
 }
+
+#[test]
+fn an_interrupted_rollback_blocks_undo_and_a_new_rollback_closes_it() {
+    let d = project(
+        r#"
+[plan]
+name = "interrupted"
+[capture]
+git = true
+[rollback]
+steps = [{ git = "revert" }, { run = "true" }]
+"#,
+    );
+    let p = d.path();
+    ok(p, &["checkpoint"]);
+    sh(p, "echo v2 > app.txt && git commit -qam v2");
+    let out = backout(p, &["rollback", "--yes"])
+        .env("BACKOUT_TEST_CRASH_AT", "end:1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let (c, out) = code(p, &["undo"]);
+    assert_eq!(c, 1, "{out}");
+    assert!(
+        out.contains("interrupted") && out.contains("backout rollback --resume"),
+        "{out}"
+    );
+    let (c, out) = code(p, &["rollback", "--yes"]);
+    assert_eq!(c, 0, "{out}");
+    assert!(out.contains("closed as abandoned"), "{out}");
+    let (c, out) = code(p, &["rollback", "--resume", "--yes"]);
+    assert_eq!(c, 1, "{out}");
+    assert!(out.contains("no interrupted rollback to resume"), "{out}");
+    assert_eq!(std::fs::read_to_string(p.join("app.txt")).unwrap(), "v1\n");
+}
