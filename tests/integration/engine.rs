@@ -324,17 +324,27 @@ steps = [{ run = ["sleep", "0.2"] }]
                 .spawn()
                 .unwrap()
         };
-        let (a, b) = (spawn(), spawn());
+        let mut children = vec![spawn(), spawn()];
         let t = Instant::now();
-        let mut done: Vec<(i32, Duration, String)> = [a, b]
+        // Poll both, so each one's own exit time is seen.
+        let mut ended: Vec<Option<(i32, Duration)>> = vec![None, None];
+        while ended.iter().any(Option::is_none) {
+            for (k, c) in children.iter_mut().enumerate() {
+                if ended[k].is_none()
+                    && let Some(st) = c.try_wait().unwrap()
+                {
+                    ended[k] = Some((st.code().unwrap_or(-1), t.elapsed()));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let mut done: Vec<(i32, Duration, String)> = children
             .into_iter()
-            .map(|c| {
+            .zip(ended)
+            .map(|(c, e)| {
                 let o = c.wait_with_output().unwrap();
-                (
-                    o.status.code().unwrap_or(-1),
-                    t.elapsed(),
-                    String::from_utf8_lossy(&o.stderr).into_owned(),
-                )
+                let (code, at) = e.unwrap();
+                (code, at, String::from_utf8_lossy(&o.stderr).into_owned())
             })
             .collect();
         done.sort_by_key(|d| d.0);
@@ -344,6 +354,10 @@ steps = [{ run = ["sleep", "0.2"] }]
             "race {i}: one runs, the other is locked out: {done:?}"
         );
         assert!(done[1].2.contains("locked by PID"), "race {i}: {}", done[1].2);
+        assert!(
+            done[1].1 < done[0].1,
+            "race {i}: the locked one must exit at once, while the other still runs: {done:?}"
+        );
     }
 }
 
