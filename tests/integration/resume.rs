@@ -283,3 +283,42 @@ fn killed_at_random_moments_resume_finishes_and_undo_is_exact() {
         f.resume(&format!("run {i}, killed after {delay:?}"));
     }
 }
+
+#[test]
+fn an_undo_killed_at_random_moments_finishes_exactly_when_run_again() {
+    let f = fixture();
+    let mut seed: u64 = 0x0dd_2026;
+    let mut next = || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed >> 33
+    };
+    for i in 0..50 {
+        fresh(&f.template, &f.work);
+        let out = backout(&f.work, &["rollback", "--yes"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let delay = Duration::from_millis(next() % 200);
+        let mut child = backout(&f.work, &["undo"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+        // Run again: it finishes the interrupted undo, or undoes the rollback when
+        // the killed one never began; when the killed one had finished there is
+        // nothing left to undo.
+        let out = backout(&f.work, &["undo"]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() || err.contains("nothing to undo"),
+            "undo {i}, killed after {delay:?}: {err}"
+        );
+        assert_eq!(
+            state(&f.work, true),
+            f.before_exact,
+            "undo {i}, killed after {delay:?}: not the exact pre-rollback state"
+        );
+        reap(&f.work);
+    }
+}
