@@ -14,8 +14,8 @@
 //! | [`resource`] | what a checkpoint captures ([`resource::git`]), and the checkpoint itself |
 //! | [`watch`] | probes sampled concurrently, windows, baselines, rules → explained [`watch::Verdict`]s |
 //! | [`probe`] | one measurement of one probe ([`probe::http`]) |
-//! | [`rollback`] | the journaled step executor, safety checkpoint first |
-//! | [`service`] | services backout starts, stops and restarts |
+//! | [`rollback`] | the journaled step executor, safety checkpoint first; levels and options, resume after a kill, undo/redo, `backout run`'s phases |
+//! | [`service`] | services backout starts, stops and restarts: process, compose, systemd, command |
 //! | [`verify`] | checks that prove recovery, and "stable for D" |
 //! | [`incident`] | the response to a rollback verdict: roll back, verify, report |
 //! | [`report`] | incident reports (Markdown, JSON) with timeline and recovery time |

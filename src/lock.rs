@@ -41,7 +41,17 @@ impl Lock {
             .truncate(false)
             .open(path)
             .map_err(io)?;
-        match file.try_lock() {
+        // A holder killed while it was spawning a child leaves the lock to that
+        // child until it execs (close-on-exec): a few milliseconds. Only when the
+        // recorded holder is dead is it worth waiting that out.
+        let mut tries = 0;
+        let mut result = file.try_lock();
+        while matches!(result, Err(TryLockError::WouldBlock)) && tries < 100 && holder_is_dead(&mut file) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            tries += 1;
+            result = file.try_lock();
+        }
+        match result {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 let mut holder = String::new();
@@ -67,6 +77,19 @@ impl Lock {
         .map_err(io)?;
         file.flush().map_err(io)?;
         Ok(Lock { _file: file })
+    }
+}
+
+/// Whether the pid written in the lock file names no live process.
+fn holder_is_dead(file: &mut File) -> bool {
+    let mut holder = String::new();
+    if file.rewind().is_err() || file.read_to_string(&mut holder).is_err() {
+        return false;
+    }
+    let _ = file.rewind();
+    match holder.split_whitespace().next().and_then(|p| p.parse::<u32>().ok()) {
+        Some(pid) => !Path::new(&format!("/proc/{pid}")).exists(),
+        None => false,
     }
 }
 

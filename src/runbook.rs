@@ -124,16 +124,15 @@ pub fn build(plan: &Plan, log: Option<&Oplog>) -> Vec<Block> {
             .probes
             .iter()
             .map(|p| {
-                let ProbeKind::Http(h) = &p.kind;
-                let mut healthy = vec![format!("status {}", h.status)];
-                healthy.extend(h.json.iter().map(|(k, v)| format!("{k} = {v}")));
-                vec![
-                    p.name.clone(),
-                    format!("{} {}", h.method, h.url),
-                    d(p.every),
-                    d(p.timeout),
-                    healthy.join(", "),
-                ]
+                let (target, healthy) = match &p.kind {
+                    ProbeKind::Http(h) => {
+                        let mut healthy = vec![format!("status {}", h.status)];
+                        healthy.extend(h.json.iter().map(|(k, v)| format!("{k} = {v}")));
+                        (format!("{} {}", h.method, h.url), healthy.join(", "))
+                    }
+                    _ => (crate::verify::probe_url(p).to_string(), "see the plan".to_string()),
+                };
+                vec![p.name.clone(), target, d(p.every), d(p.timeout), healthy]
             })
             .collect();
         b.push(Table(
@@ -242,18 +241,17 @@ pub fn build(plan: &Plan, log: Option<&Oplog>) -> Vec<Block> {
     b
 }
 
-/// A step as the commands a person could run by hand.
+/// A step as the commands a person could run by hand: what the engine itself
+/// would run ([`crate::rollback::steps::describe`]), spelled out for process
+/// services, which backout itself supervises.
 fn by_hand(plan: &Plan, s: &crate::plan::Step) -> String {
-    match &s.kind {
-        StepKind::GitRevert => {
-            "git revert --no-edit <checkpoint HEAD>..HEAD   # every commit since the checkpoint, newest first".into()
+    use crate::plan::ServiceControl;
+    let process_lines = |names: Vec<&str>, action: ServiceAction| -> Option<String> {
+        let svcs: Vec<_> = names.iter().filter_map(|n| plan.service(n)).collect();
+        if svcs.is_empty() || svcs.iter().any(|x| !matches!(x.control, ServiceControl::Process)) {
+            return None;
         }
-        StepKind::Service { service, action } => {
-            let svcs: Vec<_> = plan
-                .services
-                .iter()
-                .filter(|x| service.as_ref().is_none_or(|n| *n == x.name))
-                .collect();
+        Some(
             svcs.iter()
                 .map(|x| {
                     let stop = format!(
@@ -262,27 +260,42 @@ fn by_hand(plan: &Plan, s: &crate::plan::Step) -> String {
                     );
                     let start = format!("{} >> .backout/run/{}.log 2>&1 &", x.start.shown(), x.name);
                     match action {
-                        ServiceAction::Stop => stop,
+                        ServiceAction::Stop | ServiceAction::Down => stop,
                         ServiceAction::Start => start,
-                        ServiceAction::Restart => format!("{stop}\n{start}"),
+                        ServiceAction::Restart | ServiceAction::Rebuild => format!("{stop}\n{start}"),
                     }
                 })
                 .collect::<Vec<_>>()
-                .join("\n")
+                .join("\n"),
+        )
+    };
+    let spelled = match &s.kind {
+        StepKind::GitRevert => Some(
+            "git revert --no-edit <checkpoint HEAD>..HEAD   # every commit since the checkpoint, newest first".into(),
+        ),
+        StepKind::GitReset => {
+            Some("git reset --hard <checkpoint HEAD>   # after backout's safety checkpoint of uncommitted work".into())
         }
-        StepKind::Wait { probe } => match plan.probe(probe) {
-            Some(p) => {
-                let ProbeKind::Http(h) = &p.kind;
-                format!(
-                    "timeout {} sh -c 'until curl -fsS -o /dev/null {}; do sleep 0.2; done'",
-                    s.timeout.as_secs().max(1),
-                    h.url
-                )
-            }
-            None => format!("# wait for {probe}"),
-        },
-        StepKind::Run { command, .. } => command.shown(),
-    }
+        StepKind::Service { service, action } => {
+            let names = match service {
+                Some(n) => vec![n.as_str()],
+                None => plan.services.iter().map(|x| x.name.as_str()).collect(),
+            };
+            process_lines(names, *action)
+        }
+        StepKind::Wait { probe } => plan.probe(probe).and_then(|p| match &p.kind {
+            ProbeKind::Http(h) => Some(format!(
+                "timeout {} sh -c 'until curl -fsS -o /dev/null {}; do sleep 0.2; done'",
+                s.timeout.as_secs().max(1),
+                h.url
+            )),
+            _ => None,
+        }),
+        _ => None,
+    };
+    spelled
+        .or_else(|| crate::rollback::steps::describe(plan, s, &crate::resource::Resources::default()))
+        .unwrap_or_else(|| s.name.clone())
 }
 
 fn check_by_hand(plan: &Plan, c: &crate::plan::Check) -> String {

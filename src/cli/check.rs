@@ -93,7 +93,21 @@ pub fn run(ctx: &Ctx, _args: CheckArgs) -> Result<ExitCode, CommandError> {
                 .ready
                 .as_ref()
                 .map_or(String::new(), |r| format!(", ready when {r} is healthy"));
-            p.out(format!("  {}: process `{}`{ready}", s.name, s.start.shown()));
+            let how = match &s.control {
+                crate::plan::ServiceControl::Process => format!("process `{}`", s.start.shown()),
+                crate::plan::ServiceControl::Compose {
+                    service, project_dir, ..
+                } => {
+                    format!("compose service {service} in {}", super::rel(project_dir, &plan.root))
+                }
+                crate::plan::ServiceControl::Systemd { unit, user } => {
+                    format!("systemd unit {unit}{}", if *user { " (--user)" } else { "" })
+                }
+                crate::plan::ServiceControl::Command { stop, .. } => {
+                    format!("command: start `{}`, stop `{}`", s.start.shown(), stop.shown())
+                }
+            };
+            p.out(format!("  {}: {how}{ready}", s.name));
         }
     }
 
@@ -102,7 +116,12 @@ pub fn run(ctx: &Ctx, _args: CheckArgs) -> Result<ExitCode, CommandError> {
         p.out("  none: a watch has nothing to measure");
     }
     for pr in &plan.probes {
-        let ProbeKind::Http(h) = &pr.kind;
+        let ProbeKind::Http(h) = &pr.kind else {
+            if let ProbeKind::Compose { service, .. } = &pr.kind {
+                p.out(format!("  {}: compose service {service} running and healthy", pr.name));
+            }
+            continue;
+        };
         let mut expect = vec![format!("status {}", h.status)];
         expect.extend(h.json.iter().map(|(k, v)| format!("{k} = {v}")));
         if let Some(re) = &h.body_match {
@@ -160,6 +179,52 @@ pub fn run(ctx: &Ctx, _args: CheckArgs) -> Result<ExitCode, CommandError> {
             _ => String::new(),
         };
         p.out(format!("  {}. {}{extra}", i + 1, s.name));
+    }
+
+    for ph in &plan.phases {
+        p.out(format!(
+            "\n{} {} ({} apply step(s), {} check(s))",
+            p.bold("phase"),
+            ph.name,
+            ph.apply.len(),
+            ph.verify.len()
+        ));
+        for (i, o) in ph.options.iter().enumerate() {
+            let mut facts = Vec::new();
+            if let Some(t) = o.estimate {
+                facts.push(format!("~{}", d(t)));
+            }
+            if let Some(r) = o.risk {
+                facts.push(format!("{r:?} risk").to_lowercase());
+            }
+            if i == ph.default_option {
+                facts.push("default".into());
+            }
+            p.out(format!(
+                "  option {:?}: {} step(s) [{}]",
+                o.name,
+                o.steps.len(),
+                facts.join(", ")
+            ));
+        }
+    }
+    for c in &plan.components {
+        p.out(format!(
+            "\n{} {}: paths {}; services {}; {} step(s)",
+            p.bold("component"),
+            c.name,
+            if c.paths.is_empty() {
+                "-".into()
+            } else {
+                c.paths.join(", ")
+            },
+            if c.services.is_empty() {
+                "-".into()
+            } else {
+                c.services.join(", ")
+            },
+            c.steps.len()
+        ));
     }
 
     p.out(format!("\n{}", p.bold("verify")));

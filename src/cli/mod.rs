@@ -8,10 +8,13 @@ mod demo;
 mod demo_app;
 mod init;
 mod log;
+mod redo;
 mod report;
 mod rollback;
+mod run;
 mod runbook;
 mod show;
+mod undo;
 mod verify;
 mod watch;
 
@@ -65,7 +68,10 @@ enum Command {
     Checkpoint(checkpoint::CheckpointArgs),
     Baseline(baseline::BaselineArgs),
     Watch(watch::WatchArgs),
+    Run(run::RunArgs),
     Rollback(rollback::RollbackArgs),
+    Undo(undo::UndoArgs),
+    Redo(redo::RedoArgs),
     Verify(verify::VerifyArgs),
     Log(log::LogArgs),
     Show(show::ShowArgs),
@@ -199,7 +205,10 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CommandError>
         Command::Checkpoint(a) => checkpoint::run(ctx, a),
         Command::Baseline(a) => baseline::run(ctx, a).await,
         Command::Watch(a) => watch::run(ctx, a).await,
+        Command::Run(a) => run::run(ctx, a).await,
         Command::Rollback(a) => rollback::run(ctx, a).await,
+        Command::Undo(a) => undo::run(ctx, a),
+        Command::Redo(a) => redo::run(ctx, a),
         Command::Verify(a) => verify::run(ctx, a).await,
         Command::Log(a) => log::run(ctx, a),
         Command::Show(a) => show::run(ctx, a),
@@ -240,7 +249,7 @@ pub fn rel(path: &Path, base: &Path) -> String {
 /// The last complete checkpoint, or a usage error saying how to make one.
 pub fn last_checkpoint(ws: &Workspace) -> Result<crate::oplog::CheckpointRow, CommandError> {
     ws.oplog
-        .latest_complete_checkpoint()?
+        .latest_restore_point()?
         .context("no complete checkpoint yet; run `backout checkpoint` before the change")
         .map_err(CommandError::usage)
 }

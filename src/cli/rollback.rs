@@ -1,35 +1,83 @@
 use anyhow::Context as _;
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use super::Ctx;
 use crate::error::{CommandError, ExitCode};
 use crate::plan::units;
 use crate::resource::{self, Resources};
-use crate::rollback::StepEvent;
+use crate::rollback::select::{self, Request, SelectError};
+use crate::rollback::{CrashPoint, Options, RollbackReport, StepEvent};
 
-/// Roll back to a checkpoint with the plan's [rollback] steps, then verify
+/// Roll back to a checkpoint: everything, one phase, or one component, then verify
 ///
-/// A safety checkpoint of the current state is taken first, so nothing is lost.
-/// Without --yes on a terminal, shows the steps and asks.
+/// With no arguments: the plan's full rollback ([rollback] steps) to the last
+/// complete checkpoint. A safety checkpoint of the current state is taken first,
+/// so nothing is lost and `backout undo` can take the rollback back. Every step is
+/// journaled; after a crash or kill, --resume continues where it stopped. Without
+/// --yes on a terminal, shows the steps and asks.
 ///
-/// Example: backout rollback --dry-run
+/// Example: backout rollback --phase ticker-metadata --option "B: full revert" --dry-run
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
     /// The checkpoint to roll back to (cp-N) [default: the last complete one]
     #[arg(long, value_name = "CHECKPOINT")]
     to: Option<String>,
-    /// Print the steps and commands without running them
+    /// Roll back everything (level 1, the default)
+    #[arg(long, value_enum, conflicts_with_all = ["phase", "component"])]
+    level: Option<Level>,
+    /// Roll back one phase (level 2) with its default option, or --option
+    #[arg(long, value_name = "NAME", conflicts_with = "component")]
+    phase: Option<String>,
+    /// Roll back one component (level 3)
+    #[arg(long, value_name = "NAME")]
+    component: Option<String>,
+    /// The phase's rollback option to use, by name
+    #[arg(long, value_name = "NAME", requires = "phase")]
+    option: Option<String>,
+    /// Print the steps and commands, and the time against the RTO, without running them
     #[arg(long)]
     dry_run: bool,
     /// Do not ask for confirmation
     #[arg(short, long)]
     yes: bool,
+    /// Continue the rollback a crash or kill interrupted, from its journal
+    #[arg(long, conflicts_with_all = ["to", "level", "phase", "component", "option", "dry_run"])]
+    resume: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Level {
+    /// Everything: the plan's [rollback] steps
+    Full,
 }
 
 pub async fn run(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, CommandError> {
     let ws = ctx.workspace()?;
     let p = &ctx.printer;
     let _lock = if args.dry_run { None } else { Some(ws.lock("rollback")?) };
+    // Fault injection for the resume tests: kill -9 ourselves at a step boundary.
+    let opts = Options {
+        crash_at: ctx.env.var("BACKOUT_TEST_CRASH_AT").and_then(CrashPoint::parse),
+    };
+    let on = |e: &StepEvent| {
+        if let StepEvent::Finished(s) = e {
+            let state = if s.already_done {
+                "done before"
+            } else if s.ok {
+                "ok"
+            } else {
+                "FAILED"
+            };
+            p.status(format!("step {} {}: {state} ({}ms)", s.seq, s.name, s.duration_ms));
+            if !s.ok {
+                p.status(s.output.clone());
+            }
+        }
+    };
+    if args.resume {
+        let rb = crate::rollback::resume(&ws, &opts, on).await?;
+        return finish(ctx, &ws, rb).await;
+    }
     let cp = match &args.to {
         None => super::last_checkpoint(&ws)?,
         Some(name) => {
@@ -51,30 +99,84 @@ pub async fn run(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, CommandError
             row
         }
     };
+    let req = Request {
+        phase: args.phase.clone(),
+        option: args.option.clone(),
+        component: args.component.clone(),
+    };
+    let sel = select::select(&ws.plan, &req).map_err(|e: SelectError| CommandError::usage(e))?;
     let name = resource::checkpoint_name(cp.id);
     let target = Resources::from_row(&cp);
-    let mut plan_lines = vec![format!("roll back to {name} ({})", super::when(cp.created_at))];
-    for (i, s) in ws.plan.rollback.iter().enumerate() {
-        let cmd = match (&s.kind, &target.git) {
-            (crate::plan::StepKind::GitRevert, Some(g)) => match &g.head {
-                Some(h) => {
+    let mut lines = vec![format!(
+        "roll back ({}) to {name} ({})",
+        sel.label,
+        super::when(cp.created_at)
+    )];
+    let mut json_steps = Vec::new();
+    for (i, s) in sel.steps.iter().enumerate() {
+        let cmd = crate::rollback::steps::describe(&ws.plan, s, &target);
+        let extra = match (&s.kind, &target.git) {
+            (crate::plan::StepKind::GitRevert, Some(g)) => g
+                .head
+                .as_ref()
+                .map(|h| {
                     let n = crate::resource::git::commits_since(&g.toplevel, h)
                         .map(|c| c.len())
                         .unwrap_or(0);
-                    format!(": git revert --no-edit {}..HEAD ({n} commit(s))", &h[..12.min(h.len())])
-                }
-                None => String::new(),
-            },
+                    format!(" ({n} commit(s))")
+                })
+                .unwrap_or_default(),
             _ => String::new(),
         };
-        plan_lines.push(format!("  {}. {}{cmd}", i + 1, s.name));
+        lines.push(format!(
+            "  {}. {}{}{extra} [timeout {}]",
+            i + 1,
+            s.name,
+            cmd.as_deref()
+                .filter(|c| *c != s.name)
+                .map_or(String::new(), |c| format!(": {c}")),
+            units::format_duration(s.timeout)
+        ));
+        json_steps.push(serde_json::json!({
+            "seq": i + 1, "name": s.name, "command": cmd, "timeout_ms": s.timeout.as_millis() as u64,
+        }));
     }
-    if let Some(rto) = ws.plan.rto {
-        plan_lines.push(format!("recovery-time objective: {}", units::format_duration(rto)));
+    let worst = sel.worst_case();
+    let mut time = vec![format!(
+        "at most {} (the sum of the step timeouts)",
+        units::format_duration(worst)
+    )];
+    if let Some(e) = sel.estimate {
+        time.insert(0, format!("estimated {}", units::format_duration(e)));
+    }
+    lines.push(format!("time: {}", time.join(", ")));
+    let expected = sel.estimate.unwrap_or(worst);
+    for (what, limit) in [("level target", sel.target), ("recovery-time objective", ws.plan.rto)] {
+        if let Some(l) = limit {
+            let verdict = if expected <= l { "within" } else { "OVER" };
+            lines.push(format!(
+                "{what}: {} ({verdict} it{})",
+                units::format_duration(l),
+                if sel.estimate.is_some() {
+                    ""
+                } else {
+                    " even in the worst case"
+                }
+            ));
+        }
     }
     if args.dry_run {
-        p.data(&serde_json::json!({ "checkpoint": name, "steps": plan_lines[1..] }));
-        for l in &plan_lines {
+        p.data(&serde_json::json!({
+            "checkpoint": name,
+            "selection": sel.selection,
+            "level": sel.label,
+            "steps": json_steps,
+            "estimate_ms": sel.estimate.map(|d| d.as_millis() as u64),
+            "worst_case_ms": worst.as_millis() as u64,
+            "target_ms": sel.target.map(|d| d.as_millis() as u64),
+            "rto_ms": ws.plan.rto.map(|d| d.as_millis() as u64),
+        }));
+        for l in &lines {
             p.out(l);
         }
         return Ok(ExitCode::Ok);
@@ -82,7 +184,7 @@ pub async fn run(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, CommandError
     if !args.yes && !p.json() {
         use std::io::IsTerminal;
         if std::io::stdin().is_terminal() {
-            if !super::watch::ask(p, &plan_lines.join("\n")) {
+            if !super::watch::ask(p, &lines.join("\n")) {
                 p.status("not rolling back");
                 return Ok(ExitCode::Failure);
             }
@@ -92,24 +194,16 @@ pub async fn run(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, CommandError
             )));
         }
     }
-    let rb = crate::rollback::rollback(&ws, &cp, |e| {
-        if let StepEvent::Finished(s) = e {
-            p.status(format!(
-                "step {} {}: {} ({}ms)",
-                s.seq,
-                s.name,
-                if s.ok { "ok" } else { "FAILED" },
-                s.duration_ms
-            ));
-            if !s.ok {
-                p.status(s.output.clone());
-            }
-        }
-    })
-    .await?;
+    let rb = crate::rollback::execute(&ws, &cp, &sel, &opts, on).await?;
+    finish(ctx, &ws, rb).await
+}
+
+/// Verifies a finished rollback and reports it with its timing.
+async fn finish(ctx: &Ctx, ws: &crate::workspace::Workspace, rb: RollbackReport) -> Result<ExitCode, CommandError> {
+    let p = &ctx.printer;
     let checks = if rb.ok {
         crate::incident::verify_all(
-            &ws,
+            ws,
             |c| {
                 p.status(format!(
                     "[{}] {}: {}",
@@ -127,10 +221,37 @@ pub async fn run(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, CommandError
     let verified = rb.ok && checks.iter().all(|c| c.passed);
     p.data(&serde_json::json!({ "rollback": rb, "verification": checks, "verified": verified }));
     p.out(format!(
-        "rollback to {name} {} in {}; safety checkpoint {}",
+        "rollback ({}) to {} {}{} in {}; safety checkpoint {} (`backout undo` takes it back)",
+        rb.label,
+        rb.checkpoint,
         if rb.ok { "done" } else { "FAILED" },
+        if rb.resumed { " (resumed)" } else { "" },
         crate::report::ms(rb.ended_at - rb.started_at),
         rb.safety_checkpoint.as_deref().unwrap_or("-")
     ));
+    let t = &rb.timing;
+    for (what, limit, within) in [
+        ("level target", t.target_ms, t.within_target),
+        ("RTO", t.rto_ms, t.within_rto),
+    ] {
+        if let (Some(l), Some(w)) = (limit, within) {
+            p.out(format!(
+                "  {what} {}: {}",
+                crate::report::ms(l as i64),
+                if w { "met" } else { "MISSED" }
+            ));
+        }
+    }
+    for op in &rb.abandoned {
+        p.warn(format!(
+            "op-{op} was an interrupted rollback; it is closed as abandoned (this rollback's safety checkpoint holds the state it left)"
+        ));
+    }
+    if !rb.degraded.is_empty() {
+        p.warn(format!(
+            "degraded mode: {} stopped; the rest keep running",
+            rb.degraded.join(", ")
+        ));
+    }
     Ok(if verified { ExitCode::Ok } else { ExitCode::Failure })
 }

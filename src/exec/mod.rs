@@ -72,7 +72,14 @@ pub enum ExecError {
 
 /// Runs the command to completion or its timeout.
 pub async fn run(inv: &Invocation) -> Result<Outcome, ExecError> {
-    run_with(inv, None).await
+    run_with(inv, None, |_| {}).await
+}
+
+/// Like [`run`], telling `on_spawn` the process group id as soon as the child
+/// exists, so a journal can record it and a resumed run can kill what a crash
+/// left behind.
+pub async fn run_observed(inv: &Invocation, on_spawn: impl FnOnce(i32)) -> Result<Outcome, ExecError> {
+    run_with(inv, None, on_spawn).await
 }
 
 /// Runs the command with its stdout written to `stdout` (created or truncated),
@@ -82,10 +89,14 @@ pub async fn run_to_file(inv: &Invocation, stdout: &std::path::Path) -> Result<O
         path: stdout.to_path_buf(),
         source,
     })?;
-    run_with(inv, Some(file)).await
+    run_with(inv, Some(file), |_| {}).await
 }
 
-async fn run_with(inv: &Invocation, stdout: Option<std::fs::File>) -> Result<Outcome, ExecError> {
+async fn run_with(
+    inv: &Invocation,
+    stdout: Option<std::fs::File>,
+    on_spawn: impl FnOnce(i32),
+) -> Result<Outcome, ExecError> {
     let (program, args) = inv.argv.split_first().ok_or(ExecError::Empty)?;
     let started = Instant::now();
     let mut cmd = tokio::process::Command::new(program);
@@ -103,6 +114,9 @@ async fn run_with(inv: &Invocation, stdout: Option<std::fs::File>) -> Result<Out
         source,
     })?;
     let pgid = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32));
+    if let Some(pg) = pgid {
+        on_spawn(pg.as_raw_nonzero().get());
+    }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
     for stream in [
         child

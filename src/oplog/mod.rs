@@ -11,6 +11,8 @@ use serde::Serialize;
 
 use crate::redact::Redactor;
 
+mod journal;
+
 /// Append-only: never edit a shipped migration, add a new one.
 const MIGRATIONS: &[&str] = &[
     // 1: the first schema.
@@ -565,17 +567,6 @@ impl Oplog {
             )
             .map_err(self.q())?;
         rows.collect::<Result<_, _>>().map_err(self.q())
-    }
-
-    pub fn operation(&self, id: OpId) -> Result<Option<OperationRow>, OplogError> {
-        self.conn
-            .query_row(
-                "SELECT id, kind, args, started_at, ended_at, outcome, error FROM operations WHERE id = ?1",
-                [id],
-                Self::operation_from_row,
-            )
-            .optional()
-            .map_err(self.q())
     }
 }
 

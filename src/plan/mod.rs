@@ -8,10 +8,13 @@ pub mod diag;
 #[cfg(test)]
 mod error_snapshots;
 pub mod incident;
+mod phases;
 pub mod raw;
 pub mod rule;
 pub mod secret;
+mod services;
 pub mod starter;
+mod steps;
 pub mod units;
 mod verify;
 
@@ -25,9 +28,11 @@ use serde::Serialize;
 use crate::context::Env;
 pub use capture::{CaptureCommand, Database, DbKind, DbLocation, FILE_PLACEHOLDER, percent_decode};
 pub use diag::{PlanError, PlanErrors};
+pub use phases::{Component, Phase, Risk, RollbackOption};
 use raw::S;
 pub use rule::Condition;
 pub use secret::Text;
+pub use services::ServiceControl;
 
 /// The file name `backout` looks for, upward from the current directory.
 pub const PLAN_FILE: &str = "backout.toml";
@@ -53,6 +58,12 @@ pub struct Plan {
     pub success: Vec<Criterion>,
     /// The full rollback, in order.
     pub rollback: Vec<Step>,
+    /// Level 1 target: how long the full rollback may take.
+    pub rollback_target: Option<Duration>,
+    /// `[[phase]]`s in order, each with its rollback options.
+    pub phases: Vec<Phase>,
+    /// `[[component]]`s: the unit of a level-3 rollback.
+    pub components: Vec<Component>,
     pub verify: Verify,
     /// What an incident captures before the first rollback step.
     pub diagnostics: incident::Diagnostics,
@@ -125,6 +136,12 @@ fn quote_arg(a: &str) -> String {
 pub enum ServiceKind {
     /// backout starts the process itself and keeps its pid.
     Process,
+    /// A service of a docker compose project.
+    Compose,
+    /// A systemd unit, driven through systemctl.
+    Systemd,
+    /// Start, stop and status commands given in the plan.
+    Command,
 }
 
 #[derive(Debug, Clone)]
@@ -137,6 +154,8 @@ pub struct Service {
     pub ready: Option<String>,
     pub ready_timeout: Duration,
     pub stop_timeout: Duration,
+    /// How a non-process service is driven.
+    pub control: ServiceControl,
 }
 
 #[derive(Debug, Clone)]
@@ -150,6 +169,12 @@ pub struct Probe {
 #[derive(Debug, Clone)]
 pub enum ProbeKind {
     Http(HttpProbe),
+    /// The container of a compose service: running, and `healthy` when it has a
+    /// HEALTHCHECK. `control` is filled from the `[[service]]` it names.
+    Compose {
+        service: String,
+        control: ServiceControl,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -237,6 +262,10 @@ pub enum ServiceAction {
     Start,
     Stop,
     Restart,
+    /// Rebuild the image and recreate the container (compose); a restart elsewhere.
+    Rebuild,
+    /// Stop and remove (compose `down` / `rm -sf`); a stop elsewhere.
+    Down,
 }
 
 #[derive(Debug, Clone)]
@@ -256,13 +285,30 @@ pub enum StepKind {
         action: ServiceAction,
     },
     /// Wait until a probe is healthy.
-    Wait {
-        probe: String,
-    },
+    Wait { probe: String },
     Run {
         command: Command,
         cwd: PathBuf,
+        env: Vec<(String, Text)>,
+        /// Extra attempts after a failure, `retry_delay` apart.
+        retries: u32,
+        retry_delay: Duration,
     },
+    /// `git reset --hard` to the checkpoint's HEAD (after the safety checkpoint).
+    GitReset,
+    /// `git push` to a remote (for git-push deploys).
+    GitPush {
+        remote: String,
+        refspec: Option<String>,
+        force: bool,
+    },
+    /// Put paths back as they are in a git revision; `rev` `None` means the
+    /// checkpoint's captured working tree.
+    RestorePaths { paths: Vec<String>, rev: Option<String> },
+    /// Restore checkpoint resources (files, venv, database) from the store.
+    RestoreResource { names: Vec<String> },
+    /// Stop these services, keep the rest, record that the system is degraded.
+    Degraded { services: Vec<String> },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -358,6 +404,14 @@ impl Plan {
 
     pub fn service(&self, name: &str) -> Option<&Service> {
         self.services.iter().find(|s| s.name == name)
+    }
+
+    pub fn phase(&self, name: &str) -> Option<&Phase> {
+        self.phases.iter().find(|p| p.name == name)
+    }
+
+    pub fn component(&self, name: &str) -> Option<&Component> {
+        self.components.iter().find(|c| c.name == name)
     }
 
     /// Finds `backout.toml` in `start` or the nearest directory above it.
@@ -651,6 +705,8 @@ impl Validator<'_> {
             .map(|s| self.service(s, &mut service_names, &probe_names))
             .collect();
 
+        let probes = self.link_compose_probes(&raw.probes, probes, &services);
+
         let mut rule_names = BTreeSet::new();
         let rules: Vec<Rule> = raw
             .rules
@@ -692,6 +748,12 @@ impl Validator<'_> {
             .as_ref()
             .map(|v| self.verify(v.get_ref(), &probe_names))
             .unwrap_or_default();
+        let rollback_target = raw
+            .rollback
+            .as_ref()
+            .and_then(|r| r.get_ref().target.as_ref().and_then(|t| self.duration(t)));
+        let phases = self.phases(&raw.phases, &probe_names, &service_names);
+        let components = self.components(&raw.components, &probe_names, &service_names, &services);
 
         let diagnostics = raw
             .diagnostics
@@ -717,6 +779,9 @@ impl Validator<'_> {
             rules,
             success,
             rollback,
+            rollback_target,
+            phases,
+            components,
             verify,
             diagnostics,
             notify,
@@ -841,6 +906,10 @@ impl Validator<'_> {
                     body_match,
                 })
             }
+            None if r.compose.is_some() => ProbeKind::Compose {
+                service: r.compose.as_ref().map(|c| c.get_ref().clone()).unwrap_or_default(),
+                control: ServiceControl::Process,
+            },
             None => {
                 self.error(
                     r.name.span(),
@@ -869,20 +938,13 @@ impl Validator<'_> {
     fn service(&mut self, s: &S<raw::RawService>, names: &mut BTreeSet<String>, probes: &BTreeSet<String>) -> Service {
         let r = s.get_ref();
         let name = self.name(&r.name, "service", names);
-        let kind = match r.kind.as_ref().map(|k| k.get_ref().as_str()) {
-            None | Some("process") => ServiceKind::Process,
-            Some(other) => {
-                let hint = "kind = \"process\": backout starts the command and keeps its pid";
-                self.error(
-                    r.kind.as_ref().map_or(s.span(), |k| k.span()),
-                    format!("unknown service kind {other:?}"),
-                    hint,
-                );
-                ServiceKind::Process
-            }
-        };
+        let (kind, control) = self.service_control(s, &name);
         let start = match &r.start {
             Some(c) => self.command(c, false),
+            None if !matches!(kind, ServiceKind::Process | ServiceKind::Command) => Command {
+                argv: Vec::new(),
+                shell: false,
+            },
             None => {
                 self.error(
                     r.name.span(),
@@ -912,6 +974,7 @@ impl Validator<'_> {
             ready: r.ready.as_ref().map(|r| r.get_ref().clone()),
             ready_timeout: self.opt_duration(&r.ready_timeout, Duration::from_secs(30)),
             stop_timeout: self.opt_duration(&r.stop_timeout, Duration::from_secs(10)),
+            control,
         }
     }
 
@@ -1022,75 +1085,6 @@ impl Validator<'_> {
             min_samples,
             no_data,
             line,
-        })
-    }
-
-    fn step(&mut self, s: &S<raw::RawStep>, probes: &BTreeSet<String>, services: &BTreeSet<String>) -> Option<Step> {
-        let r = s.get_ref();
-        let set = [r.git.is_some(), r.service.is_some(), r.wait.is_some(), r.run.is_some()];
-        if set.iter().filter(|b| **b).count() != 1 {
-            self.error(s.span(), "a rollback step needs exactly one of git, service, wait or run", "for example { git = \"revert\" }, { service = \"api\", action = \"restart\" }, { wait = \"health\" } or { run = \"make migrate-down\" }");
-            return None;
-        }
-        let timeout = self.opt_duration(&r.timeout, Duration::from_secs(60));
-        let (kind, default_name) = if let Some(g) = &r.git {
-            if g.get_ref() != "revert" {
-                self.error(
-                    g.span(),
-                    format!("unknown git step {:?}", g.get_ref()),
-                    "git = \"revert\" reverts every commit since the checkpoint, keeping history",
-                );
-                return None;
-            }
-            (StepKind::GitRevert, "git revert".to_string())
-        } else if let Some(svc) = &r.service {
-            let action = match r.action.as_ref().map(|a| a.get_ref().as_str()) {
-                Some("start") => ServiceAction::Start,
-                Some("stop") => ServiceAction::Stop,
-                Some("restart") | None => ServiceAction::Restart,
-                Some(other) => {
-                    self.error(
-                        r.action.as_ref().map_or(s.span(), |a| a.span()),
-                        format!("unknown service action {other:?}"),
-                        "action = \"start\", \"stop\" or \"restart\"",
-                    );
-                    return None;
-                }
-            };
-            let service = if svc.get_ref() == "all" {
-                None
-            } else {
-                if !services.contains(svc.get_ref()) {
-                    let known: Vec<&str> = services.iter().map(String::as_str).collect();
-                    let hint = unknown_hint("service", svc.get_ref(), &known);
-                    self.error(svc.span(), format!("no service named {:?}", svc.get_ref()), hint);
-                }
-                Some(svc.get_ref().clone())
-            };
-            let label = format!("{} {}", serde_json::to_value(action).ok()?.as_str()?, svc.get_ref());
-            (StepKind::Service { service, action }, label)
-        } else if let Some(w) = &r.wait {
-            self.probe_ref(w, probes);
-            (
-                StepKind::Wait {
-                    probe: w.get_ref().clone(),
-                },
-                format!("wait for {}", w.get_ref()),
-            )
-        } else {
-            let run = r.run.as_ref()?;
-            let command = self.command(run, r.shell.as_ref().is_some_and(|s| *s.get_ref()));
-            let cwd = r
-                .cwd
-                .as_ref()
-                .map_or(self.root.to_path_buf(), |c| self.root.join(c.get_ref()));
-            let label = command.shown();
-            (StepKind::Run { command, cwd }, label)
-        };
-        Some(Step {
-            name: r.name.as_ref().map_or(default_name, |n| n.get_ref().clone()),
-            kind,
-            timeout,
         })
     }
 }
@@ -1250,7 +1244,9 @@ stable-for = "10s"
             plan.services[0].start.resolved(),
             vec!["python", "app.py", "--port", "8000"]
         );
-        let ProbeKind::Http(h) = &plan.probes[0].kind;
+        let ProbeKind::Http(h) = &plan.probes[0].kind else {
+            panic!("an http probe")
+        };
         assert_eq!(h.headers[0].1.shown, "Bearer ${TOKEN}");
         assert_eq!(h.json, vec![("status".to_string(), serde_json::json!("healthy"))]);
         assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);

@@ -30,6 +30,10 @@ pub struct RawPlan {
     pub redact: Option<S<RawRedact>>,
     #[serde(default)]
     pub notify: Vec<S<RawNotify>>,
+    #[serde(default, rename = "phase")]
+    pub phases: Vec<S<RawPhase>>,
+    #[serde(default, rename = "component")]
+    pub components: Vec<S<RawComponent>>,
 }
 
 /// Names of the top-level tables, for "did you mean" hints.
@@ -46,6 +50,8 @@ pub const TOP_LEVEL: &[&str] = &[
     "diagnostics",
     "notify",
     "redact",
+    "phase",
+    "component",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -120,6 +126,18 @@ pub struct RawService {
     pub ready: Option<S<String>>,
     pub ready_timeout: Option<S<String>>,
     pub stop_timeout: Option<S<String>>,
+    /// kind = "command": how to stop it and ask whether it runs.
+    pub stop: Option<S<RawCommand>>,
+    pub status: Option<S<RawCommand>>,
+    /// kind = "compose": the project directory, compose file, project name and
+    /// the service's name in the compose file (default: `name`).
+    pub project_dir: Option<S<String>>,
+    pub compose_file: Option<S<String>>,
+    pub project: Option<S<String>>,
+    pub compose_service: Option<S<String>>,
+    /// kind = "systemd": the unit (default: `<name>.service`), and `--user`.
+    pub unit: Option<S<String>>,
+    pub user: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,6 +147,8 @@ pub struct RawProbe {
     pub every: Option<S<String>>,
     pub timeout: Option<S<String>>,
     pub http: Option<S<RawHttp>>,
+    /// A compose service's container: running, and healthy when it has a HEALTHCHECK.
+    pub compose: Option<S<String>>,
 }
 
 /// Expected HTTP status: `200`, `"2xx"` or `[200, 201]`.
@@ -176,6 +196,8 @@ pub struct RawSuccess {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawRollback {
     pub steps: Vec<S<RawStep>>,
+    /// Level 1 target: how long the full rollback may take (e.g. "5m").
+    pub target: Option<S<String>>,
 }
 
 /// One rollback step; exactly one of `git`, `service`, `wait` or `run` is set.
@@ -193,6 +215,70 @@ pub struct RawStep {
     pub shell: Option<S<bool>>,
     pub cwd: Option<S<String>>,
     pub timeout: Option<S<String>>,
+    /// `git = "reset"`: where to (`"checkpoint"`, the default).
+    pub to: Option<S<String>>,
+    /// `git = "push"`: remote, refspec, and whether to force (with lease).
+    pub remote: Option<S<String>>,
+    pub refspec: Option<S<String>>,
+    pub force: Option<S<bool>>,
+    /// Paths to restore, `from` a git revision or `"checkpoint"`.
+    pub restore: Option<S<Vec<String>>>,
+    pub from: Option<S<String>>,
+    /// Restore checkpoint resources by name (files, venv, database).
+    pub resource: Option<S<Vec<String>>>,
+    /// Services to stop for degraded mode; the rest keep running.
+    pub degraded: Option<S<Vec<String>>>,
+    /// `run`: extra attempts after a failure, the pause between, environment.
+    pub retries: Option<S<i64>>,
+    pub retry_delay: Option<S<String>>,
+    #[serde(default)]
+    pub env: BTreeMap<String, S<String>>,
+}
+
+/// `[[phase]]`: one stage of the change, its verification and its rollback options.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawPhase {
+    pub name: S<String>,
+    pub description: Option<S<String>>,
+    #[serde(default)]
+    pub apply: Vec<S<RawStep>>,
+    #[serde(default)]
+    pub verify: Vec<S<RawCheck>>,
+    #[serde(default)]
+    pub rollback: Vec<S<RawOption>>,
+    /// Level 2 target: how long rolling back this phase may take.
+    pub target: Option<S<String>>,
+}
+
+/// One named way to roll a phase back ("A: direct fix", "B: full revert").
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawOption {
+    pub name: S<String>,
+    pub description: Option<S<String>>,
+    /// Estimated time, e.g. "2m".
+    pub time: Option<S<String>>,
+    /// "low", "medium" or "high".
+    pub risk: Option<S<String>>,
+    pub steps: Vec<S<RawStep>>,
+    pub default: Option<S<bool>>,
+}
+
+/// `[[component]]`: a named set of paths and services rolled back on their own.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawComponent {
+    pub name: S<String>,
+    #[serde(default)]
+    pub paths: Vec<S<String>>,
+    #[serde(default)]
+    pub services: Vec<S<String>>,
+    /// Explicit steps; without them: restore the paths from the checkpoint's
+    /// HEAD, restart the services, wait for their ready probes.
+    pub steps: Option<Vec<S<RawStep>>>,
+    /// Level 3 target.
+    pub target: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

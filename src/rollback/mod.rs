@@ -1,17 +1,34 @@
 //! The rollback executor: a safety checkpoint of what the steps will change, then
-//! the plan's steps in order, each journaled in the operation log before it starts
-//! and after it ends, with its command, exit code, output and duration.
+//! the selected steps in order, each journaled durably in the operation log
+//! before it starts and after it ends, with its command, exit code, output and
+//! duration. A killed rollback resumes from its journal ([`resume`]): completed
+//! steps are never repeated, the interrupted one is cleaned up (its process
+//! group killed, half-done git operations undone) and run again, and every step
+//! kind is idempotent or checks whether it already took effect.
+//!
+//! Levels and options live in [`select`], the step kinds in [`steps`], undo and
+//! redo in [`undo`].
 
+pub mod apply;
+pub mod resources;
+pub mod select;
+pub mod steps;
+pub mod undo;
+
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::exec::{self, Invocation};
+use crate::exec;
 use crate::oplog::{CheckpointRow, OpId};
-use crate::plan::{ServiceAction, Step, StepKind};
-use crate::resource::{self, Resources, git};
-use crate::service::{self, ServiceFiles};
+use crate::plan::StepKind;
+use crate::resource::{self, Resources};
 use crate::workspace::Workspace;
+pub use select::{Request, Selected, Selection};
+
+/// The label of the checkpoint an operation takes before its first step.
+pub const SAFETY_LABEL: &str = "before rollback";
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct StepReport {
@@ -24,12 +41,27 @@ pub struct StepReport {
     pub output: String,
     pub started_at: i64,
     pub duration_ms: u64,
+    /// Done before an interruption; not run again on resume.
+    pub already_done: bool,
+}
+
+/// Time taken against the objectives.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Timing {
+    pub total_ms: u64,
+    pub safety_checkpoint_ms: u64,
+    pub rto_ms: Option<u64>,
+    pub target_ms: Option<u64>,
+    pub within_rto: Option<bool>,
+    pub within_target: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RollbackReport {
     pub op: OpId,
     pub checkpoint: String,
+    pub selection: Selection,
+    pub label: String,
     /// Taken before the first step, so the rollback itself can be undone.
     pub safety_checkpoint: Option<String>,
     /// How long the safety checkpoint took.
@@ -40,6 +72,13 @@ pub struct RollbackReport {
     /// When a `wait` step (or the last step) saw the system healthy again.
     pub healthy_at: Option<i64>,
     pub ok: bool,
+    /// Continued from the journal of an interrupted run.
+    pub resumed: bool,
+    /// Services a `degraded` step stopped: the system runs without them.
+    pub degraded: Vec<String>,
+    /// An interrupted rollback this one replaced instead of resuming it.
+    pub abandoned: Vec<OpId>,
+    pub timing: Timing,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -49,32 +88,194 @@ pub enum StepEvent {
     Finished(StepReport),
 }
 
-/// Rolls back to `checkpoint` with the plan's `[rollback]` steps.
+/// Where a test may ask the executor to kill itself (SIGKILL), to prove resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// Right after step N is journaled as begun, before it runs.
+    Begin(i64),
+    /// Right after step N is journaled as ended.
+    End(i64),
+}
+
+impl CrashPoint {
+    /// Parses `begin:N` or `end:N`.
+    pub fn parse(s: &str) -> Option<CrashPoint> {
+        let (k, n) = s.split_once(':')?;
+        let n = n.parse().ok()?;
+        match k {
+            "begin" => Some(CrashPoint::Begin(n)),
+            "end" => Some(CrashPoint::End(n)),
+            _ => None,
+        }
+    }
+}
+
+/// How the executor runs, beyond the plan.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub crash_at: Option<CrashPoint>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RollbackError {
+    #[error(
+        "step {step:?} changes the git working tree, but the plan does not capture git, so no safety checkpoint could keep what it discards\n  = hint: set [capture] git = true"
+    )]
+    NoGitCapture { step: String },
+    #[error("no interrupted rollback to resume\n  = hint: `backout log` lists the operations")]
+    NothingToResume,
+    #[error("op-{op} cannot be resumed: its checkpoint cp-{checkpoint} is gone or incomplete")]
+    CheckpointGone { op: OpId, checkpoint: i64 },
+    #[error(
+        "op-{op} cannot be resumed: the plan changed since it started (journal step {seq} is {journaled:?}, the plan now says {planned:?})\n  = hint: restore the plan file as it was, or roll back anew"
+    )]
+    PlanChanged {
+        op: OpId,
+        seq: i64,
+        journaled: String,
+        planned: String,
+    },
+    #[error(transparent)]
+    Select(#[from] select::SelectError),
+}
+
+/// Rolls back to `checkpoint` with the plan's full (`[rollback]`) steps.
 pub async fn rollback(
     ws: &Workspace,
     checkpoint: &CheckpointRow,
-    mut on: impl FnMut(&StepEvent),
+    on: impl FnMut(&StepEvent),
 ) -> anyhow::Result<RollbackReport> {
+    let sel = select::resolve(&ws.plan, &Selection::Full)?;
+    execute(ws, checkpoint, &sel, &Options::default(), on).await
+}
+
+/// Rolls back to `checkpoint` with the selected steps, as a new operation.
+pub async fn execute(
+    ws: &Workspace,
+    checkpoint: &CheckpointRow,
+    sel: &Selected,
+    opts: &Options,
+    on: impl FnMut(&StepEvent),
+) -> anyhow::Result<RollbackReport> {
+    check_safety(ws, sel)?;
+    ws.oplog.set_durable()?;
     let cp_name = resource::checkpoint_name(checkpoint.id);
     let started_at = ws.now_ms();
-    let op = ws
-        .oplog
-        .begin("rollback", &serde_json::json!({ "checkpoint": cp_name }), started_at)?;
+    let args = serde_json::json!({
+        "checkpoint": cp_name,
+        "checkpoint_id": checkpoint.id,
+        "selection": sel.selection,
+    });
+    // An interrupted rollback left behind is closed, not resumed later by
+    // surprise: this rollback's safety checkpoint holds whatever state it left.
+    let mut abandoned = Vec::new();
+    while let Some(old) = ws.oplog.interrupted(&["rollback"])? {
+        ws.oplog.finish(
+            old.id,
+            "abandoned",
+            Some("interrupted, then replaced by a new rollback instead of --resume"),
+            started_at,
+        )?;
+        abandoned.push(old.id);
+    }
+    let op = ws.oplog.begin("rollback", &args, started_at)?;
     ws.oplog.event(
         op,
         started_at,
         "rollback_start",
-        &serde_json::json!({ "checkpoint": cp_name }),
+        &serde_json::json!({ "checkpoint": cp_name, "level": sel.label }),
     )?;
+    let mut report = drive(ws, op, false, checkpoint, sel, started_at, opts, on).await?;
+    report.abandoned = abandoned;
+    Ok(report)
+}
 
-    // Nothing destructive runs before what it would destroy is saved.
+/// Continues the newest interrupted rollback from its journal.
+pub async fn resume(ws: &Workspace, opts: &Options, on: impl FnMut(&StepEvent)) -> anyhow::Result<RollbackReport> {
+    ws.oplog.set_durable()?;
+    let op = ws
+        .oplog
+        .interrupted(&["rollback"])?
+        .ok_or(RollbackError::NothingToResume)?;
+    let cp_id = op.args["checkpoint_id"].as_i64().unwrap_or(-1);
+    let checkpoint = ws
+        .oplog
+        .checkpoint(cp_id)?
+        .filter(|c| c.complete)
+        .ok_or(RollbackError::CheckpointGone {
+            op: op.id,
+            checkpoint: cp_id,
+        })?;
+    let selection: Selection = serde_json::from_value(op.args["selection"].clone()).unwrap_or(Selection::Full);
+    let sel = select::resolve(&ws.plan, &selection)?;
+    // The journal must describe the same steps the plan now gives.
+    for row in ws.oplog.steps(op.id)? {
+        let planned = sel.steps.get(row.seq as usize - 1).map(|s| s.name.clone());
+        if planned.as_deref() != Some(row.name.as_str()) {
+            return Err(RollbackError::PlanChanged {
+                op: op.id,
+                seq: row.seq,
+                journaled: row.name,
+                planned: planned.unwrap_or_else(|| "(no such step)".into()),
+            }
+            .into());
+        }
+    }
+    ws.oplog
+        .event(op.id, ws.now_ms(), "rollback_resumed", &serde_json::json!({}))?;
+    drive(ws, op.id, true, &checkpoint, &sel, op.started_at, opts, on).await
+}
+
+/// A destructive git step never runs without a safety snapshot of the work tree.
+fn check_safety(ws: &Workspace, sel: &Selected) -> Result<(), RollbackError> {
+    if ws.plan.capture.git {
+        return Ok(());
+    }
+    match sel.steps.iter().find(|s| {
+        matches!(
+            s.kind,
+            StepKind::GitRevert | StepKind::GitReset | StepKind::RestorePaths { .. }
+        )
+    }) {
+        Some(s) => Err(RollbackError::NoGitCapture { step: s.name.clone() }),
+        None => Ok(()),
+    }
+}
+
+fn crash_if(opts: &Options, at: CrashPoint) {
+    if opts.crash_at == Some(at) {
+        // A real kill -9: no destructor, no flush, nothing but what is already durable.
+        let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+        std::thread::sleep(Duration::from_secs(10));
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // one call site each in execute and resume
+async fn drive(
+    ws: &Workspace,
+    op: OpId,
+    resumed: bool,
+    checkpoint: &CheckpointRow,
+    sel: &Selected,
+    started_at: i64,
+    opts: &Options,
+    mut on: impl FnMut(&StepEvent),
+) -> anyhow::Result<RollbackReport> {
+    // Nothing destructive runs before what it would destroy is saved. A resumed
+    // operation keeps the one it took first: that is the state before it began.
     let t = Instant::now();
-    let safety = resource::checkpoint(ws, op, Some("before rollback"), None)?;
+    let safety = match ws.oplog.checkpoint_of(op, SAFETY_LABEL)? {
+        Some(cp) if resumed => cp,
+        _ => resource::checkpoint(ws, op, Some(SAFETY_LABEL), None)?,
+    };
     let safety_checkpoint_ms = t.elapsed().as_millis() as u64;
     let target = Resources::from_row(checkpoint);
+    let journal: HashMap<i64, Option<String>> = ws.oplog.steps(op)?.into_iter().map(|r| (r.seq, r.outcome)).collect();
     let mut report = RollbackReport {
         op,
-        checkpoint: cp_name,
+        checkpoint: resource::checkpoint_name(checkpoint.id),
+        selection: sel.selection.clone(),
+        label: sel.label.clone(),
         safety_checkpoint: Some(resource::checkpoint_name(safety.id)),
         safety_checkpoint_ms,
         steps: Vec::new(),
@@ -82,18 +283,66 @@ pub async fn rollback(
         ended_at: started_at,
         healthy_at: None,
         ok: true,
+        resumed,
+        degraded: Vec::new(),
+        abandoned: Vec::new(),
+        timing: Timing {
+            total_ms: 0,
+            safety_checkpoint_ms,
+            rto_ms: None,
+            target_ms: None,
+            within_rto: None,
+            within_target: None,
+        },
     };
-    for (i, step) in ws.plan.rollback.iter().enumerate() {
+    for (i, step) in sel.steps.iter().enumerate() {
         let seq = i as i64 + 1;
-        let command = describe(ws, step, &target);
+        let command = steps::describe(&ws.plan, step, &target);
+        let previous = journal.get(&seq);
+        if let Some(Some(outcome)) = previous
+            && outcome == "ok"
+        {
+            let s = StepReport {
+                seq,
+                name: step.name.clone(),
+                command,
+                ok: true,
+                exit_code: Some(0),
+                output: "done before the interruption; not run again".into(),
+                started_at: ws.now_ms(),
+                duration_ms: 0,
+                already_done: true,
+            };
+            if let StepKind::Degraded { services } = &step.kind {
+                report.degraded.extend(services.iter().cloned());
+            }
+            on(&StepEvent::Finished(s.clone()));
+            report.steps.push(s);
+            continue;
+        }
+        let interrupted = previous.is_some();
         let at = ws.now_ms();
-        ws.oplog.step_begin(op, seq, &step.name, command.as_deref(), at)?;
+        if interrupted {
+            steps::recover(ws, op, seq);
+            ws.oplog.step_rebegin(op, seq, &step.name, command.as_deref(), at)?;
+        } else {
+            ws.oplog.step_begin(op, seq, &step.name, command.as_deref(), at)?;
+        }
+        crash_if(opts, CrashPoint::Begin(seq));
         on(&StepEvent::Started {
             seq,
             name: step.name.clone(),
         });
         let t = Instant::now();
-        let (ok, exit_code, output) = run_step(ws, step, &target).await;
+        let sctx = steps::StepCtx {
+            ws,
+            op,
+            seq,
+            target: &target,
+            checkpoint,
+            interrupted,
+        };
+        let (ok, exit_code, output) = steps::run(&sctx, step).await;
         let s = StepReport {
             seq,
             name: step.name.clone(),
@@ -103,6 +352,7 @@ pub async fn rollback(
             output: exec::tail_lines(&output, 40),
             started_at: at,
             duration_ms: t.elapsed().as_millis() as u64,
+            already_done: false,
         };
         ws.oplog.step_end(
             op,
@@ -112,8 +362,12 @@ pub async fn rollback(
             &s.output,
             ws.now_ms(),
         )?;
+        crash_if(opts, CrashPoint::End(seq));
         if ok && matches!(step.kind, StepKind::Wait { .. }) {
             report.healthy_at = Some(ws.now_ms());
+        }
+        if ok && let StepKind::Degraded { services } = &step.kind {
+            report.degraded.extend(services.iter().cloned());
         }
         on(&StepEvent::Finished(s.clone()));
         report.steps.push(s);
@@ -126,16 +380,41 @@ pub async fn rollback(
     if report.ok && report.healthy_at.is_none() {
         report.healthy_at = Some(report.ended_at);
     }
-    let outcome = if report.ok { "ok" } else { "failed" };
+    let total = (report.ended_at - report.started_at).max(0) as u64;
+    let rto_ms = ws.plan.rto.map(|d| d.as_millis() as u64);
+    let target_ms = sel.target.map(|d| d.as_millis() as u64);
+    report.timing = Timing {
+        total_ms: total,
+        safety_checkpoint_ms,
+        rto_ms,
+        target_ms,
+        within_rto: rto_ms.map(|r| total <= r),
+        within_target: target_ms.map(|t| total <= t),
+    };
+    ws.oplog.event(
+        op,
+        report.ended_at,
+        "rollback_timing",
+        &serde_json::to_value(&report.timing)?,
+    )?;
     ws.oplog.event(
         op,
         report.ended_at,
         "rollback_end",
         &serde_json::json!({ "ok": report.ok }),
     )?;
+    if !report.degraded.is_empty() {
+        ws.oplog.event(
+            op,
+            report.ended_at,
+            "degraded",
+            &serde_json::json!({ "stopped": report.degraded }),
+        )?;
+    }
     if let Some(h) = report.healthy_at {
         ws.oplog.event(op, h, "healthy", &serde_json::json!({}))?;
     }
+    let outcome = if report.ok { "ok" } else { "failed" };
     let error = report
         .steps
         .iter()
@@ -143,143 +422,6 @@ pub async fn rollback(
         .map(|s| format!("step {} ({}) failed", s.seq, s.name));
     ws.oplog.finish(op, outcome, error.as_deref(), report.ended_at)?;
     Ok(report)
-}
-
-/// The command a step amounts to, for the journal and the report.
-fn describe(ws: &Workspace, step: &Step, target: &Resources) -> Option<String> {
-    match &step.kind {
-        StepKind::GitRevert => target
-            .git
-            .as_ref()
-            .and_then(|g| g.head.as_ref())
-            .map(|h| format!("git revert --no-edit {h}..HEAD")),
-        StepKind::Service { service, action } => {
-            Some(format!("{action:?} {}", service.as_deref().unwrap_or("all services")).to_lowercase())
-        }
-        StepKind::Wait { probe } => ws.plan.probe(probe).map(|p| match &p.kind {
-            crate::plan::ProbeKind::Http(h) => format!("wait until GET {} is healthy", h.url.shown),
-        }),
-        StepKind::Run { command, .. } => Some(command.shown()),
-    }
-}
-
-/// Runs one step: (ok, exit code, output).
-async fn run_step(ws: &Workspace, step: &Step, target: &Resources) -> (bool, Option<i32>, String) {
-    match &step.kind {
-        StepKind::GitRevert => {
-            let Some(state) = &target.git else {
-                return (
-                    false,
-                    None,
-                    "the checkpoint holds no git state: set [capture] git = true".into(),
-                );
-            };
-            let Some(head) = &state.head else {
-                return (
-                    false,
-                    None,
-                    "the checkpoint was taken before the first commit; nothing to revert to".into(),
-                );
-            };
-            match git::commits_since(&state.toplevel, head) {
-                Ok(c) if c.is_empty() => {
-                    return (
-                        true,
-                        Some(0),
-                        format!(
-                            "HEAD is at the checkpoint ({}); nothing to revert",
-                            &head[..head.len().min(12)]
-                        ),
-                    );
-                }
-                Ok(_) => {}
-                Err(e) => return (false, None, format!("{e:#}")),
-            }
-            let inv = Invocation {
-                argv: vec![
-                    "git".into(),
-                    "revert".into(),
-                    "--no-edit".into(),
-                    format!("{head}..HEAD"),
-                ],
-                cwd: state.toplevel.clone(),
-                env: vec![("GIT_TERMINAL_PROMPT".into(), "0".into())],
-                timeout: step.timeout,
-            };
-            let out = run_inv(&inv).await;
-            if !out.0 {
-                // Leave the repository as it was, not half-reverted.
-                let _ = git::git(&state.toplevel, &["revert", "--abort"], &[]);
-            }
-            out
-        }
-        StepKind::Service { service, action } => {
-            let run_dir = match ws.run_dir() {
-                Ok(d) => d,
-                Err(e) => return (false, None, format!("{e:#}")),
-            };
-            let targets: Vec<_> = ws
-                .plan
-                .services
-                .iter()
-                .filter(|s| service.as_ref().is_none_or(|n| *n == s.name))
-                .cloned()
-                .collect();
-            let action = *action;
-            let res = tokio::task::spawn_blocking(move || {
-                let mut out = Vec::new();
-                for svc in &targets {
-                    let files = ServiceFiles::new(&run_dir, &svc.name);
-                    let r = match action {
-                        ServiceAction::Start => {
-                            service::start(svc, &files).map(|p| format!("{} started (pid {p})", svc.name))
-                        }
-                        ServiceAction::Stop => service::stop(svc, &files).map(|()| format!("{} stopped", svc.name)),
-                        ServiceAction::Restart => {
-                            service::restart(svc, &files).map(|p| format!("{} restarted (pid {p})", svc.name))
-                        }
-                    };
-                    match r {
-                        Ok(line) => out.push(line),
-                        Err(e) => return Err(format!("{}\n{e:#}", out.join("\n"))),
-                    }
-                }
-                Ok(out.join("\n"))
-            })
-            .await;
-            match res {
-                Ok(Ok(o)) => (true, Some(0), o),
-                Ok(Err(e)) => (false, None, e),
-                Err(e) => (false, None, e.to_string()),
-            }
-        }
-        StepKind::Wait { probe } => match ws.plan.probe(probe) {
-            Some(p) => wait_healthy(ws, p, step.timeout).await,
-            None => (false, None, format!("no probe named {probe:?}")),
-        },
-        StepKind::Run { command, cwd } => {
-            let inv = Invocation {
-                argv: command.resolved(),
-                cwd: cwd.clone(),
-                env: Vec::new(),
-                timeout: step.timeout,
-            };
-            run_inv(&inv).await
-        }
-    }
-}
-
-async fn run_inv(inv: &Invocation) -> (bool, Option<i32>, String) {
-    match exec::run(inv).await {
-        Ok(o) => {
-            let mut out = o.output.clone();
-            if !o.success() {
-                out.push_str(&format!("\n({})", o.describe()));
-            }
-            (o.success(), o.exit_code, out)
-        }
-        Err(e) => (false, None, format!("{e:#}")),
-    }
 }
 
 /// Samples `probe` until it is healthy or `timeout` passes.

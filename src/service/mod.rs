@@ -2,6 +2,10 @@
 //! command in its own process group, sends stdout and stderr to
 //! `.backout/run/<name>.log`, and remembers it in `.backout/run/<name>.pid` (pid and
 //! kernel start time, so a recycled pid is never mistaken for the service).
+//! Kinds `compose`, `systemd` and `command` are driven through their own tools
+//! ([`control`]).
+
+pub mod control;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -27,14 +31,27 @@ pub enum ServiceError {
     },
     #[error("service {name:?} (pid {pid}) did not stop within {timeout:?}, even after KILL")]
     StopTimeout { name: String, pid: i32, timeout: Duration },
+    #[error("service {name:?}: `{command}` failed ({how})\n{output}")]
+    Control {
+        name: String,
+        command: String,
+        how: String,
+        output: String,
+    },
 }
 
 /// What a service is doing now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Status {
-    Running { pid: i32 },
+    Running {
+        pid: i32,
+    },
+    /// Running under a manager (compose, systemd, a status command): no pid of ours.
+    Active,
     Stopped,
+    /// The kind has no way to tell (a command service without `status`).
+    Unknown,
 }
 
 /// Where a service's pid file and log live.
@@ -55,7 +72,7 @@ impl ServiceFiles {
 
 /// The kernel's start time of `pid` (field 22 of /proc/PID/stat), `None` when the
 /// process is gone or a zombie.
-fn start_time(pid: i32) -> Option<u64> {
+pub fn start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parentheses: fields start after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -72,6 +89,7 @@ pub fn status(svc: &Service, files: &ServiceFiles) -> Status {
             Some((pid, started)) if start_time(pid) == Some(started) => Status::Running { pid },
             _ => Status::Stopped,
         },
+        _ => control::status_blocking(svc),
     }
 }
 
@@ -189,6 +207,7 @@ mod tests {
             ready: None,
             ready_timeout: Duration::from_secs(5),
             stop_timeout: Duration::from_millis(300),
+            control: crate::plan::ServiceControl::Process,
         }
     }
 

@@ -20,9 +20,14 @@ pub struct CheckResult {
 }
 
 /// Runs every check of the plan, in order.
-pub async fn run_checks(ws: &Workspace, mut on: impl FnMut(&CheckResult)) -> Vec<CheckResult> {
+pub async fn run_checks(ws: &Workspace, on: impl FnMut(&CheckResult)) -> Vec<CheckResult> {
+    run_list(ws, &ws.plan.verify.checks, on).await
+}
+
+/// Runs the given checks (a phase's `verify`), in order.
+pub async fn run_list(ws: &Workspace, checks: &[Check], mut on: impl FnMut(&CheckResult)) -> Vec<CheckResult> {
     let mut out = Vec::new();
-    for c in &ws.plan.verify.checks {
+    for c in checks {
         let t = Instant::now();
         let (passed, evidence) = run_check(ws, c).await;
         let r = CheckResult {
@@ -261,6 +266,7 @@ pub async fn stable_for(ws: &Workspace, d: Duration, mut progress: impl FnMut(Du
 pub fn probe_url(p: &Probe) -> &str {
     match &p.kind {
         ProbeKind::Http(h) => &h.url.shown,
+        ProbeKind::Compose { service, .. } => service,
     }
 }
 

@@ -3,9 +3,12 @@
 mod canary;
 mod capture;
 mod cli;
+mod compose;
 mod demo;
+mod engine;
 mod notify;
 mod report;
+mod resume;
 mod verify;
 mod watch;
 

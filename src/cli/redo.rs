@@ -1,0 +1,21 @@
+use clap::Args;
+
+use super::Ctx;
+use crate::error::{CommandError, ExitCode};
+
+/// Reapply what the last `backout undo` took back
+///
+/// Puts the repository back as it was just before that undo, from the undo's own
+/// safety checkpoint. Only while nothing was rolled back since.
+///
+/// Example: backout redo
+#[derive(Debug, Args)]
+pub struct RedoArgs {}
+
+pub fn run(ctx: &Ctx, _args: RedoArgs) -> Result<ExitCode, CommandError> {
+    let ws = ctx.workspace()?;
+    let _lock = ws.lock("redo")?;
+    let r = crate::rollback::undo::redo(&ws)?;
+    super::undo::report(ctx, &r);
+    Ok(ExitCode::Ok)
+}

@@ -1,0 +1,114 @@
+//! `backout run`: a phase is applied as a journaled operation, after a
+//! checkpoint of its own (the one its rollback options return to), and then
+//! verified with the phase's checks.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::steps::{self, StepCtx};
+use super::{StepEvent, StepReport};
+use crate::exec;
+use crate::oplog::{CheckpointRow, OpId};
+use crate::plan::Phase;
+use crate::resource::{self, Resources};
+use crate::verify::CheckResult;
+use crate::workspace::Workspace;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplyReport {
+    pub op: OpId,
+    pub phase: String,
+    /// Taken before the first apply step: what the phase rolls back to.
+    pub checkpoint: String,
+    pub steps: Vec<StepReport>,
+    pub checks: Vec<CheckResult>,
+    /// Every apply step succeeded.
+    pub applied: bool,
+    /// Applied and every check passed.
+    pub ok: bool,
+}
+
+/// Checkpoints, applies and verifies one phase. The checkpoint row is returned
+/// so a failed phase can be rolled back to it.
+pub async fn apply_phase(
+    ws: &Workspace,
+    phase: &Phase,
+    mut on: impl FnMut(&StepEvent),
+    mut on_check: impl FnMut(&CheckResult),
+) -> anyhow::Result<(ApplyReport, CheckpointRow)> {
+    ws.oplog.set_durable()?;
+    let op = ws
+        .oplog
+        .begin("apply", &serde_json::json!({ "phase": phase.name }), ws.now_ms())?;
+    let cp = resource::checkpoint(ws, op, Some(&format!("before phase {}", phase.name)), Some(&phase.name))?;
+    let target = Resources::from_row(&cp);
+    let mut report = ApplyReport {
+        op,
+        phase: phase.name.clone(),
+        checkpoint: resource::checkpoint_name(cp.id),
+        steps: Vec::new(),
+        checks: Vec::new(),
+        applied: true,
+        ok: false,
+    };
+    for (i, step) in phase.apply.iter().enumerate() {
+        let seq = i as i64 + 1;
+        let command = steps::describe(&ws.plan, step, &target);
+        let at = ws.now_ms();
+        ws.oplog.step_begin(op, seq, &step.name, command.as_deref(), at)?;
+        on(&StepEvent::Started {
+            seq,
+            name: step.name.clone(),
+        });
+        let t = Instant::now();
+        let cx = StepCtx {
+            ws,
+            op,
+            seq,
+            target: &target,
+            checkpoint: &cp,
+            interrupted: false,
+        };
+        let (ok, exit_code, output) = steps::run(&cx, step).await;
+        let s = StepReport {
+            seq,
+            name: step.name.clone(),
+            command,
+            ok,
+            exit_code,
+            output: exec::tail_lines(&output, 40),
+            started_at: at,
+            duration_ms: t.elapsed().as_millis() as u64,
+            already_done: false,
+        };
+        ws.oplog.step_end(
+            op,
+            seq,
+            if ok { "ok" } else { "failed" },
+            exit_code,
+            &s.output,
+            ws.now_ms(),
+        )?;
+        on(&StepEvent::Finished(s.clone()));
+        report.steps.push(s);
+        if !ok {
+            report.applied = false;
+            break;
+        }
+    }
+    if report.applied {
+        report.checks = crate::verify::run_list(ws, &phase.verify, &mut on_check).await;
+    }
+    report.ok = report.applied && report.checks.iter().all(|c| c.passed);
+    let outcome = if report.ok { "ok" } else { "failed" };
+    let error = if !report.applied {
+        Some(format!("phase {} failed to apply", phase.name))
+    } else if !report.ok {
+        Some(format!("phase {} failed its verification", phase.name))
+    } else {
+        None
+    };
+    ws.oplog.finish(op, outcome, error.as_deref(), ws.now_ms())?;
+    Ok((report, cp))
+}

@@ -1,0 +1,160 @@
+//! Which steps a rollback runs: the level (full, one phase with one of its
+//! options, one component), its target time, and what the plan estimates.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{Plan, Step};
+
+/// The level of a rollback, as recorded in the operation log (so `--resume`
+/// rebuilds exactly the same steps).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "level", rename_all = "snake_case")]
+pub enum Selection {
+    /// Level 1: the plan's `[rollback] steps`.
+    Full,
+    /// Level 2: one phase, with one of its named options.
+    Phase { phase: String, option: String },
+    /// Level 3: one component.
+    Component { component: String },
+}
+
+/// A selection resolved against the plan.
+#[derive(Debug, Clone)]
+pub struct Selected {
+    pub selection: Selection,
+    /// "full", "phase ticker (B: full revert)", "component mexc".
+    pub label: String,
+    pub steps: Vec<Step>,
+    /// The level's target time, when the plan sets one.
+    pub target: Option<Duration>,
+    /// The option's own estimate, when it has one.
+    pub estimate: Option<Duration>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    #[error("no phase named {name:?} in the plan\n  = hint: phases: {known}")]
+    UnknownPhase { name: String, known: String },
+    #[error("phase {phase:?} has no option named {name:?}\n  = hint: its options: {known}")]
+    UnknownOption { phase: String, name: String, known: String },
+    #[error(
+        "phase {phase:?} has no rollback options\n  = hint: add rollback = [{{ name = \"revert\", steps = [...], default = true }}] to the phase"
+    )]
+    NoOptions { phase: String },
+    #[error("no component named {name:?} in the plan\n  = hint: components: {known}")]
+    UnknownComponent { name: String, known: String },
+    #[error("--option chooses among a phase's rollback options: pass --phase NAME with it")]
+    OptionWithoutPhase,
+    #[error("the {label} rollback has no steps\n  = hint: add [rollback] steps = [...] to the plan")]
+    NoSteps { label: String },
+}
+
+fn known(names: impl Iterator<Item = String>) -> String {
+    let v: Vec<String> = names.collect();
+    if v.is_empty() { "(none)".into() } else { v.join(", ") }
+}
+
+/// What the command line asked for.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub phase: Option<String>,
+    pub option: Option<String>,
+    pub component: Option<String>,
+}
+
+/// Resolves a request (or a recorded selection) against the plan.
+pub fn select(plan: &Plan, req: &Request) -> Result<Selected, SelectError> {
+    let sel = if let Some(phase) = &req.phase {
+        let p = plan.phase(phase).ok_or_else(|| SelectError::UnknownPhase {
+            name: phase.clone(),
+            known: known(plan.phases.iter().map(|p| p.name.clone())),
+        })?;
+        let option = match &req.option {
+            Some(o) => p.option(o).ok_or_else(|| SelectError::UnknownOption {
+                phase: phase.clone(),
+                name: o.clone(),
+                known: known(p.options.iter().map(|o| format!("{:?}", o.name))),
+            })?,
+            None => p
+                .default()
+                .ok_or_else(|| SelectError::NoOptions { phase: phase.clone() })?,
+        };
+        Selection::Phase {
+            phase: phase.clone(),
+            option: option.name.clone(),
+        }
+    } else if req.option.is_some() {
+        return Err(SelectError::OptionWithoutPhase);
+    } else if let Some(c) = &req.component {
+        Selection::Component { component: c.clone() }
+    } else {
+        Selection::Full
+    };
+    resolve(plan, &sel)
+}
+
+/// The steps of a recorded selection, as the plan defines them now.
+pub fn resolve(plan: &Plan, sel: &Selection) -> Result<Selected, SelectError> {
+    let selected = match sel {
+        Selection::Full => Selected {
+            selection: sel.clone(),
+            label: "full".into(),
+            steps: plan.rollback.clone(),
+            target: plan.rollback_target,
+            estimate: None,
+        },
+        Selection::Phase { phase, option } => {
+            let p = plan.phase(phase).ok_or_else(|| SelectError::UnknownPhase {
+                name: phase.clone(),
+                known: known(plan.phases.iter().map(|p| p.name.clone())),
+            })?;
+            let o = p.option(option).ok_or_else(|| SelectError::UnknownOption {
+                phase: phase.clone(),
+                name: option.clone(),
+                known: known(p.options.iter().map(|o| format!("{:?}", o.name))),
+            })?;
+            Selected {
+                selection: sel.clone(),
+                label: format!("phase {phase} ({option})"),
+                steps: o.steps.clone(),
+                target: p.target,
+                estimate: o.estimate,
+            }
+        }
+        Selection::Component { component } => {
+            let c = plan.component(component).ok_or_else(|| SelectError::UnknownComponent {
+                name: component.clone(),
+                known: known(plan.components.iter().map(|c| c.name.clone())),
+            })?;
+            Selected {
+                selection: sel.clone(),
+                label: format!("component {component}"),
+                steps: c.steps.clone(),
+                target: c.target,
+                estimate: None,
+            }
+        }
+    };
+    if selected.steps.is_empty() {
+        return Err(SelectError::NoSteps { label: selected.label });
+    }
+    Ok(selected)
+}
+
+impl Selected {
+    /// The longest the steps can take: the sum of their timeouts (a `run` step
+    /// with retries counts every attempt).
+    pub fn worst_case(&self) -> Duration {
+        self.steps
+            .iter()
+            .map(|s| match &s.kind {
+                crate::plan::StepKind::Run {
+                    retries, retry_delay, ..
+                } => (s.timeout + *retry_delay) * (*retries + 1),
+                _ => s.timeout,
+            })
+            .sum()
+    }
+}
