@@ -4,7 +4,7 @@ use serde_json::json;
 use super::Ctx;
 use crate::error::{CommandError, ExitCode};
 use crate::plan::rule::format_threshold;
-use crate::plan::{Action, CheckKind, ProbeKind, StepKind, units};
+use crate::plan::{Action, CheckKind, StepKind, units};
 use crate::watch;
 
 /// Validate the plan and print a summary to review
@@ -86,20 +86,12 @@ pub fn run(ctx: &Ctx, _args: CheckArgs) -> Result<ExitCode, CommandError> {
         p.out("  none: a watch has nothing to measure");
     }
     for pr in &plan.probes {
-        let ProbeKind::Http(h) = &pr.kind;
-        let mut expect = vec![format!("status {}", h.status)];
-        expect.extend(h.json.iter().map(|(k, v)| format!("{k} = {v}")));
-        if let Some(re) = &h.body_match {
-            expect.push(format!("body ~ /{}/", re.as_str()));
-        }
+        let (what, healthy) = pr.kind.describe();
         p.out(format!(
-            "  {}: {} {} every {}, timeout {}; healthy when {}",
+            "  {}: {what} every {}, timeout {}; healthy when {healthy}",
             pr.name,
-            h.method,
-            h.url,
             d(pr.every),
             d(pr.timeout),
-            expect.join(", ")
         ));
     }
 

@@ -6,6 +6,7 @@
 pub mod diag;
 #[cfg(test)]
 mod error_snapshots;
+mod probes;
 pub mod raw;
 pub mod rule;
 pub mod secret;
@@ -21,6 +22,7 @@ use serde::Serialize;
 
 use crate::context::Env;
 pub use diag::{PlanError, PlanErrors};
+pub use probes::{CommandProbe, LogProbe, ProcessProbe, ProcessTarget, PrometheusProbe, TcpProbe};
 use raw::S;
 pub use rule::Condition;
 pub use secret::Text;
@@ -136,6 +138,11 @@ pub struct Probe {
 #[derive(Debug, Clone)]
 pub enum ProbeKind {
     Http(HttpProbe),
+    Tcp(TcpProbe),
+    Command(CommandProbe),
+    Log(LogProbe),
+    Process(ProcessProbe),
+    Prometheus(PrometheusProbe),
 }
 
 #[derive(Debug, Clone)]
@@ -620,6 +627,7 @@ impl Validator<'_> {
             .iter()
             .map(|s| self.service(s, &mut service_names, &probe_names))
             .collect();
+        self.probe_service_refs(&raw.probes, &service_names);
 
         let mut rule_names = BTreeSet::new();
         let rules: Vec<Rule> = raw
@@ -700,7 +708,14 @@ impl Validator<'_> {
                 every.min(Duration::from_secs(10))
             }
         };
+        self.probe_kind_count(r, &name, r.name.span());
+        let other = if r.http.is_none() {
+            self.other_probe_kind(r, &name)
+        } else {
+            None
+        };
         let kind = match &r.http {
+            None if other.is_some() => other.expect("checked"),
             Some(h) => {
                 let h = h.get_ref();
                 let url = self.text(&h.url);
@@ -786,7 +801,10 @@ impl Validator<'_> {
                 self.error(
                     r.name.span(),
                     format!("probe {name:?} does not say what to measure"),
-                    "add http = { url = \"http://127.0.0.1:8000/health\" }",
+                    format!(
+                        "add one of {}, like http = {{ url = \"http://127.0.0.1:8000/health\" }}",
+                        probes::KINDS
+                    ),
                 );
                 ProbeKind::Http(HttpProbe {
                     url: Text::plain(""),
@@ -1271,7 +1289,9 @@ stable-for = "10s"
             plan.services[0].start.resolved(),
             vec!["python", "app.py", "--port", "8000"]
         );
-        let ProbeKind::Http(h) = &plan.probes[0].kind;
+        let ProbeKind::Http(h) = &plan.probes[0].kind else {
+            panic!("an HTTP probe")
+        };
         assert_eq!(h.headers[0].1.shown, "Bearer ${TOKEN}");
         assert_eq!(h.json, vec![("status".to_string(), serde_json::json!("healthy"))]);
         assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);

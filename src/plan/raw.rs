@@ -87,6 +87,64 @@ pub struct RawProbe {
     pub every: Option<S<String>>,
     pub timeout: Option<S<String>>,
     pub http: Option<S<RawHttp>>,
+    pub tcp: Option<S<RawTcp>>,
+    pub command: Option<S<RawCommandProbe>>,
+    pub log: Option<S<RawLog>>,
+    pub process: Option<S<RawProcess>>,
+    pub prometheus: Option<S<RawPrometheus>>,
+}
+
+/// `tcp = { address = "127.0.0.1:5432" }`: up when a connection opens.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawTcp {
+    pub address: S<String>,
+}
+
+/// `command = { run = "...", exit-code = 0, match = "REGEX", number = "REGEX" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawCommandProbe {
+    pub run: S<RawCommand>,
+    pub shell: Option<S<bool>>,
+    pub cwd: Option<S<String>>,
+    /// The exit code that means healthy (default 0).
+    pub exit_code: Option<S<i64>>,
+    /// A regex stdout must match.
+    #[serde(rename = "match")]
+    pub output_match: Option<S<String>>,
+    /// A regex whose first group (or whole match) is the probe's number.
+    pub number: Option<S<String>>,
+}
+
+/// `log = { path = "logs/app.log", patterns = ["ERROR", "CRITICAL"] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawLog {
+    pub path: S<String>,
+    pub pattern: Option<S<String>>,
+    pub patterns: Option<S<Vec<S<String>>>>,
+}
+
+/// `process = { service = "api" }` (or `pid`, `pidfile`, `cmdline`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawProcess {
+    pub pid: Option<S<i64>>,
+    pub pidfile: Option<S<String>>,
+    pub service: Option<S<String>>,
+    /// A regex matched against each process's command line.
+    pub cmdline: Option<S<String>>,
+    /// Count the process's descendants too (default true).
+    pub children: Option<S<bool>>,
+}
+
+/// `prometheus = { url = "http://127.0.0.1:9090", query = "..." }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawPrometheus {
+    pub url: S<String>,
+    pub query: S<String>,
 }
 
 /// Expected HTTP status: `200`, `"2xx"` or `[200, 201]`.

@@ -681,7 +681,9 @@ volumes:
         assert_eq!(plan.probes.len(), 1);
         let probe = &plan.probes[0];
         assert_eq!(probe.name, "health");
-        let ProbeKind::Http(http) = &probe.kind;
+        let ProbeKind::Http(http) = &probe.kind else {
+            panic!("the starter's health probe is HTTP")
+        };
         assert_eq!(http.url.value, url);
         assert_eq!(plan.rules.len(), 2);
         assert_eq!(plan.success.len(), 1);

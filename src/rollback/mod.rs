@@ -156,9 +156,10 @@ fn describe(ws: &Workspace, step: &Step, target: &Resources) -> Option<String> {
         StepKind::Service { service, action } => {
             Some(format!("{action:?} {}", service.as_deref().unwrap_or("all services")).to_lowercase())
         }
-        StepKind::Wait { probe } => ws.plan.probe(probe).map(|p| match &p.kind {
-            crate::plan::ProbeKind::Http(h) => format!("wait until GET {} is healthy", h.url.shown),
-        }),
+        StepKind::Wait { probe } => ws
+            .plan
+            .probe(probe)
+            .map(|p| format!("wait until {} is healthy", p.kind.target())),
         StepKind::Run { command, .. } => Some(command.shown()),
     }
 }

@@ -121,6 +121,21 @@ pub fn read(
             &win.iter().filter_map(|s| s.size.map(|v| v as f64)).collect::<Vec<_>>(),
             c.metric.agg,
         ),
+        Field::Count => {
+            let counts: Vec<f64> = win.iter().filter_map(|s| s.fields.get("count").copied()).collect();
+            (!counts.is_empty()).then(|| counts.iter().sum())
+        }
+        Field::Rate => rate(c, &win),
+        Field::Value => aggregate(&win.iter().filter_map(|s| s.value).collect::<Vec<_>>(), c.metric.agg),
+        Field::Rss | Field::Cpu | Field::Fds | Field::ExitCode => {
+            let key = field.key().unwrap_or_default();
+            aggregate(
+                &win.iter()
+                    .filter_map(|s| s.fields.get(key).copied())
+                    .collect::<Vec<_>>(),
+                c.metric.agg,
+            )
+        }
     };
     r.threshold = match &c.threshold {
         Threshold::Absolute { value } => Some(*value),
@@ -136,6 +151,27 @@ pub fn read(
     }
     r.holds = Some(c.op.holds(r.value.unwrap_or_default(), r.threshold.unwrap_or_default()));
     r
+}
+
+/// Matches per second over the window: a duration window divides by its length;
+/// a sample window by the time its samples span (the first sample's matches
+/// happened before that span, so they are left out).
+fn rate(c: &Condition, win: &[&SampleRow]) -> Option<f64> {
+    let counted: Vec<(i64, f64)> = win
+        .iter()
+        .filter_map(|s| s.fields.get("count").map(|n| (s.at, *n)))
+        .collect();
+    match c.window.unwrap_or(Window::Samples(DEFAULT_WINDOW_SAMPLES)) {
+        Window::Duration(d) if !counted.is_empty() => {
+            Some(counted.iter().map(|(_, n)| n).sum::<f64>() / d.as_secs_f64().max(0.001))
+        }
+        Window::Duration(_) => None,
+        Window::Samples(_) => {
+            let (first, last) = (counted.first()?, counted.last()?);
+            let span = (last.0 - first.0) as f64 / 1000.0;
+            (span > 0.0).then(|| counted[1..].iter().map(|(_, n)| n).sum::<f64>() / span)
+        }
+    }
 }
 
 /// Holds recent samples and the state of `for` conditions; evaluates rules.
@@ -339,7 +375,7 @@ mod tests {
             latency_ms: Some(latency),
             status: Some(if ok { 200 } else { 500 }),
             size: Some(10),
-            error: None,
+            ..Default::default()
         }
     }
 
