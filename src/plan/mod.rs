@@ -9,6 +9,7 @@ mod error_snapshots;
 mod probes;
 pub mod raw;
 pub mod rule;
+mod schedule;
 pub mod secret;
 pub mod starter;
 pub mod units;
@@ -25,6 +26,7 @@ pub use diag::{PlanError, PlanErrors};
 pub use probes::{CommandProbe, LogProbe, ProcessProbe, ProcessTarget, PrometheusProbe, TcpProbe};
 use raw::S;
 pub use rule::Condition;
+pub use schedule::{Decision, DecisionRow, Review, Severity, Share};
 pub use secret::Text;
 
 /// The file name `backout` looks for, upward from the current directory.
@@ -52,6 +54,14 @@ pub struct Plan {
     /// The full rollback, in order.
     pub rollback: Vec<Step>,
     pub verify: Verify,
+    /// `backout checkpoint` also measures a baseline.
+    pub baseline_on_checkpoint: bool,
+    /// Scheduled reviews, by offset from the deploy.
+    pub reviews: Vec<Review>,
+    /// Severity × share of probes affected → action.
+    pub decision: Decision,
+    /// Watch durations were divided by this (1: real time).
+    pub time_scale: f64,
     /// Values that came from `${ENV}`: never shown anywhere.
     pub secrets: Vec<String>,
     /// Things that are allowed but probably wrong.
@@ -211,6 +221,8 @@ pub struct Rule {
     pub action: Action,
     pub min_samples: usize,
     pub no_data: NoData,
+    /// Set: the [decision] matrix picks the action instead of `action`.
+    pub severity: Option<Severity>,
     #[serde(skip)]
     pub line: usize,
 }
@@ -617,6 +629,12 @@ impl Validator<'_> {
             .as_ref()
             .map(|b| self.opt_duration(&b.get_ref().duration, Duration::from_secs(30)))
             .unwrap_or(Duration::from_secs(30));
+        let baseline_on_checkpoint = raw
+            .baseline
+            .as_ref()
+            .and_then(|b| b.get_ref().on_checkpoint.as_ref())
+            .is_some_and(|b| *b.get_ref());
+        let time_scale = self.time_scale(meta.time_scale.as_ref());
 
         let mut probe_names = BTreeSet::new();
         let probes: Vec<Probe> = raw.probes.iter().map(|p| self.probe(p, &mut probe_names)).collect();
@@ -670,8 +688,10 @@ impl Validator<'_> {
             .as_ref()
             .map(|v| self.verify(v.get_ref(), &probe_names))
             .unwrap_or_default();
+        let reviews = self.reviews(&raw.reviews, &probes);
+        let decision = self.decision(raw.decision.as_ref());
 
-        Some(Plan {
+        let mut plan = Plan {
             path: self.path.to_path_buf(),
             root: self.root.to_path_buf(),
             name: meta.name.into_inner(),
@@ -685,9 +705,15 @@ impl Validator<'_> {
             success,
             rollback,
             verify,
+            baseline_on_checkpoint,
+            reviews,
+            decision,
+            time_scale,
             secrets: Vec::new(),
             warnings: Vec::new(),
-        })
+        };
+        plan.scale_time(time_scale);
+        Some(plan)
     }
 
     fn probe(&mut self, p: &S<raw::RawProbe>, names: &mut BTreeSet<String>) -> Probe {
@@ -952,6 +978,7 @@ impl Validator<'_> {
                 NoData::Inconclusive
             }
         };
+        let severity = self.severity(&raw.severity);
         let condition = self.condition(&raw.when, probes)?;
         let line = self.line_of(&raw.when.span());
         if let Some(probe) = probes.iter().find(|p| p.name == condition.metric.probe)
@@ -980,6 +1007,7 @@ impl Validator<'_> {
             action,
             min_samples,
             no_data,
+            severity,
             line,
         })
     }

@@ -26,11 +26,14 @@ pub struct RawPlan {
     pub success: Option<S<RawSuccess>>,
     pub rollback: Option<S<RawRollback>>,
     pub verify: Option<S<RawVerify>>,
+    #[serde(default, rename = "review")]
+    pub reviews: Vec<S<RawReview>>,
+    pub decision: Option<S<RawDecision>>,
 }
 
 /// Names of the top-level tables, for "did you mean" hints.
 pub const TOP_LEVEL: &[&str] = &[
-    "plan", "capture", "baseline", "service", "probe", "rule", "success", "rollback", "verify",
+    "plan", "capture", "baseline", "service", "probe", "rule", "success", "rollback", "verify", "review", "decision",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -40,6 +43,9 @@ pub struct RawMeta {
     pub description: Option<S<String>>,
     /// Recovery-time objective, e.g. `"5m"`.
     pub rto: Option<S<String>>,
+    /// Divides watch durations (intervals, windows, holds, review offsets) for
+    /// rehearsals and tests: `60` runs an hour's schedule in a minute.
+    pub time_scale: Option<S<f64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,6 +60,8 @@ pub struct RawBaseline {
     /// How long `backout baseline` samples by default.
     #[serde(rename = "for")]
     pub duration: Option<S<String>>,
+    /// `backout checkpoint` also measures a baseline.
+    pub on_checkpoint: Option<S<bool>>,
 }
 
 /// A command: one string (split like a shell would, but run without one unless
@@ -180,6 +188,40 @@ pub struct RawRule {
     pub then: Option<S<String>>,
     pub min_samples: Option<S<i64>>,
     pub no_data: Option<S<String>>,
+    /// `critical`, `major` or `minor`: the [decision] matrix picks the action.
+    pub severity: Option<S<String>>,
+}
+
+/// A scheduled review: at an offset from the deploy, a checklist of expectations.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawReview {
+    pub name: Option<S<String>>,
+    pub at: S<String>,
+    pub expect: Vec<S<String>>,
+    /// What a failed review calls for: `investigate` (default) or `rollback`.
+    pub then: Option<S<String>>,
+}
+
+/// The decision matrix: severity × share of probes affected → action and time.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawDecision {
+    #[serde(default)]
+    pub matrix: Vec<S<RawDecisionRow>>,
+    /// The action when no row matches (default `rollback`: if in doubt, roll back).
+    pub otherwise: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawDecisionRow {
+    pub severity: S<String>,
+    /// `any`, `all`, or a share like `>25%` / `>=50%`.
+    pub share: Option<S<String>>,
+    pub then: S<String>,
+    /// How long the situation may last before the action is taken.
+    pub within: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

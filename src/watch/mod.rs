@@ -3,6 +3,8 @@
 //! is a [`Verdict`] that always carries its explanation.
 
 pub mod baseline;
+pub mod decision;
+pub mod review;
 pub mod sampler;
 pub mod verdict;
 

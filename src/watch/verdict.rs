@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::baseline::{BaselineStats, aggregate};
 use crate::oplog::SampleRow;
 use crate::plan::rule::{self, Condition, Field, Threshold, Window};
-use crate::plan::{Action, Criterion, DEFAULT_WINDOW_SAMPLES, NoData, Plan, Rule, units};
+use crate::plan::{Action, Criterion, DEFAULT_WINDOW_SAMPLES, Decision, NoData, Plan, Rule, units};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -184,6 +184,10 @@ pub struct Evaluator {
     /// Since when each rule's condition has held without a break.
     rule_since: HashMap<usize, i64>,
     success_since: HashMap<usize, i64>,
+    decision: Decision,
+    total_probes: usize,
+    /// Since when the decision matrix has called for each rule's action.
+    decision_since: HashMap<String, i64>,
     /// How much history to keep, in ms and in samples.
     keep_ms: i64,
     keep_n: usize,
@@ -195,7 +199,8 @@ impl Evaluator {
             .rules
             .iter()
             .map(|r| &r.condition)
-            .chain(plan.success.iter().map(|c| &c.condition));
+            .chain(plan.success.iter().map(|c| &c.condition))
+            .chain(plan.reviews.iter().flat_map(|r| r.expect.iter().map(|c| &c.condition)));
         let mut keep_ms = 0i64;
         let mut keep_n = DEFAULT_WINDOW_SAMPLES;
         for c in conds {
@@ -215,6 +220,9 @@ impl Evaluator {
             samples: HashMap::new(),
             rule_since: HashMap::new(),
             success_since: HashMap::new(),
+            decision: plan.decision.clone(),
+            total_probes: plan.probes.len(),
+            decision_since: HashMap::new(),
             keep_ms,
             keep_n,
         }
@@ -256,7 +264,27 @@ impl Evaluator {
             };
             out.push(verdict(r, &reading, outcome, held_for));
         }
+        super::decision::apply(
+            &self.decision,
+            &self.rules,
+            self.total_probes,
+            &mut out,
+            &mut self.decision_since,
+            now,
+        );
         out
+    }
+
+    /// Reads one condition over its window now (at least one sample), for reviews.
+    pub fn check(&self, c: &Condition, now: i64) -> Reading {
+        let empty = VecDeque::new();
+        let samples = self.samples.get(&c.metric.probe).unwrap_or(&empty);
+        read(c, samples, now, 1, self.baselines.get(&c.metric.probe))
+    }
+
+    /// How far back samples are kept (ms), so a resumed watch can reload them.
+    pub fn history_ms(&self) -> i64 {
+        self.keep_ms
     }
 
     /// Whether every success criterion holds (false when there are none).
