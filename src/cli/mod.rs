@@ -9,8 +9,10 @@ mod demo_app;
 mod init;
 mod log;
 mod rollback;
+mod status;
 mod verify;
 mod watch;
+mod watch_view;
 
 use std::path::{Path, PathBuf};
 
@@ -62,6 +64,7 @@ enum Command {
     Checkpoint(checkpoint::CheckpointArgs),
     Baseline(baseline::BaselineArgs),
     Watch(watch::WatchArgs),
+    Status(status::StatusArgs),
     Rollback(rollback::RollbackArgs),
     Verify(verify::VerifyArgs),
     Log(log::LogArgs),
@@ -187,9 +190,10 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CommandError>
     match command {
         Command::Init(a) => init::run(ctx, a),
         Command::Check(a) => check::run(ctx, a),
-        Command::Checkpoint(a) => checkpoint::run(ctx, a),
+        Command::Checkpoint(a) => checkpoint::run(ctx, a).await,
         Command::Baseline(a) => baseline::run(ctx, a).await,
         Command::Watch(a) => watch::run(ctx, a).await,
+        Command::Status(a) => status::run(ctx, a),
         Command::Rollback(a) => rollback::run(ctx, a).await,
         Command::Verify(a) => verify::run(ctx, a).await,
         Command::Log(a) => log::run(ctx, a),
