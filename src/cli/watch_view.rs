@@ -136,14 +136,10 @@ impl LiveView {
 
     /// The view's lines, for [`crate::output::Printer::redraw`].
     pub fn lines(&self, p: &crate::output::Printer) -> Vec<String> {
+        let recent = format!("recent ({}s)", self.started.elapsed().as_secs());
         let mut out = vec![p.bold(&format!(
-            "{:<14} {:<6} {:>10} {:>10}  {:<32} {}",
-            "probe",
-            "status",
-            "last",
-            "baseline",
-            "threshold",
-            format!("recent ({}s)", self.started.elapsed().as_secs())
+            "{:<14} {:<6} {:>10} {:>10}  {:<32} {recent}",
+            "probe", "status", "last", "baseline", "threshold",
         ))];
         for r in &self.rows {
             let status = match r.ok {
@@ -187,9 +183,9 @@ fn truncate(s: &str, n: usize) -> String {
 
 /// Bars scaled between the window's min and max.
 pub fn sparkline(values: &VecDeque<f64>) -> String {
-    let (lo, hi) = values
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+    let (lo, hi) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(*v), hi.max(*v))
+    });
     values
         .iter()
         .map(|v| {

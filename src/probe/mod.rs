@@ -5,6 +5,8 @@
 
 pub mod command;
 pub mod http;
+#[cfg(test)]
+mod http_breakage;
 pub mod log;
 pub mod process;
 pub mod prometheus;

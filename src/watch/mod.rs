@@ -5,8 +5,8 @@
 pub mod baseline;
 pub mod decision;
 pub mod review;
-pub mod status;
 pub mod sampler;
+pub mod status;
 pub mod verdict;
 
 use std::collections::{BTreeSet, HashMap};
@@ -216,7 +216,12 @@ fn review_verdict(r: &ReviewResult) -> Verdict {
     Verdict {
         outcome: Outcome::Rollback,
         rule: format!("review {}", r.name),
-        when: r.expectations.iter().map(|e| e.text.as_str()).collect::<Vec<_>>().join(", "),
+        when: r
+            .expectations
+            .iter()
+            .map(|e| e.text.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         probe: failed
             .first()
             .and_then(|e| e.text.split('.').next())
@@ -225,7 +230,10 @@ fn review_verdict(r: &ReviewResult) -> Verdict {
         value: failed.first().and_then(|e| e.value),
         threshold: None,
         baseline: None,
-        window: format!("review at +{}", crate::plan::units::format_duration(Duration::from_millis(r.offset_ms))),
+        window: format!(
+            "review at +{}",
+            crate::plan::units::format_duration(Duration::from_millis(r.offset_ms))
+        ),
         samples: 0,
         failed_samples: 0,
         first_sample_at: None,
@@ -233,7 +241,11 @@ fn review_verdict(r: &ReviewResult) -> Verdict {
         explanation: format!(
             "{}: {}",
             r.summary(),
-            failed.iter().map(|e| e.explanation.as_str()).collect::<Vec<_>>().join("; ")
+            failed
+                .iter()
+                .map(|e| e.explanation.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
         ),
     }
 }

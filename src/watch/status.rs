@@ -63,7 +63,11 @@ pub fn load(ws: &Workspace, now: i64) -> anyhow::Result<Option<WatchStatus>> {
             let alive = op.args["pid"]
                 .as_u64()
                 .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
-            if alive { WatchState::Running } else { WatchState::Interrupted }
+            if alive {
+                WatchState::Running
+            } else {
+                WatchState::Interrupted
+            }
         }
     };
     let events = ws.oplog.events_since(deploy_at)?;
@@ -151,7 +155,11 @@ mod tests {
         assert!(load(&ws, deploy).unwrap().is_none());
         let op = ws
             .oplog
-            .begin("watch", &serde_json::json!({ "deploy_at": deploy, "pid": u32::MAX }), deploy)
+            .begin(
+                "watch",
+                &serde_json::json!({ "deploy_at": deploy, "pid": u32::MAX }),
+                deploy,
+            )
             .unwrap();
         clock.advance(Duration::from_secs(31 * 60));
         ws.oplog

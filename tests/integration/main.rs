@@ -3,6 +3,7 @@
 mod cli;
 mod demo;
 mod watch;
+mod watching;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
