@@ -730,12 +730,16 @@ pub fn format_value(field: Field, v: f64) -> String {
             }
         }
         ValueKind::Bytes => {
-            if v >= 1e6 {
-                format!("{}MB", units::trim_float(v / 1e6))
+            // One decimal is what a person compares; the JSON keeps the exact value.
+            let r = |x: f64| units::trim_float((x * 10.0).round() / 10.0);
+            if v >= 1e9 {
+                format!("{}GB", r(v / 1e9))
+            } else if v >= 1e6 {
+                format!("{}MB", r(v / 1e6))
             } else if v >= 1e3 {
-                format!("{}KB", units::trim_float(v / 1e3))
+                format!("{}KB", r(v / 1e3))
             } else {
-                format!("{}B", units::trim_float(v))
+                format!("{}B", r(v))
             }
         }
         ValueKind::PerSecond => {
@@ -859,6 +863,11 @@ mod tests {
         assert_eq!(format_value(Field::ErrorRate, 0.125), "12.5%");
         assert_eq!(format_value(Field::Latency, 340.0), "340ms");
         assert_eq!(format_value(Field::Latency, 2500.0), "2.5s");
+        assert_eq!(format_value(Field::Rss, 1_283_088_000.0), "1.3GB");
+        assert_eq!(format_value(Field::Rss, 52_428_800.0), "52.4MB");
+        assert_eq!(format_value(Field::Cpu, 0.815), "81.5%");
+        assert_eq!(format_value(Field::Rate, 0.5), "30/m");
+        assert_eq!(format_value(Field::Rate, 12.0), "12/s");
         assert_eq!(
             format_threshold(Field::ErrorRate, &Threshold::Absolute { value: 0.05 }),
             "5%"
