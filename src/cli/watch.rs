@@ -44,6 +44,15 @@ fn last_schedule(ws: &crate::workspace::Workspace) -> Result<Schedule, CommandEr
             "no watch to resume; start one with `backout watch`"
         )));
     };
+    if let Some(pid) = last.args["pid"].as_u64().filter(|_| last.ended_at.is_none())
+        && std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && pid != u64::from(std::process::id())
+    {
+        return Err(CommandError::usage(anyhow::anyhow!(
+            "the last watch (op-{}) is still running as pid {pid}; stop it before resuming",
+            last.id
+        )));
+    }
     let deploy_at = last.args["deploy_at"].as_i64().unwrap_or(last.started_at);
     let done = ws
         .oplog
