@@ -248,21 +248,25 @@ fn drain_old(state: &mut LogState, counts: &mut Counts) -> std::io::Result<()> {
 }
 
 /// Counts matching lines from `offset` to the end; returns the bytes consumed
-/// (up to the last newline, unless `finish`).
+/// (up to the last newline, unless `finish`). One buffer serves the whole read:
+/// the unfinished line at its end moves to its front, and it grows only for a
+/// line longer than itself.
 fn read_lines(f: &mut File, offset: u64, finish: bool, m: &Matcher, counts: &mut Counts) -> std::io::Result<u64> {
     f.seek(SeekFrom::Start(offset))?;
-    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
+    let mut buf: Vec<u8> = vec![0; CHUNK];
+    let mut filled = 0;
     let mut consumed = 0u64;
     loop {
-        let carry = buf.len();
-        buf.resize(carry + CHUNK, 0);
-        let n = read_full(f, &mut buf[carry..])?;
-        buf.truncate(carry + n);
-        let eof = n == 0;
+        if filled == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        let n = read_full(f, &mut buf[filled..])?;
+        filled += n;
+        let eof = n == 0 || filled < buf.len();
         let end = if eof && finish {
-            buf.len()
+            filled
         } else {
-            match memchr::memrchr(b'\n', &buf) {
+            match memchr::memrchr(b'\n', &buf[..filled]) {
                 Some(i) => i + 1,
                 None if eof => 0,
                 None => continue,
@@ -271,7 +275,8 @@ fn read_lines(f: &mut File, offset: u64, finish: bool, m: &Matcher, counts: &mut
         count_lines(&buf[..end], m, counts);
         counts.bytes += end as u64;
         consumed += end as u64;
-        buf.drain(..end);
+        buf.copy_within(end..filled, 0);
+        filled -= end;
         if eof {
             return Ok(consumed);
         }
