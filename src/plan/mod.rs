@@ -221,7 +221,7 @@ pub struct Rule {
     pub action: Action,
     pub min_samples: usize,
     pub no_data: NoData,
-    /// Set: the [decision] matrix picks the action instead of `action`.
+    /// Set: the `[decision]` matrix picks the action instead of `action`.
     pub severity: Option<Severity>,
     #[serde(skip)]
     pub line: usize,

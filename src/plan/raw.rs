@@ -188,7 +188,7 @@ pub struct RawRule {
     pub then: Option<S<String>>,
     pub min_samples: Option<S<i64>>,
     pub no_data: Option<S<String>>,
-    /// `critical`, `major` or `minor`: the [decision] matrix picks the action.
+    /// `critical`, `major` or `minor`: the `[decision]` matrix picks the action.
     pub severity: Option<S<String>>,
 }
 
