@@ -568,6 +568,36 @@ mod tests {
     }
 
     #[test]
+    fn a_first_schema_log_upgrades_and_keeps_its_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO operations (kind, args, started_at) VALUES ('watch', '{}', 1);
+             INSERT INTO samples (op_id, probe, at, ok, latency_ms) VALUES (1, 'api', 5, 1, 12.5);",
+        )
+        .unwrap();
+        drop(conn);
+        let log = Oplog::open(&path, Redactor::new()).unwrap();
+        assert_eq!(log.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let new = SampleRow {
+            probe: "mem".into(),
+            at: 6,
+            ok: true,
+            value: Some(0.5),
+            fields: BTreeMap::from([("rss".to_string(), 1e6), ("{job=\"api\"}".to_string(), 2.0)]),
+            ..Default::default()
+        };
+        log.insert_samples(1, &[new.clone()]).unwrap();
+        let rows = log.samples_between(0, 10).unwrap();
+        assert_eq!(rows[0].latency_ms, Some(12.5));
+        assert_eq!((rows[0].value, rows[0].fields.len()), (None, 0));
+        assert_eq!(rows[1], new);
+    }
+
+    #[test]
     fn refuses_a_newer_schema() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");

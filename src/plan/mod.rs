@@ -979,6 +979,12 @@ impl Validator<'_> {
             }
         };
         let severity = self.severity(&raw.severity);
+        if let (Some(_), Some(t)) = (severity, &raw.then) {
+            self.warn(
+                &t.span(),
+                format!("rule {name:?} has a severity: the [decision] matrix picks its action, not `then`"),
+            );
+        }
         let condition = self.condition(&raw.when, probes)?;
         let line = self.line_of(&raw.when.span());
         if let Some(probe) = probes.iter().find(|p| p.name == condition.metric.probe)

@@ -110,12 +110,15 @@ pub async fn watch_from(
     let mut first_bad: Option<i64> = None;
     let mut last: HashMap<String, Outcome> = HashMap::new();
     let all_reviews = !plan.reviews.is_empty();
+    // Reviews wait for this watch's first samples: one that fell due while no
+    // watch ran is judged on fresh data, not only on what was stored before.
+    let mut sampled = false;
     loop {
         // Wake for the next sample, the next review, or the end, whichever comes first.
         let next_review = plan
             .reviews
             .iter()
-            .filter(|r| !schedule.done.contains(&r.name))
+            .filter(|r| sampled && !schedule.done.contains(&r.name))
             .map(|r| schedule.deploy_at + r.at.as_millis() as i64)
             .min()
             .map(|due| tokio::time::Instant::now() + Duration::from_millis((due - ws.now_ms()).max(0) as u64));
@@ -142,6 +145,7 @@ pub async fn watch_from(
             None => {}
         }
         ws.oplog.insert_samples(op, &batch)?;
+        sampled |= !batch.is_empty();
         for sample in batch {
             on_event(&WatchEvent::Sample(sample.clone()));
             if !sample.ok && first_bad.is_none() && sample.at >= started {
@@ -172,7 +176,12 @@ pub async fn watch_from(
                 }
             }
         }
-        for r in review::due(plan, schedule.deploy_at, &schedule.done, now) {
+        let due = if sampled {
+            review::due(plan, schedule.deploy_at, &schedule.done, now)
+        } else {
+            Vec::new()
+        };
+        for r in due {
             let result = review::evaluate(r, &eval, schedule.deploy_at, now);
             schedule.done.insert(result.name.clone());
             ws.oplog.event(op, now, "review", &serde_json::to_value(&result)?)?;
