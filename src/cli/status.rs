@@ -32,8 +32,12 @@ pub fn run(ctx: &Ctx, _args: StatusArgs) -> Result<ExitCode, CommandError> {
         WatchState::Ended(o) => format!("ended: {o}"),
         WatchState::Interrupted => p.yellow("interrupted (continue with `backout watch --resume`)"),
     };
+    let left = match (&s.state, s.ends_at) {
+        (WatchState::Running, Some(end)) => format!(", {} left", ms(end - now)),
+        _ => String::new(),
+    };
     p.out(format!(
-        "watch op-{}: {state}; deploy at {}, {} ago",
+        "watch op-{}: {state}; deploy at {}, {} ago{left}",
         s.op,
         super::when(s.deploy_at),
         ms(s.elapsed_ms)

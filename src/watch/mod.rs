@@ -4,6 +4,8 @@
 
 pub mod baseline;
 pub mod decision;
+#[cfg(test)]
+mod resume_tests;
 pub mod review;
 pub mod sampler;
 pub mod status;

@@ -45,6 +45,8 @@ pub struct WatchStatus {
     pub deploy_at: i64,
     pub state: WatchState,
     pub elapsed_ms: i64,
+    /// When the watch's `--for` runs out, if it was given one.
+    pub ends_at: Option<i64>,
     /// The latest verdict of each rule, as recorded.
     pub verdicts: Vec<serde_json::Value>,
     pub reviews: Vec<ReviewStatus>,
@@ -113,6 +115,7 @@ pub fn load(ws: &Workspace, now: i64) -> anyhow::Result<Option<WatchStatus>> {
     Ok(Some(WatchStatus {
         op: op.id,
         deploy_at,
+        ends_at: op.args["for_ms"].as_i64().map(|f| op.started_at + f),
         state,
         elapsed_ms: now - deploy_at,
         verdicts: verdicts.into_values().collect(),
