@@ -590,7 +590,7 @@ mod tests {
             fields: BTreeMap::from([("rss".to_string(), 1e6), ("{job=\"api\"}".to_string(), 2.0)]),
             ..Default::default()
         };
-        log.insert_samples(1, &[new.clone()]).unwrap();
+        log.insert_samples(1, std::slice::from_ref(&new)).unwrap();
         let rows = log.samples_between(0, 10).unwrap();
         assert_eq!(rows[0].latency_ms, Some(12.5));
         assert_eq!((rows[0].value, rows[0].fields.len()), (None, 0));
