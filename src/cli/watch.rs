@@ -113,7 +113,7 @@ pub async fn run(ctx: &Ctx, args: WatchArgs) -> Result<ExitCode, CommandError> {
         ))
     ));
     let live = !p.json() && p.interactive();
-    let mut view = super::watch_view::LiveView::new(&ws.plan, &watch::load_baselines(&ws, &ws.plan)?);
+    let mut view = super::watch_view::LiveView::new(&ws.plan, &watch::load_baselines(&ws, &ws.plan)?, &schedule);
     let deploy_at = schedule.deploy_at;
     let result = watch::watch_from(&ws, op, args.duration, schedule, |e| {
         if p.json() {
@@ -122,7 +122,7 @@ pub async fn run(ctx: &Ctx, args: WatchArgs) -> Result<ExitCode, CommandError> {
         }
         if live {
             if view.update(e) {
-                view.draw(p);
+                view.draw(p, ws.now_ms());
             }
             return;
         }
@@ -160,7 +160,7 @@ pub async fn run(ctx: &Ctx, args: WatchArgs) -> Result<ExitCode, CommandError> {
     })
     .await;
     if live {
-        view.draw(p);
+        view.draw(p, ws.now_ms());
     }
     let result = match result {
         Ok(r) => r,

@@ -30,6 +30,8 @@ struct Row {
 
 pub struct LiveView {
     rows: Vec<Row>,
+    /// Each review: name, when it is due (ms), and its result once run.
+    reviews: Vec<(String, i64, Option<bool>)>,
     notes: VecDeque<String>,
     drawn: usize,
     last_draw: Option<Instant>,
@@ -49,7 +51,16 @@ pub fn sample_value(s: &SampleRow, field: Field) -> Option<f64> {
 }
 
 impl LiveView {
-    pub fn new(plan: &Plan, baselines: &HashMap<String, BaselineStats>) -> Self {
+    pub fn new(plan: &Plan, baselines: &HashMap<String, BaselineStats>, schedule: &crate::watch::Schedule) -> Self {
+        let reviews = plan
+            .reviews
+            .iter()
+            .map(|r| {
+                let due = schedule.deploy_at + r.at.as_millis() as i64;
+                let done = schedule.done.contains(&r.name).then_some(true);
+                (r.name.clone(), due, done)
+            })
+            .collect();
         let rows = plan
             .probes
             .iter()
@@ -85,6 +96,7 @@ impl LiveView {
             .collect();
         LiveView {
             rows,
+            reviews,
             notes: VecDeque::new(),
             drawn: 0,
             last_draw: None,
@@ -120,6 +132,9 @@ impl LiveView {
                 true
             }
             WatchEvent::Review(r) => {
+                if let Some(x) = self.reviews.iter_mut().find(|x| x.0 == r.name) {
+                    x.2 = Some(r.passed);
+                }
                 self.note(format!("{} {}", if r.passed { "✓" } else { "✗" }, r.summary()));
                 true
             }
@@ -134,8 +149,8 @@ impl LiveView {
         }
     }
 
-    /// The view's lines, for [`crate::output::Printer::redraw`].
-    pub fn lines(&self, p: &crate::output::Printer) -> Vec<String> {
+    /// The view's lines at `now` (ms), for [`crate::output::Printer::redraw`].
+    pub fn lines(&self, p: &crate::output::Printer, now: i64) -> Vec<String> {
         let recent = format!("recent ({}s)", self.started.elapsed().as_secs());
         let mut out = vec![p.bold(&format!(
             "{:<14} {:<6} {:>10} {:>10}  {:<32} {recent}",
@@ -161,12 +176,28 @@ impl LiveView {
             }
             out.push(line);
         }
+        if !self.reviews.is_empty() {
+            let items: Vec<String> = self
+                .reviews
+                .iter()
+                .map(|(name, due, done)| match done {
+                    Some(true) => p.green(&format!("{name} ✓")),
+                    Some(false) => p.red(&format!("{name} ✗")),
+                    None if *due <= now => p.yellow(&format!("{name} due")),
+                    None => format!(
+                        "{name} in {}",
+                        crate::plan::units::format_duration(Duration::from_secs(((due - now) / 1000).max(0) as u64))
+                    ),
+                })
+                .collect();
+            out.push(format!("reviews: {}", items.join("  ")));
+        }
         out.extend(self.notes.iter().cloned());
         out
     }
 
-    pub fn draw(&mut self, p: &crate::output::Printer) {
-        let lines = self.lines(p);
+    pub fn draw(&mut self, p: &crate::output::Printer, now: i64) {
+        let lines = self.lines(p, now);
         p.redraw(self.drawn, &lines);
         self.drawn = lines.len();
         self.last_draw = Some(Instant::now());
@@ -201,6 +232,48 @@ pub fn sparkline(values: &VecDeque<f64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_show_values_baselines_thresholds_and_the_review_countdown() {
+        let src = "[plan]\nname = \"v\"\nrto = \"1m\"\n[[probe]]\nname = \"api\"\nevery = \"1s\"\ntimeout = \"1s\"\nhttp = { url = \"http://127.0.0.1:1/\" }\n[[rule]]\nwhen = \"api.latency.p95 > baseline + 25%\"\n[[review]]\nat = \"30m\"\nexpect = [\"api.up\"]\n[[review]]\nat = \"2h\"\nexpect = [\"api.up\"]\n";
+        let plan = Plan::parse(
+            std::path::Path::new("/p/backout.toml"),
+            src,
+            &crate::context::Env::default(),
+        )
+        .unwrap();
+        let base = BaselineStats {
+            count: 10,
+            latency_p95: Some(100.0),
+            ..Default::default()
+        };
+        let schedule = crate::watch::Schedule {
+            deploy_at: 0,
+            done: ["+30m".to_string()].into(),
+        };
+        let mut v = LiveView::new(&plan, &HashMap::from([("api".to_string(), base)]), &schedule);
+        for (i, lat) in [80.0, 120.0, 300.0].into_iter().enumerate() {
+            v.update(&WatchEvent::Sample(SampleRow {
+                probe: "api".into(),
+                at: i as i64,
+                ok: true,
+                latency_ms: Some(lat),
+                ..Default::default()
+            }));
+        }
+        let p = crate::output::Printer::new(
+            false,
+            crate::output::Verbosity::Normal,
+            true,
+            crate::redact::Redactor::new(),
+        );
+        let lines = v.lines(&p, 30 * 60_000);
+        assert!(lines[1].starts_with("api"), "{lines:?}");
+        assert!(lines[1].contains("300ms") && lines[1].contains("100ms"), "{lines:?}");
+        assert!(lines[1].contains("api.latency.p95 > baseline + 25%"), "{lines:?}");
+        assert!(lines[1].ends_with("▁▂█"), "{lines:?}");
+        assert_eq!(lines[2], "reviews: +30m ✓  +2h in 1h30m");
+    }
 
     #[test]
     fn sparkline_scales_to_the_window() {
