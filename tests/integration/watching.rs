@@ -48,12 +48,13 @@ at = "1h"
 expect = ["db.up", "errors.count == 0 over 1h"]
 [[review]]
 name = "stability"
-at = "3h"
+at = "4h"
 expect = ["db.up"]
 "#
         ),
     );
-    let r = p.run(&["watch", "--for", "1500ms"]);
+    // Ends between the two reviews (at 1s and 4s).
+    let r = p.run(&["watch", "--for", "2500ms"]);
     r.success();
     assert!(
         r.stdout().contains("review +1h: passed (2 expectation(s) held)"),
@@ -67,7 +68,7 @@ expect = ["db.up"]
     let deploy = s["deploy_at"].clone();
 
     // Resumed: same deploy time; the first review is not run again, the second
-    // runs at deploy + 3s, and with every review passed the watch succeeds.
+    // runs at deploy + 4s, and with every review passed the watch succeeds.
     let started = Instant::now();
     let r = p.run(&["watch", "--resume", "--for", "30s"]);
     r.success();
@@ -138,23 +139,28 @@ min-samples = 1
 "#,
     );
     let child = p
-        .cmd(&["watch", "--alert-only", "--for", "60s"])
+        .cmd(&["watch", "--alert-only", "--for", "90s"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Let the watch take its first sample (the cursor starts at the end), then log.
-    std::thread::sleep(Duration::from_millis(500));
+    // The first sample puts the cursor at the end of the file; keep logging
+    // until the watch has seen an error (however slowly it started) and ended.
+    let mut child = child;
     let mut f = std::fs::OpenOptions::new()
         .append(true)
         .open(p.path().join("logs/app.log"))
         .unwrap();
-    f.write_all(b"INFO fine\nERROR database is gone\n").unwrap();
+    let until = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() && Instant::now() < until {
+        f.write_all(b"INFO fine\nERROR database is gone\n").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
     let out = child.wait_with_output().unwrap();
     let r = crate::Run(out);
     r.code_is(4);
     assert!(
-        r.stdout().contains("errors: ROLLBACK: errors.count is 1 > 0 over 1m"),
+        r.stdout().contains("errors: ROLLBACK: errors.count is ") && r.stdout().contains(" > 0 over 1m"),
         "{}\n{}",
         r.stdout(),
         r.stderr()
