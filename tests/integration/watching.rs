@@ -242,3 +242,91 @@ when = ["targets.value >= 1 over 3 samples"]
     assert!(sample["value"].as_f64().unwrap() >= 1.0, "{sample}");
     assert!(events.iter().any(|e| e["event"] == "success"));
 }
+
+/// End to end on real parts: the demo app started here exposes /metrics, the
+/// Prometheus of `scripts/test` discovers and scrapes it, and a watch whose rule
+/// queries its error share rolls back once the scrapes show 50% errors.
+#[test]
+fn a_watch_rolls_back_on_a_prometheus_query_of_a_target_it_scrapes() {
+    let (url, targets) = match (
+        std::env::var("BACKOUT_TEST_PROM_URL"),
+        std::env::var("BACKOUT_TEST_PROM_TARGETS"),
+    ) {
+        (Ok(u), Ok(t)) if !u.is_empty() && !t.is_empty() => (u, std::path::PathBuf::from(t)),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("BACKOUT_TEST_PROM_URL / BACKOUT_TEST_PROM_TARGETS are not set: scripts/test starts Prometheus")
+        }
+        _ => return,
+    };
+    let p = Project::new();
+    p.file(
+        "app.toml",
+        "version = \"1.1.0\"\nerror-rate = 0.5\nlatency-ms = 0\nmemory-mb = 0\n",
+    );
+    let port = crate::closed_port();
+    let mut app = std::process::Command::new(crate::bin())
+        .args(["demo-app", "--config", "app.toml", "--port", &port.to_string()])
+        .current_dir(p.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let get = |path: &str| -> Option<String> {
+        use std::io::Read;
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+        let mut out = String::new();
+        c.read_to_string(&mut out).ok()?;
+        Some(out)
+    };
+    let until = Instant::now() + Duration::from_secs(10);
+    while get("/health").is_none() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for _ in 0..10 {
+        get("/api/quote").unwrap();
+    }
+    assert!(
+        get("/metrics")
+            .unwrap()
+            .contains("backout_demo_requests_total{outcome=\"error\"} 5")
+    );
+    // Unique per run: Prometheus keeps series from earlier runs.
+    let label = format!("t{}x{port}", std::process::id());
+    let sd = targets.join(format!("{label}.json"));
+    std::fs::write(
+        &sd,
+        format!(r#"[{{"targets": ["127.0.0.1:{port}"], "labels": {{"run": "{label}"}}}}]"#),
+    )
+    .unwrap();
+    p.file(
+        "backout.toml",
+        &format!(
+            r#"[plan]
+name = "prom-e2e"
+rto = "1m"
+[[probe]]
+name = "errors"
+every = "200ms"
+timeout = "2s"
+prometheus = {{ url = "{url}", query = 'sum(backout_demo_requests_total{{run="{label}",outcome="error"}}) / sum(backout_demo_requests_total{{run="{label}"}})' }}
+[[rule]]
+name = "error-share"
+when = "errors.value > 0.2"
+min-samples = 1
+"#
+        ),
+    );
+    let r = p.run(&["watch", "--alert-only", "--for", "60s"]);
+    let _ = std::fs::remove_file(&sd);
+    let _ = app.kill();
+    let _ = app.wait();
+    r.code_is(4);
+    assert!(
+        r.stdout()
+            .contains("error-share: ROLLBACK: errors.value.last is 0.5 > 0.2"),
+        "{}\n{}",
+        r.stdout(),
+        r.stderr()
+    );
+}
