@@ -12,8 +12,8 @@
 //! |---|---|
 //! | [`plan`] | `backout.toml`: raw serde schema → validated [`plan::Plan`]; units, rule grammar, `${ENV}` secrets, located errors |
 //! | [`resource`] | what a checkpoint captures ([`resource::git`]), and the checkpoint itself |
-//! | [`watch`] | probes sampled concurrently, windows, baselines, rules → explained [`watch::Verdict`]s |
-//! | [`probe`] | one measurement of one probe ([`probe::http`]) |
+//! | [`watch`] | probes sampled concurrently, windows, baselines, rules → explained [`watch::Verdict`]s; the decision matrix, scheduled reviews, watch status |
+//! | [`probe`] | one measurement of one probe: [`probe::http`], [`probe::tcp`], [`probe::command`], [`probe::log`], [`probe::process`], [`probe::prometheus`], [`probe::compose`] |
 //! | [`rollback`] | the journaled step executor, safety checkpoint first; levels and options, resume after a kill, undo/redo, `backout run`'s phases |
 //! | [`service`] | services backout starts, stops and restarts: process, compose, systemd, command |
 //! | [`verify`] | checks that prove recovery, and "stable for D" |
@@ -39,6 +39,7 @@
 //! .backout/lock               held by any command that changes something
 //! .backout/run/<service>.pid  pid and kernel start time of a process service
 //! .backout/run/<service>.log  its stdout and stderr
+//! .backout/probes/<probe>.cursor  a log probe's read position (device, inode, offset)
 //! .backout/reports/inc-N/     report.md, report.json
 //! refs/backout/checkpoints/*  git refs pinning captured working trees in the user's repository
 //! ```

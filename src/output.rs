@@ -86,6 +86,25 @@ impl Printer {
         let _ = writeln!(std::io::stderr().lock(), "{text}");
     }
 
+    /// Redraws a block of lines on stderr in place: moves up over the `previous`
+    /// lines drawn last time and clears them first. For live views on a terminal.
+    pub fn redraw(&self, previous: usize, lines: &[String]) {
+        let mut err = std::io::stderr().lock();
+        let mut buf = String::new();
+        if previous > 0 {
+            buf.push_str(&format!("\x1b[{previous}F"));
+        }
+        for l in lines {
+            buf.push_str("\x1b[2K");
+            buf.push_str(&self.redactor.redact(l));
+            buf.push('\n');
+        }
+        // The block shrank: clear what is left below it.
+        buf.push_str("\x1b[J");
+        let _ = err.write_all(buf.as_bytes());
+        let _ = err.flush();
+    }
+
     pub fn warn(&self, line: impl AsRef<str>) {
         if self.verbosity == Verbosity::Quiet {
             return;

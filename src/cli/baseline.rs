@@ -25,7 +25,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 pub async fn run(ctx: &Ctx, args: BaselineArgs) -> Result<ExitCode, CommandError> {
     let ws = ctx.workspace()?;
     let _lock = ws.lock("baseline")?;
-    let d = args.duration.unwrap_or(ws.plan.baseline_for);
+    measure(ctx, &ws, args.duration.unwrap_or(ws.plan.baseline_for)).await
+}
+
+/// Measures a baseline for the plan's `[baseline] for` (the caller holds the lock).
+pub async fn record(ctx: &Ctx, ws: &crate::workspace::Workspace) -> Result<ExitCode, CommandError> {
+    measure(ctx, ws, ws.plan.baseline_for).await
+}
+
+async fn measure(ctx: &Ctx, ws: &crate::workspace::Workspace, d: Duration) -> Result<ExitCode, CommandError> {
     let op = ws.oplog.begin(
         "baseline",
         &serde_json::json!({ "for_ms": d.as_millis() as u64 }),
@@ -36,7 +44,7 @@ pub async fn run(ctx: &Ctx, args: BaselineArgs) -> Result<ExitCode, CommandError
         ws.plan.probes.len(),
         units::format_duration(d)
     ));
-    let stats = crate::watch::measure_baseline(&ws, op, d, |_| {}).await?;
+    let stats = crate::watch::measure_baseline(ws, op, d, |_| {}).await?;
     ws.oplog.finish(op, "ok", None, ws.now_ms())?;
     ctx.printer.data(&stats);
     for (probe, s) in &stats {
@@ -49,6 +57,18 @@ pub async fn run(ctx: &Ctx, args: BaselineArgs) -> Result<ExitCode, CommandError
             f(s.latency_p95),
             f(s.latency_mean)
         ));
+        for (field, f) in &s.fields {
+            let v = |x: f64| units::trim_float((x * 1000.0).round() / 1000.0);
+            ctx.printer.out(format!(
+                "  {field}: median {}, p95 {}, mean {}, min {}, max {} ({} samples)",
+                v(f.median),
+                v(f.p95),
+                v(f.mean),
+                v(f.min),
+                v(f.max),
+                f.count
+            ));
+        }
         if s.count == 0 {
             ctx.printer
                 .warn(format!("{probe} took no sample: its baseline is empty"));

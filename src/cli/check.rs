@@ -4,7 +4,7 @@ use serde_json::json;
 use super::Ctx;
 use crate::error::{CommandError, ExitCode};
 use crate::plan::rule::format_threshold;
-use crate::plan::{Action, CheckKind, ProbeKind, StepKind, units};
+use crate::plan::{Action, CheckKind, StepKind, units};
 use crate::watch;
 
 /// Validate the plan and print a summary to review
@@ -30,7 +30,7 @@ pub fn run(ctx: &Ctx, _args: CheckArgs) -> Result<ExitCode, CommandError> {
             let detect = watch::time_to_detect(&plan, r);
             json!({
                 "name": r.name, "when": r.text, "then": r.action,
-                "min_samples": r.min_samples, "no_data": r.no_data,
+                "min_samples": r.min_samples, "no_data": r.no_data, "severity": r.severity,
                 "detect_samples": detect.map(|d| d.0),
                 "detect_ms": detect.map(|d| d.1.as_millis() as u64),
             })
@@ -45,6 +45,9 @@ pub fn run(ctx: &Ctx, _args: CheckArgs) -> Result<ExitCode, CommandError> {
         "probes": plan.probes.iter().map(|pr| json!({"name": pr.name, "every_ms": pr.every.as_millis() as u64, "timeout_ms": pr.timeout.as_millis() as u64, "target": crate::verify::probe_url(pr)})).collect::<Vec<_>>(),
         "rules": rules,
         "success": plan.success.iter().map(|c| &c.text).collect::<Vec<_>>(),
+        "reviews": plan.reviews.iter().map(|r| json!({"name": r.name, "at_ms": r.at.as_millis() as u64, "expect": r.expect.iter().map(|e| &e.text).collect::<Vec<_>>(), "then": r.action})).collect::<Vec<_>>(),
+        "decision": plan.decision,
+        "time_scale": plan.time_scale,
         "rollback": plan.rollback.iter().map(|s| &s.name).collect::<Vec<_>>(),
         "verify": plan.verify.checks.iter().map(|c| &c.name).collect::<Vec<_>>(),
         "stable_for_ms": plan.verify.stable_for.map(|s| s.as_millis() as u64),
@@ -116,25 +119,12 @@ pub fn run(ctx: &Ctx, _args: CheckArgs) -> Result<ExitCode, CommandError> {
         p.out("  none: a watch has nothing to measure");
     }
     for pr in &plan.probes {
-        let ProbeKind::Http(h) = &pr.kind else {
-            if let ProbeKind::Compose { service, .. } = &pr.kind {
-                p.out(format!("  {}: compose service {service} running and healthy", pr.name));
-            }
-            continue;
-        };
-        let mut expect = vec![format!("status {}", h.status)];
-        expect.extend(h.json.iter().map(|(k, v)| format!("{k} = {v}")));
-        if let Some(re) = &h.body_match {
-            expect.push(format!("body ~ /{}/", re.as_str()));
-        }
+        let (what, healthy) = pr.kind.describe();
         p.out(format!(
-            "  {}: {} {} every {}, timeout {}; healthy when {}",
+            "  {}: {what} every {}, timeout {}; healthy when {healthy}",
             pr.name,
-            h.method,
-            h.url,
             d(pr.every),
             d(pr.timeout),
-            expect.join(", ")
         ));
     }
 
@@ -143,9 +133,10 @@ pub fn run(ctx: &Ctx, _args: CheckArgs) -> Result<ExitCode, CommandError> {
         p.out("  none: a watch will never roll back");
     }
     for r in &plan.rules {
-        let action = match r.action {
-            Action::Rollback => "rollback",
-            Action::Investigate => "investigate",
+        let action = match (r.severity, r.action) {
+            (Some(s), _) => format!("{} (the [decision] matrix decides)", s.name()),
+            (None, Action::Rollback) => "rollback".into(),
+            (None, Action::Investigate) => "investigate".into(),
         };
         let detect = match watch::time_to_detect(&plan, r) {
             Some((n, t)) => format!("detects a total failure in {n} sample(s) = {}", d(t)),
@@ -167,6 +158,31 @@ pub fn run(ctx: &Ctx, _args: CheckArgs) -> Result<ExitCode, CommandError> {
         for s in &plan.success {
             p.out(format!("  {}", s.text));
         }
+    }
+    if !plan.reviews.is_empty() {
+        p.out(format!("\n{}", p.bold("reviews")));
+        for r in &plan.reviews {
+            let then = match r.action {
+                Action::Rollback => "rollback",
+                Action::Investigate => "investigate",
+            };
+            let expect: Vec<&str> = r.expect.iter().map(|e| e.text.as_str()).collect();
+            p.out(format!(
+                "  {} at +{}: expect {}; if not, {then}",
+                r.name,
+                d(r.at),
+                expect.join(", ")
+            ));
+        }
+    }
+    if plan.time_scale != 1.0 {
+        p.out(format!(
+            "\n{}",
+            p.yellow(&format!(
+                "time-scale {}: watch durations above are divided by it (a rehearsal)",
+                crate::plan::units::trim_float(plan.time_scale)
+            ))
+        ));
     }
 
     p.out(format!("\n{}", p.bold("rollback")));

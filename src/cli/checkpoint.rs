@@ -6,6 +6,9 @@ use crate::resource::{self, Resources};
 
 /// Capture a verified restore point of everything the plan's [capture] names
 ///
+/// With `[baseline] on-checkpoint = true` in the plan, also samples every probe
+/// for the baseline's duration and stores the baseline rules compare with.
+///
 /// Example: backout checkpoint --label "before 2.0 upgrade"
 #[derive(Debug, Args)]
 pub struct CheckpointArgs {
@@ -17,7 +20,7 @@ pub struct CheckpointArgs {
     phase: Option<String>,
 }
 
-pub fn run(ctx: &Ctx, args: CheckpointArgs) -> Result<ExitCode, CommandError> {
+pub async fn run(ctx: &Ctx, args: CheckpointArgs) -> Result<ExitCode, CommandError> {
     let ws = ctx.workspace()?;
     let _lock = ws.lock("checkpoint")?;
     let op = ws.oplog.begin(
@@ -42,6 +45,9 @@ pub fn run(ctx: &Ctx, args: CheckpointArgs) -> Result<ExitCode, CommandError> {
                 });
                 ctx.printer
                     .out(format!("  git: {branch} at {head}, working tree pinned by {}", g.pin));
+            }
+            if ws.plan.baseline_on_checkpoint {
+                super::baseline::record(ctx, &ws).await?;
             }
             Ok(ExitCode::Ok)
         }

@@ -8,7 +8,7 @@ use crate::error::{CommandError, ExitCode};
 
 /// Serve the demo's sample quote service (used by `backout demo`)
 ///
-/// Serves /health, /api/quote and /api/version; its version, error rate, latency
+/// Serves /health, /api/quote, /api/version and /metrics (Prometheus); its version, error rate, latency
 /// and memory come from the config file, read at start.
 ///
 /// Example: backout demo-app --config app.toml --port 8000

@@ -14,9 +14,11 @@ mod rollback;
 mod run;
 mod runbook;
 mod show;
+mod status;
 mod undo;
 mod verify;
 mod watch;
+mod watch_view;
 
 use std::path::{Path, PathBuf};
 
@@ -69,6 +71,7 @@ enum Command {
     Baseline(baseline::BaselineArgs),
     Watch(watch::WatchArgs),
     Run(run::RunArgs),
+    Status(status::StatusArgs),
     Rollback(rollback::RollbackArgs),
     Undo(undo::UndoArgs),
     Redo(redo::RedoArgs),
@@ -202,10 +205,11 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CommandError>
     match command {
         Command::Init(a) => init::run(ctx, a),
         Command::Check(a) => check::run(ctx, a),
-        Command::Checkpoint(a) => checkpoint::run(ctx, a),
+        Command::Checkpoint(a) => checkpoint::run(ctx, a).await,
         Command::Baseline(a) => baseline::run(ctx, a).await,
         Command::Watch(a) => watch::run(ctx, a).await,
         Command::Run(a) => run::run(ctx, a).await,
+        Command::Status(a) => status::run(ctx, a),
         Command::Rollback(a) => rollback::run(ctx, a).await,
         Command::Undo(a) => undo::run(ctx, a),
         Command::Redo(a) => redo::run(ctx, a),

@@ -7,13 +7,15 @@ use super::Ctx;
 use crate::error::{CommandError, ExitCode};
 use crate::incident::{self, ResponseEvent, Trigger};
 use crate::rollback::StepEvent;
-use crate::watch::{self, Outcome, WatchEvent, WatchResult};
+use crate::watch::{self, Outcome, Schedule, WatchEvent, WatchResult};
 
 /// Probe health against the plan's rules and decide: pass, investigate or roll back
 ///
 /// Samples every probe on its interval, compares windows with thresholds and the
-/// baseline, and explains every verdict. Ends on a rollback verdict, when the
-/// [success] criteria hold, or after --for.
+/// baseline, and explains every verdict. Runs each [[review]] when it falls due.
+/// Ends on a rollback verdict, when the [success] criteria hold (or every review
+/// passed), or after --for. On a terminal it draws a live view; otherwise it
+/// prints plain lines, or JSON lines with --json.
 ///
 /// Example: backout watch --for 30m --auto-rollback
 #[derive(Debug, Args)]
@@ -30,6 +32,36 @@ pub struct WatchArgs {
     /// On a rollback verdict, only report it and exit with code 4 (the default)
     #[arg(long, group = "mode")]
     alert_only: bool,
+    /// Continue the last watch's schedule: same deploy time, reviews already done skipped
+    #[arg(long)]
+    resume: bool,
+}
+
+/// The schedule of the last watch, from the operation log.
+fn last_schedule(ws: &crate::workspace::Workspace) -> Result<Schedule, CommandError> {
+    let Some(last) = ws.oplog.operations(Some("watch"), 1)?.into_iter().next() else {
+        return Err(CommandError::usage(anyhow::anyhow!(
+            "no watch to resume; start one with `backout watch`"
+        )));
+    };
+    if let Some(pid) = last.args["pid"].as_u64().filter(|_| last.ended_at.is_none())
+        && std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && pid != u64::from(std::process::id())
+    {
+        return Err(CommandError::usage(anyhow::anyhow!(
+            "the last watch (op-{}) is still running as pid {pid}; stop it before resuming",
+            last.id
+        )));
+    }
+    let deploy_at = last.args["deploy_at"].as_i64().unwrap_or(last.started_at);
+    let done = ws
+        .oplog
+        .events_since(deploy_at)?
+        .into_iter()
+        .filter(|e| e.kind == "review" && e.detail["deploy_at"] == deploy_at)
+        .filter_map(|e| e.detail["name"].as_str().map(String::from))
+        .collect();
+    Ok(Schedule { deploy_at, done })
 }
 
 pub async fn run(ctx: &Ctx, args: WatchArgs) -> Result<ExitCode, CommandError> {
@@ -44,11 +76,33 @@ pub async fn run(ctx: &Ctx, args: WatchArgs) -> Result<ExitCode, CommandError> {
     };
     let p = &ctx.printer;
     let started = ws.now_ms();
+    let schedule = if args.resume {
+        last_schedule(&ws)?
+    } else {
+        Schedule {
+            deploy_at: started,
+            done: Default::default(),
+        }
+    };
     let op = ws.oplog.begin(
         "watch",
-        &serde_json::json!({ "for_ms": args.duration.map(|d| d.as_millis() as u64), "auto_rollback": args.auto_rollback, "confirm": args.confirm }),
+        &serde_json::json!({
+            "for_ms": args.duration.map(|d| d.as_millis() as u64),
+            "auto_rollback": args.auto_rollback,
+            "confirm": args.confirm,
+            "deploy_at": schedule.deploy_at,
+            "resumed": args.resume,
+            "pid": std::process::id(),
+        }),
         started,
     )?;
+    if args.resume {
+        p.status(format!(
+            "resuming the watch of the deploy at {} ({} review(s) done)",
+            super::when(schedule.deploy_at),
+            schedule.done.len()
+        ));
+    }
     p.status(format!(
         "watching {} probe(s) against {} rule(s){}",
         ws.plan.probes.len(),
@@ -58,9 +112,18 @@ pub async fn run(ctx: &Ctx, args: WatchArgs) -> Result<ExitCode, CommandError> {
             crate::plan::units::format_duration(d)
         ))
     ));
-    let result = watch::watch(&ws, op, args.duration, |e| {
+    let live = !p.json() && p.interactive();
+    let mut view = super::watch_view::LiveView::new(&ws.plan, &watch::load_baselines(&ws, &ws.plan)?, &schedule);
+    let deploy_at = schedule.deploy_at;
+    let result = watch::watch_from(&ws, op, args.duration, schedule, |e| {
         if p.json() {
             p.json_line(e);
+            return;
+        }
+        if live {
+            if view.update(e) {
+                view.draw(p, ws.now_ms());
+            }
             return;
         }
         match e {
@@ -80,11 +143,25 @@ pub async fn run(ctx: &Ctx, args: WatchArgs) -> Result<ExitCode, CommandError> {
                     Outcome::Pass | Outcome::Inconclusive => p.status(line),
                 }
             }
-            WatchEvent::Success { .. } => p.out(p.green("success: every [success] criterion held")),
+            WatchEvent::Review(r) => {
+                let line = format!("{} {}", super::when(ws.now_ms()), r.summary());
+                if r.passed {
+                    p.out(p.green(&line));
+                } else {
+                    p.out(p.red(&line));
+                    for x in r.expectations.iter().filter(|x| x.holds != Some(true)) {
+                        p.out(format!("  {}", x.explanation));
+                    }
+                }
+            }
+            WatchEvent::Success { .. } => p.out(p.green("success: the watch's success criteria held")),
             _ => {}
         }
     })
     .await;
+    if live {
+        view.draw(p, ws.now_ms());
+    }
     let result = match result {
         Ok(r) => r,
         Err(e) => {
@@ -120,7 +197,7 @@ pub async fn run(ctx: &Ctx, args: WatchArgs) -> Result<ExitCode, CommandError> {
                 verdict: *verdict,
                 verdict_at,
                 first_bad_at,
-                deploy_at: Some(started),
+                deploy_at: Some(deploy_at),
             };
             let (incident, report) = incident::respond(&ws, trigger, &cp, |e| {
                 if p.json() {

@@ -98,6 +98,18 @@ async fn quote(State(app): State<Arc<App>>) -> (StatusCode, Json<serde_json::Val
     )
 }
 
+/// Prometheus text exposition: requests to `/api/*` by outcome, and the version.
+async fn metrics(State(app): State<Arc<App>>) -> String {
+    let n = app.requests.load(Ordering::Relaxed);
+    // By construction exactly floor(n × rate) of the first n requests failed.
+    let errors = (n as f64 * app.config.error_rate).floor() as u64;
+    format!(
+        "# HELP backout_demo_requests_total Requests to /api/*, by outcome.\n# TYPE backout_demo_requests_total counter\nbackout_demo_requests_total{{outcome=\"ok\"}} {}\nbackout_demo_requests_total{{outcome=\"error\"}} {errors}\n# HELP backout_demo_info The running version.\n# TYPE backout_demo_info gauge\nbackout_demo_info{{version={:?}}} 1\n",
+        n - errors,
+        app.config.version
+    )
+}
+
 /// Serves until SIGTERM or SIGINT.
 pub async fn serve(config: &Path, addr: SocketAddr) -> anyhow::Result<()> {
     let config = AppConfig::load(config)?;
@@ -114,6 +126,7 @@ pub async fn serve(config: &Path, addr: SocketAddr) -> anyhow::Result<()> {
     let router = axum::Router::new()
         .route("/health", get(health))
         .route("/api/quote", get(quote))
+        .route("/metrics", get(metrics))
         .route(
             "/api/version",
             get(|State(app): State<Arc<App>>| async move { app.config.version.clone() }),

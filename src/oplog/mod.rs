@@ -4,6 +4,7 @@
 //! tracked by `PRAGMA user_version`. Every text written here goes through the
 //! redactor first, so no secret reaches the database.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -80,6 +81,11 @@ const MIGRATIONS: &[&str] = &[
         verdict TEXT NOT NULL,
         report TEXT
     );",
+    // 2: probes beyond HTTP measure numbers: one headline `value` (a parsed
+    // command output, a Prometheus result) and named `fields` as JSON (rss, cpu,
+    // fds, match counts, one value per Prometheus label set).
+    "ALTER TABLE samples ADD COLUMN value REAL;
+    ALTER TABLE samples ADD COLUMN fields TEXT;",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -144,7 +150,7 @@ pub struct EventRow {
 }
 
 /// One stored probe sample.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct SampleRow {
     pub probe: String,
     pub at: i64,
@@ -153,6 +159,12 @@ pub struct SampleRow {
     pub status: Option<u16>,
     pub size: Option<u64>,
     pub error: Option<String>,
+    /// The probe's headline number, when it measures one (command, prometheus).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// Named numbers (`rss`, `cpu`, `count`, `exit_code`, a label set, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -370,20 +382,43 @@ impl Oplog {
     }
 
     pub fn insert_sample(&self, op: OpId, s: &SampleRow) -> Result<(), OplogError> {
-        self.conn
-            .execute(
-                "INSERT INTO samples (op_id, probe, at, ok, latency_ms, status, size, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![op, s.probe, s.at, s.ok, s.latency_ms, s.status, s.size.map(|v| v as i64), s.error.as_deref().map(|e| self.red(e))],
-            )
-            .map_err(self.q())?;
-        Ok(())
+        self.insert_samples(op, std::slice::from_ref(s))
+    }
+
+    /// Stores many samples in one transaction: at hundreds of samples a second,
+    /// one commit each would cost more than the probes themselves.
+    pub fn insert_samples(&self, op: OpId, samples: &[SampleRow]) -> Result<(), OplogError> {
+        let tx = self.conn.unchecked_transaction().map_err(self.q())?;
+        {
+            let mut stmt = tx
+                .prepare_cached("INSERT INTO samples (op_id, probe, at, ok, latency_ms, status, size, error, value, fields) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")
+                .map_err(self.q())?;
+            for s in samples {
+                let fields =
+                    (!s.fields.is_empty()).then(|| self.red(&serde_json::to_string(&s.fields).unwrap_or_default()));
+                stmt.execute(params![
+                    op,
+                    s.probe,
+                    s.at,
+                    s.ok,
+                    s.latency_ms,
+                    s.status,
+                    s.size.map(|v| v as i64),
+                    s.error.as_deref().map(|e| self.red(e)),
+                    s.value,
+                    fields
+                ])
+                .map_err(self.q())?;
+            }
+        }
+        tx.commit().map_err(self.q())
     }
 
     /// Samples of every probe taken in `[from, to]`, oldest first.
     pub fn samples_between(&self, from: i64, to: i64) -> Result<Vec<SampleRow>, OplogError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT probe, at, ok, latency_ms, status, size, error FROM samples WHERE at >= ?1 AND at <= ?2 ORDER BY at, id")
+            .prepare("SELECT probe, at, ok, latency_ms, status, size, error, value, fields FROM samples WHERE at >= ?1 AND at <= ?2 ORDER BY at, id")
             .map_err(self.q())?;
         let rows = stmt
             .query_map([from, to], |r| {
@@ -395,6 +430,11 @@ impl Oplog {
                     status: r.get(4)?,
                     size: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
                     error: r.get(6)?,
+                    value: r.get(7)?,
+                    fields: r
+                        .get::<_, Option<String>>(8)?
+                        .and_then(|f| serde_json::from_str(&f).ok())
+                        .unwrap_or_default(),
                 })
             })
             .map_err(self.q())?;
@@ -585,6 +625,36 @@ mod tests {
         let log = Oplog::open(&path, Redactor::new()).unwrap();
         assert_eq!(log.schema_version().unwrap(), MIGRATIONS.len() as i64);
         assert_eq!(log.operations(None, 10).unwrap()[0].id, op);
+    }
+
+    #[test]
+    fn a_first_schema_log_upgrades_and_keeps_its_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO operations (kind, args, started_at) VALUES ('watch', '{}', 1);
+             INSERT INTO samples (op_id, probe, at, ok, latency_ms) VALUES (1, 'api', 5, 1, 12.5);",
+        )
+        .unwrap();
+        drop(conn);
+        let log = Oplog::open(&path, Redactor::new()).unwrap();
+        assert_eq!(log.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let new = SampleRow {
+            probe: "mem".into(),
+            at: 6,
+            ok: true,
+            value: Some(0.5),
+            fields: BTreeMap::from([("rss".to_string(), 1e6), ("{job=\"api\"}".to_string(), 2.0)]),
+            ..Default::default()
+        };
+        log.insert_samples(1, std::slice::from_ref(&new)).unwrap();
+        let rows = log.samples_between(0, 10).unwrap();
+        assert_eq!(rows[0].latency_ms, Some(12.5));
+        assert_eq!((rows[0].value, rows[0].fields.len()), (None, 0));
+        assert_eq!(rows[1], new);
     }
 
     #[test]

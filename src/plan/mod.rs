@@ -9,8 +9,10 @@ pub mod diag;
 mod error_snapshots;
 pub mod incident;
 mod phases;
+mod probes;
 pub mod raw;
 pub mod rule;
+mod schedule;
 pub mod secret;
 mod services;
 pub mod starter;
@@ -29,8 +31,10 @@ use crate::context::Env;
 pub use capture::{CaptureCommand, Database, DbKind, DbLocation, FILE_PLACEHOLDER, percent_decode};
 pub use diag::{PlanError, PlanErrors};
 pub use phases::{Component, Phase, Risk, RollbackOption};
+pub use probes::{CommandProbe, LogProbe, ProcessProbe, ProcessTarget, PrometheusProbe, TcpProbe};
 use raw::S;
 pub use rule::Condition;
+pub use schedule::{Decision, DecisionRow, Review, Severity, Share};
 pub use secret::Text;
 pub use services::ServiceControl;
 
@@ -69,6 +73,14 @@ pub struct Plan {
     pub diagnostics: incident::Diagnostics,
     /// Webhooks told about incidents.
     pub notify: Vec<incident::Notify>,
+    /// `backout checkpoint` also measures a baseline.
+    pub baseline_on_checkpoint: bool,
+    /// Scheduled reviews, by offset from the deploy.
+    pub reviews: Vec<Review>,
+    /// Severity × share of probes affected → action.
+    pub decision: Decision,
+    /// Watch durations were divided by this (1: real time).
+    pub time_scale: f64,
     /// Values that came from `${ENV}`, header credentials and URL passwords: never shown anywhere.
     pub secrets: Vec<String>,
     /// `[redact] patterns`: more text masked everywhere.
@@ -175,6 +187,11 @@ pub enum ProbeKind {
         service: String,
         control: ServiceControl,
     },
+    Tcp(TcpProbe),
+    Command(CommandProbe),
+    Log(LogProbe),
+    Process(ProcessProbe),
+    Prometheus(PrometheusProbe),
 }
 
 #[derive(Debug, Clone)]
@@ -243,6 +260,8 @@ pub struct Rule {
     pub action: Action,
     pub min_samples: usize,
     pub no_data: NoData,
+    /// Set: the `[decision]` matrix picks the action instead of `action`.
+    pub severity: Option<Severity>,
     #[serde(skip)]
     pub line: usize,
 }
@@ -694,6 +713,12 @@ impl Validator<'_> {
             .as_ref()
             .map(|b| self.opt_duration(&b.get_ref().duration, Duration::from_secs(30)))
             .unwrap_or(Duration::from_secs(30));
+        let baseline_on_checkpoint = raw
+            .baseline
+            .as_ref()
+            .and_then(|b| b.get_ref().on_checkpoint.as_ref())
+            .is_some_and(|b| *b.get_ref());
+        let time_scale = self.time_scale(meta.time_scale.as_ref());
 
         let mut probe_names = BTreeSet::new();
         let probes: Vec<Probe> = raw.probes.iter().map(|p| self.probe(p, &mut probe_names)).collect();
@@ -704,6 +729,7 @@ impl Validator<'_> {
             .iter()
             .map(|s| self.service(s, &mut service_names, &probe_names))
             .collect();
+        self.probe_service_refs(&raw.probes, &service_names);
 
         let probes = self.link_compose_probes(&raw.probes, probes, &services);
 
@@ -764,9 +790,18 @@ impl Validator<'_> {
         let redact_patterns = raw
             .redact
             .as_ref()
-            .map(|r| r.get_ref().patterns.iter().filter_map(|p| self.regex(p)).collect())
+            .map(|r| {
+                r.get_ref()
+                    .patterns
+                    .iter()
+                    .filter_map(|p| self.regex(p, "a redact pattern"))
+                    .collect()
+            })
             .unwrap_or_default();
-        Some(Plan {
+        let reviews = self.reviews(&raw.reviews, &probes);
+        let decision = self.decision(raw.decision.as_ref());
+
+        let mut plan = Plan {
             path: self.path.to_path_buf(),
             root: self.root.to_path_buf(),
             name: meta.name.into_inner(),
@@ -786,9 +821,15 @@ impl Validator<'_> {
             diagnostics,
             notify,
             redact_patterns,
+            baseline_on_checkpoint,
+            reviews,
+            decision,
+            time_scale,
             secrets: Vec::new(),
             warnings: Vec::new(),
-        })
+        };
+        plan.scale_time(time_scale);
+        Some(plan)
     }
 
     fn probe(&mut self, p: &S<raw::RawProbe>, names: &mut BTreeSet<String>) -> Probe {
@@ -809,7 +850,14 @@ impl Validator<'_> {
                 every.min(Duration::from_secs(10))
             }
         };
+        self.probe_kind_count(r, &name, r.name.span());
+        let other = if r.http.is_none() {
+            self.other_probe_kind(r, &name)
+        } else {
+            None
+        };
         let kind = match &r.http {
+            None if other.is_some() => other.expect("checked"),
             Some(h) => {
                 let h = h.get_ref();
                 let url = self.text(&h.url);
@@ -914,7 +962,10 @@ impl Validator<'_> {
                 self.error(
                     r.name.span(),
                     format!("probe {name:?} does not say what to measure"),
-                    "add http = { url = \"http://127.0.0.1:8000/health\" }",
+                    format!(
+                        "add one of {}, like http = {{ url = \"http://127.0.0.1:8000/health\" }}",
+                        probes::KINDS
+                    ),
                 );
                 ProbeKind::Http(HttpProbe {
                     url: Text::plain(""),
@@ -1056,6 +1107,13 @@ impl Validator<'_> {
                 NoData::Inconclusive
             }
         };
+        let severity = self.severity(&raw.severity);
+        if let (Some(_), Some(t)) = (severity, &raw.then) {
+            self.warn(
+                &t.span(),
+                format!("rule {name:?} has a severity: the [decision] matrix picks its action, not `then`"),
+            );
+        }
         let condition = self.condition(&raw.when, probes)?;
         let line = self.line_of(&raw.when.span());
         if let Some(probe) = probes.iter().find(|p| p.name == condition.metric.probe)
@@ -1084,6 +1142,7 @@ impl Validator<'_> {
             action,
             min_samples,
             no_data,
+            severity,
             line,
         })
     }
@@ -1245,7 +1304,7 @@ stable-for = "10s"
             vec!["python", "app.py", "--port", "8000"]
         );
         let ProbeKind::Http(h) = &plan.probes[0].kind else {
-            panic!("an http probe")
+            panic!("an HTTP probe")
         };
         assert_eq!(h.headers[0].1.shown, "Bearer ${TOKEN}");
         assert_eq!(h.json, vec![("status".to_string(), serde_json::json!("healthy"))]);

@@ -34,6 +34,9 @@ pub struct RawPlan {
     pub phases: Vec<S<RawPhase>>,
     #[serde(default, rename = "component")]
     pub components: Vec<S<RawComponent>>,
+    #[serde(default, rename = "review")]
+    pub reviews: Vec<S<RawReview>>,
+    pub decision: Option<S<RawDecision>>,
 }
 
 /// Names of the top-level tables, for "did you mean" hints.
@@ -52,6 +55,8 @@ pub const TOP_LEVEL: &[&str] = &[
     "redact",
     "phase",
     "component",
+    "review",
+    "decision",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -61,6 +66,9 @@ pub struct RawMeta {
     pub description: Option<S<String>>,
     /// Recovery-time objective, e.g. `"5m"`.
     pub rto: Option<S<String>>,
+    /// Divides watch durations (intervals, windows, holds, review offsets) for
+    /// rehearsals and tests: `60` runs an hour's schedule in a minute.
+    pub time_scale: Option<S<f64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,6 +110,8 @@ pub struct RawBaseline {
     /// How long `backout baseline` samples by default.
     #[serde(rename = "for")]
     pub duration: Option<S<String>>,
+    /// `backout checkpoint` also measures a baseline.
+    pub on_checkpoint: Option<S<bool>>,
 }
 
 /// A command: one string (split like a shell would, but run without one unless
@@ -149,6 +159,64 @@ pub struct RawProbe {
     pub http: Option<S<RawHttp>>,
     /// A compose service's container: running, and healthy when it has a HEALTHCHECK.
     pub compose: Option<S<String>>,
+    pub tcp: Option<S<RawTcp>>,
+    pub command: Option<S<RawCommandProbe>>,
+    pub log: Option<S<RawLog>>,
+    pub process: Option<S<RawProcess>>,
+    pub prometheus: Option<S<RawPrometheus>>,
+}
+
+/// `tcp = { address = "127.0.0.1:5432" }`: up when a connection opens.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawTcp {
+    pub address: S<String>,
+}
+
+/// `command = { run = "...", exit-code = 0, match = "REGEX", number = "REGEX" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawCommandProbe {
+    pub run: S<RawCommand>,
+    pub shell: Option<S<bool>>,
+    pub cwd: Option<S<String>>,
+    /// The exit code that means healthy (default 0).
+    pub exit_code: Option<S<i64>>,
+    /// A regex stdout must match.
+    #[serde(rename = "match")]
+    pub output_match: Option<S<String>>,
+    /// A regex whose first group (or whole match) is the probe's number.
+    pub number: Option<S<String>>,
+}
+
+/// `log = { path = "logs/app.log", patterns = ["ERROR", "CRITICAL"] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawLog {
+    pub path: S<String>,
+    pub pattern: Option<S<String>>,
+    pub patterns: Option<S<Vec<S<String>>>>,
+}
+
+/// `process = { service = "api" }` (or `pid`, `pidfile`, `cmdline`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawProcess {
+    pub pid: Option<S<i64>>,
+    pub pidfile: Option<S<String>>,
+    pub service: Option<S<String>>,
+    /// A regex matched against each process's command line.
+    pub cmdline: Option<S<String>>,
+    /// Count the process's descendants too (default true).
+    pub children: Option<S<bool>>,
+}
+
+/// `prometheus = { url = "http://127.0.0.1:9090", query = "..." }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawPrometheus {
+    pub url: S<String>,
+    pub query: S<String>,
 }
 
 /// Expected HTTP status: `200`, `"2xx"` or `[200, 201]`.
@@ -184,6 +252,40 @@ pub struct RawRule {
     pub then: Option<S<String>>,
     pub min_samples: Option<S<i64>>,
     pub no_data: Option<S<String>>,
+    /// `critical`, `major` or `minor`: the `[decision]` matrix picks the action.
+    pub severity: Option<S<String>>,
+}
+
+/// A scheduled review: at an offset from the deploy, a checklist of expectations.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawReview {
+    pub name: Option<S<String>>,
+    pub at: S<String>,
+    pub expect: Vec<S<String>>,
+    /// What a failed review calls for: `investigate` (default) or `rollback`.
+    pub then: Option<S<String>>,
+}
+
+/// The decision matrix: severity × share of probes affected → action and time.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawDecision {
+    #[serde(default)]
+    pub matrix: Vec<S<RawDecisionRow>>,
+    /// The action when no row matches (default `rollback`: if in doubt, roll back).
+    pub otherwise: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawDecisionRow {
+    pub severity: S<String>,
+    /// `any`, `all`, or a share like `>25%` / `>=50%`.
+    pub share: Option<S<String>>,
+    pub then: S<String>,
+    /// How long the situation may last before the action is taken.
+    pub within: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -36,11 +36,38 @@ pub enum Field {
     Size,
     /// Failed samples in a row, counted back from the latest.
     ConsecutiveFailures,
+    /// Log lines matched in the window (the sum of every sample's new matches).
+    Count,
+    /// Log lines matched per second over the window.
+    Rate,
+    /// Resident memory of a process and its children, in bytes.
+    Rss,
+    /// CPU use of a process and its children, as a share of one core (`80%`).
+    Cpu,
+    /// Open file descriptors of a process and its children.
+    Fds,
+    /// The probe's number: parsed from a command's output, or a Prometheus result.
+    Value,
+    /// A command probe's exit code.
+    ExitCode,
 }
 
 impl Field {
-    pub const NAMES: &'static [&'static str] =
-        &["up", "error_rate", "latency", "status", "size", "consecutive_failures"];
+    pub const NAMES: &'static [&'static str] = &[
+        "up",
+        "error_rate",
+        "latency",
+        "status",
+        "size",
+        "consecutive_failures",
+        "count",
+        "rate",
+        "rss",
+        "cpu",
+        "fds",
+        "value",
+        "exit_code",
+    ];
 
     fn parse(s: &str) -> Option<Field> {
         Some(match s {
@@ -50,6 +77,13 @@ impl Field {
             "status" => Field::Status,
             "size" => Field::Size,
             "consecutive_failures" => Field::ConsecutiveFailures,
+            "count" => Field::Count,
+            "rate" => Field::Rate,
+            "rss" => Field::Rss,
+            "cpu" => Field::Cpu,
+            "fds" => Field::Fds,
+            "value" => Field::Value,
+            "exit_code" => Field::ExitCode,
             _ => return None,
         })
     }
@@ -62,22 +96,52 @@ impl Field {
             Field::Status => "status",
             Field::Size => "size",
             Field::ConsecutiveFailures => "consecutive_failures",
+            Field::Count => "count",
+            Field::Rate => "rate",
+            Field::Rss => "rss",
+            Field::Cpu => "cpu",
+            Field::Fds => "fds",
+            Field::Value => "value",
+            Field::ExitCode => "exit_code",
         }
     }
 
     /// The kind of value the field holds, which decides the units a threshold may use.
     fn kind(self) -> ValueKind {
         match self {
-            Field::ErrorRate => ValueKind::Ratio,
+            Field::ErrorRate | Field::Cpu => ValueKind::Ratio,
             Field::Latency => ValueKind::Millis,
-            Field::Size => ValueKind::Bytes,
-            Field::Up | Field::Status | Field::ConsecutiveFailures => ValueKind::Number,
+            Field::Size | Field::Rss => ValueKind::Bytes,
+            Field::Rate => ValueKind::PerSecond,
+            Field::Up
+            | Field::Status
+            | Field::ConsecutiveFailures
+            | Field::Count
+            | Field::Fds
+            | Field::Value
+            | Field::ExitCode => ValueKind::Number,
         }
     }
 
     /// Whether an aggregation suffix (`.p95`) makes sense for this field.
-    fn aggregates(self) -> bool {
-        matches!(self, Field::Latency | Field::Size)
+    pub fn aggregates(self) -> bool {
+        matches!(
+            self,
+            Field::Latency | Field::Size | Field::Rss | Field::Cpu | Field::Fds | Field::Value
+        )
+    }
+
+    /// The key of this field in a sample's named numbers ([`crate::oplog::SampleRow::fields`]),
+    /// for the fields stored there.
+    pub fn key(self) -> Option<&'static str> {
+        match self {
+            Field::Count | Field::Rate => Some("count"),
+            Field::Rss => Some("rss"),
+            Field::Cpu => Some("cpu"),
+            Field::Fds => Some("fds"),
+            Field::ExitCode => Some("exit_code"),
+            _ => None,
+        }
     }
 }
 
@@ -86,6 +150,8 @@ enum ValueKind {
     Ratio,
     Millis,
     Bytes,
+    /// Events per second; thresholds may say `/s`, `/m` or `/h`.
+    PerSecond,
     Number,
 }
 
@@ -504,7 +570,7 @@ fn parse_metric(t: &Token<'_>) -> Result<Metric, RuleError> {
                 return Err(err(
                     agg_span,
                     format!("`{}` takes no aggregation", field.name()),
-                    "aggregations apply to latency and size",
+                    "aggregations apply to latency, size, rss, cpu, fds and value",
                 ));
             }
             Agg::parse(a).ok_or_else(|| {
@@ -602,6 +668,26 @@ fn parse_value(t: &Token<'_>, kind: ValueKind, metric: &Metric) -> Result<f64, R
         ValueKind::Bytes => units::parse_size(s)
             .map(|b| b as f64)
             .map_err(|e| err(t.span.clone(), e.message, e.hint)),
+        ValueKind::PerSecond => {
+            let (n, per) = match s.split_once('/') {
+                Some((n, "s")) => (n, 1.0),
+                Some((n, "m")) => (n, 60.0),
+                Some((n, "h")) => (n, 3600.0),
+                Some(_) => (s, f64::NAN),
+                None => (s, 1.0),
+            };
+            n.parse::<f64>()
+                .ok()
+                .filter(|_| !per.is_nan())
+                .map(|v| v / per)
+                .ok_or_else(|| {
+                    err(
+                        t.span.clone(),
+                        format!("`{}` is a rate, found `{s}`", metric.field.name()),
+                        "write events per second, minute or hour: `2/s`, `10/m`, `100/h` (a bare number is per second)",
+                    )
+                })
+        }
         ValueKind::Number => s.parse::<f64>().map_err(|_| {
             err(
                 t.span.clone(),
@@ -644,12 +730,23 @@ pub fn format_value(field: Field, v: f64) -> String {
             }
         }
         ValueKind::Bytes => {
-            if v >= 1e6 {
-                format!("{}MB", units::trim_float(v / 1e6))
+            // One decimal is what a person compares; the JSON keeps the exact value.
+            let r = |x: f64| units::trim_float((x * 10.0).round() / 10.0);
+            if v >= 1e9 {
+                format!("{}GB", r(v / 1e9))
+            } else if v >= 1e6 {
+                format!("{}MB", r(v / 1e6))
             } else if v >= 1e3 {
-                format!("{}KB", units::trim_float(v / 1e3))
+                format!("{}KB", r(v / 1e3))
             } else {
-                format!("{}B", units::trim_float(v))
+                format!("{}B", r(v))
+            }
+        }
+        ValueKind::PerSecond => {
+            if v != 0.0 && v < 1.0 {
+                format!("{}/m", units::trim_float((v * 60.0 * 100.0).round() / 100.0))
+            } else {
+                format!("{}/s", units::trim_float((v * 100.0).round() / 100.0))
             }
         }
         ValueKind::Number => units::trim_float(v),
@@ -766,6 +863,11 @@ mod tests {
         assert_eq!(format_value(Field::ErrorRate, 0.125), "12.5%");
         assert_eq!(format_value(Field::Latency, 340.0), "340ms");
         assert_eq!(format_value(Field::Latency, 2500.0), "2.5s");
+        assert_eq!(format_value(Field::Rss, 1_283_088_000.0), "1.3GB");
+        assert_eq!(format_value(Field::Rss, 52_428_800.0), "52.4MB");
+        assert_eq!(format_value(Field::Cpu, 0.815), "81.5%");
+        assert_eq!(format_value(Field::Rate, 0.5), "30/m");
+        assert_eq!(format_value(Field::Rate, 12.0), "12/s");
         assert_eq!(
             format_threshold(Field::ErrorRate, &Threshold::Absolute { value: 0.05 }),
             "5%"

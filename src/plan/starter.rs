@@ -682,7 +682,7 @@ volumes:
         let probe = &plan.probes[0];
         assert_eq!(probe.name, "health");
         let ProbeKind::Http(http) = &probe.kind else {
-            panic!("the starter plan probes over http")
+            panic!("the starter's health probe is HTTP")
         };
         assert_eq!(http.url.value, url);
         assert_eq!(plan.rules.len(), 2);

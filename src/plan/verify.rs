@@ -15,27 +15,6 @@ impl Validator<'_> {
         }
     }
 
-    pub(super) fn regex(&mut self, s: &S<String>) -> Option<regex::Regex> {
-        match regex::Regex::new(s.get_ref()) {
-            Ok(re) => Some(re),
-            Err(e) => {
-                let msg = e.to_string();
-                let last = msg
-                    .lines()
-                    .last()
-                    .unwrap_or_default()
-                    .trim()
-                    .trim_start_matches("error: ");
-                self.error(
-                    s.span(),
-                    format!("invalid regex: {last}"),
-                    "a regular expression in Rust regex syntax",
-                );
-                None
-            }
-        }
-    }
-
     /// Keys that belong to another kind of check, for a precise error.
     fn stray(&mut self, c: &S<raw::RawCheck>, kind: &str, keys: &[(&str, bool)]) {
         for (key, set) in keys {
@@ -108,7 +87,7 @@ impl Validator<'_> {
             );
             let command = self.command(run, r.shell.as_ref().is_some_and(|s| *s.get_ref()));
             let name = command.shown();
-            let output = r.output.as_ref().and_then(|o| self.regex(o));
+            let output = r.output.as_ref().and_then(|o| self.regex(o, "the output match"));
             (
                 CheckKind::Run {
                     command,
@@ -149,7 +128,11 @@ impl Validator<'_> {
                     "for example { file = \"app.py\", matches = \"Optional\\\\[RestManager\\\\]\", count = 6 }",
                 );
             }
-            let matches = r.matches.as_ref().and_then(|m| self.regex(m)).map(|re| (re, count));
+            let matches = r
+                .matches
+                .as_ref()
+                .and_then(|m| self.regex(m, "`matches`"))
+                .map(|re| (re, count));
             let name = format!("file {}", f.get_ref());
             let kind = CheckKind::File {
                 path: self.root.join(f.get_ref()),

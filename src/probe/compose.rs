@@ -51,5 +51,6 @@ pub async fn sample(service: &str, control: &ServiceControl, timeout: Duration) 
         status: None,
         size: None,
         error,
+        ..SampleRow::default()
     }
 }

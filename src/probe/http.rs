@@ -34,15 +34,7 @@ pub async fn sample(h: &HttpProbe, timeout: Duration) -> SampleRow {
         req = req.body(body.value.clone());
     }
     let started = Instant::now();
-    let mut row = SampleRow {
-        probe: String::new(),
-        at: 0,
-        ok: false,
-        latency_ms: None,
-        status: None,
-        size: None,
-        error: None,
-    };
+    let mut row = SampleRow::default();
     let result = tokio::time::timeout(timeout, async {
         let mut resp = req.send().await?;
         let status = resp.status().as_u16();
@@ -118,7 +110,7 @@ fn json_matches(got: Option<&serde_json::Value>, want: &serde_json::Value) -> bo
     }
 }
 
-fn describe(e: &reqwest::Error) -> String {
+pub fn describe(e: &reqwest::Error) -> String {
     use std::error::Error as _;
     let mut msg = if e.is_timeout() {
         "timed out".to_string()

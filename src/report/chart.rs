@@ -259,6 +259,7 @@ mod tests {
             status: Some(500),
             size: None,
             error: Some("x & y".into()),
+            ..SampleRow::default()
         };
         let svg = probe_chart(
             "a<b",

@@ -79,9 +79,7 @@ pub fn describe(plan: &crate::plan::Plan, step: &Step, target: &Resources) -> Op
         }
         StepKind::Wait { probe } => plan.probe(probe).map(|p| match &p.kind {
             ProbeKind::Http(h) => format!("wait until GET {} is healthy", h.url.shown),
-            ProbeKind::Compose { service, .. } => {
-                format!("wait until compose service {service} is running and healthy")
-            }
+            kind => format!("wait until {} is healthy", kind.target()),
         }),
         StepKind::Run { command, retries, .. } => Some(if *retries > 0 {
             format!("{} (up to {} attempts)", command.shown(), retries + 1)

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::exec::{self, Invocation};
-use crate::plan::{Check, CheckKind, HttpProbe, Probe, ProbeKind, units};
+use crate::plan::{Check, CheckKind, HttpProbe, Probe, units};
 use crate::workspace::Workspace;
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -262,12 +262,9 @@ pub async fn stable_for(ws: &Workspace, d: Duration, mut progress: impl FnMut(Du
     }
 }
 
-/// Whether a probe is an HTTP probe (the only kind so far); keeps matches exhaustive.
-pub fn probe_url(p: &Probe) -> &str {
-    match &p.kind {
-        ProbeKind::Http(h) => &h.url.shown,
-        ProbeKind::Compose { service, .. } => service,
-    }
+/// What a probe measures (a URL for HTTP probes), for messages.
+pub fn probe_url(p: &Probe) -> String {
+    p.kind.target()
 }
 
 #[cfg(test)]

@@ -1,4 +1,9 @@
-//! Baseline statistics: what each probe looked like before the change.
+//! Baseline statistics: what each probe looked like before the change. Every
+//! number a probe measures gets statistics: latency and size, the headline
+//! `value`, each named field (`rss`, `cpu`, `fds`, `count`, ...), and for probes
+//! that count matches, their rate per second.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +18,45 @@ pub struct BaselineStats {
     pub latency_p95: Option<f64>,
     pub latency_mean: Option<f64>,
     pub size_mean: Option<f64>,
+    /// Statistics of every other number the probe measured, by field key
+    /// (`value`, `rss`, `cpu`, `fds`, `count`, `exit_code`) plus `rate`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, FieldStats>,
+}
+
+/// Statistics of one numeric field over the baseline's samples.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FieldStats {
+    pub count: usize,
+    pub median: f64,
+    pub p95: f64,
+    pub mean: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl FieldStats {
+    pub fn of(values: &[f64]) -> Option<FieldStats> {
+        Some(FieldStats {
+            count: values.len(),
+            median: aggregate(values, Agg::P50)?,
+            p95: aggregate(values, Agg::P95)?,
+            mean: aggregate(values, Agg::Mean)?,
+            min: aggregate(values, Agg::Min)?,
+            max: aggregate(values, Agg::Max)?,
+        })
+    }
+
+    /// The statistic a rule aggregating with `agg` compares with.
+    pub fn pick(&self, agg: Agg) -> f64 {
+        match agg {
+            Agg::P95 | Agg::P99 | Agg::P90 => self.p95,
+            Agg::Max => self.max,
+            Agg::Min => self.min,
+            Agg::Mean => self.mean,
+            Agg::P50 | Agg::Last => self.median,
+        }
+    }
 }
 
 impl BaselineStats {
@@ -28,6 +72,7 @@ impl BaselineStats {
             latency_p95: aggregate(&lat, Agg::P95),
             latency_mean: aggregate(&lat, Agg::Mean),
             size_mean: aggregate(&sizes, Agg::Mean),
+            fields: field_stats(samples),
         }
     }
 
@@ -43,8 +88,46 @@ impl BaselineStats {
             Field::Size => self.size_mean,
             Field::Up => Some(1.0 - self.error_rate),
             Field::Status | Field::ConsecutiveFailures => None,
+            // A count depends on its window; its rate is what compares across windows.
+            Field::Count => None,
+            Field::Rate => self.fields.get("rate").map(|f| f.mean),
+            Field::Value => self.fields.get("value").map(|f| f.pick(agg)),
+            Field::Rss | Field::Cpu | Field::Fds | Field::ExitCode => {
+                self.fields.get(field.key()?).map(|f| f.pick(agg))
+            }
         }
     }
+}
+
+fn field_stats(samples: &[SampleRow]) -> BTreeMap<String, FieldStats> {
+    let mut by_key: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for s in samples {
+        if let Some(v) = s.value {
+            by_key.entry("value".into()).or_default().push(v);
+        }
+        for (k, v) in &s.fields {
+            by_key.entry(k.clone()).or_default().push(*v);
+        }
+    }
+    let mut out: BTreeMap<String, FieldStats> = by_key
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), FieldStats::of(v)?)))
+        .collect();
+    // Matches per second between consecutive samples; the first sample's count
+    // covers an unknown span before the baseline began.
+    let counted: Vec<(i64, f64)> = samples
+        .iter()
+        .filter_map(|s| s.fields.get("count").map(|n| (s.at, *n)))
+        .collect();
+    let rates: Vec<f64> = counted
+        .windows(2)
+        .filter(|w| w[1].0 > w[0].0)
+        .map(|w| w[1].1 / ((w[1].0 - w[0].0) as f64 / 1000.0))
+        .collect();
+    if let Some(r) = FieldStats::of(&rates) {
+        out.insert("rate".into(), r);
+    }
+    out
 }
 
 /// Folds values with `agg`; percentiles by nearest rank.
@@ -83,5 +166,28 @@ mod tests {
         assert_eq!(aggregate(&v, Agg::Mean), Some(50.5));
         assert_eq!(aggregate(&[], Agg::Mean), None);
         assert_eq!(aggregate(&[3.0], Agg::P99), Some(3.0));
+    }
+
+    #[test]
+    fn every_numeric_field_gets_statistics() {
+        let rows: Vec<SampleRow> = (0..4)
+            .map(|i| SampleRow {
+                probe: "api".into(),
+                at: i * 1000,
+                ok: true,
+                value: Some(i as f64),
+                fields: BTreeMap::from([("rss".into(), 100.0 * (i + 1) as f64), ("count".into(), 2.0)]),
+                ..Default::default()
+            })
+            .collect();
+        let b = BaselineStats::from_samples(&rows);
+        assert_eq!(b.fields["rss"].max, 400.0);
+        assert_eq!(b.fields["value"].mean, 1.5);
+        assert_eq!(b.value(Field::Rss, Agg::Last), Some(200.0));
+        assert_eq!(b.value(Field::Rate, Agg::Last), Some(2.0), "2 matches a second");
+        assert_eq!(b.value(Field::Count, Agg::Last), None);
+        // Old baselines (no `fields`) still load.
+        let old: BaselineStats = serde_json::from_str(r#"{"count":1,"error_rate":0.0,"latency_median":null,"latency_p95":null,"latency_mean":null,"size_mean":null}"#).unwrap();
+        assert!(old.fields.is_empty());
     }
 }

@@ -3,18 +3,24 @@
 //! is a [`Verdict`] that always carries its explanation.
 
 pub mod baseline;
+pub mod decision;
+#[cfg(test)]
+mod resume_tests;
+pub mod review;
 pub mod sampler;
+pub mod status;
 pub mod verdict;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::oplog::{OpId, SampleRow};
-use crate::plan::{Plan, rule};
+use crate::plan::{Action, Plan, rule};
 use crate::workspace::Workspace;
 pub use baseline::BaselineStats;
+pub use review::ReviewResult;
 pub use verdict::{Evaluator, Outcome, Verdict};
 
 /// Something that happened during a watch, for the terminal or a JSON stream.
@@ -26,6 +32,8 @@ pub enum WatchEvent {
     FirstBadSample(SampleRow),
     /// A rule's outcome changed.
     Verdict(Verdict),
+    /// A scheduled review was evaluated.
+    Review(ReviewResult),
     /// Every success criterion held.
     Success {
         at: i64,
@@ -47,50 +55,114 @@ pub enum WatchResult {
     TimeUp { verdicts: Vec<Verdict> },
 }
 
+/// Where a watch's schedule starts: the deploy time reviews count from, and the
+/// reviews already done. A resumed watch reads both back from the operation log.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Schedule {
+    pub deploy_at: i64,
+    pub done: BTreeSet<String>,
+}
+
+/// Most samples stored in one transaction.
+const BATCH: usize = 512;
+
 /// Watches until a rollback verdict, success, or `limit`. Every sample is stored
 /// in the operation log under `op`; events go to `on_event` as they happen.
 pub async fn watch(
     ws: &Workspace,
     op: OpId,
     limit: Option<Duration>,
+    on_event: impl FnMut(&WatchEvent),
+) -> anyhow::Result<WatchResult> {
+    let schedule = Schedule {
+        deploy_at: ws.now_ms(),
+        done: BTreeSet::new(),
+    };
+    watch_from(ws, op, limit, schedule, on_event).await
+}
+
+/// [`watch`] continuing `schedule`: reviews count from its deploy time and those
+/// it lists as done are not run again; the samples of the windows in play are
+/// reloaded from the operation log, so a resumed watch judges them as if it had
+/// never stopped.
+pub async fn watch_from(
+    ws: &Workspace,
+    op: OpId,
+    limit: Option<Duration>,
+    mut schedule: Schedule,
     mut on_event: impl FnMut(&WatchEvent),
 ) -> anyhow::Result<WatchResult> {
     let plan = &ws.plan;
     let baselines = load_baselines(ws, plan)?;
     let mut eval = Evaluator::new(plan, baselines);
     let started = ws.now_ms();
-    let mut rx = sampler::start(plan.probes.clone(), ws.clock.clone());
+    if started > schedule.deploy_at {
+        // A little more than the longest window, so sample-count windows fill too.
+        let from = schedule.deploy_at.max(started - eval.history_ms() - 60_000);
+        let probes: BTreeSet<&str> = plan.probes.iter().map(|p| p.name.as_str()).collect();
+        for s in ws.oplog.samples_between(from, started)? {
+            if probes.contains(s.probe.as_str()) {
+                eval.push(s);
+            }
+        }
+    }
+    let probe_state = ws.state_dir.join("probes");
+    let mut rx = sampler::start_with(plan.probes.clone(), ws.clock.clone(), Some(probe_state));
     let deadline = limit.map(|l| tokio::time::Instant::now() + l);
     let mut first_bad: Option<i64> = None;
     let mut last: HashMap<String, Outcome> = HashMap::new();
+    let all_reviews = !plan.reviews.is_empty();
+    // Reviews wait for this watch's first samples: one that fell due while no
+    // watch ran is judged on fresh data, not only on what was stored before.
+    let mut sampled = false;
     loop {
-        let next = match deadline {
-            Some(d) => match tokio::time::timeout_at(d, rx.recv()).await {
-                Ok(s) => s,
-                Err(_) => {
-                    return Ok(WatchResult::TimeUp {
-                        verdicts: eval.evaluate(ws.now_ms()),
-                    });
+        // Wake for the next sample, the next review, or the end, whichever comes first.
+        let next_review = plan
+            .reviews
+            .iter()
+            .filter(|r| sampled && !schedule.done.contains(&r.name))
+            .map(|r| schedule.deploy_at + r.at.as_millis() as i64)
+            .min()
+            .map(|due| tokio::time::Instant::now() + Duration::from_millis((due - ws.now_ms()).max(0) as u64));
+        let wake = match (deadline, next_review) {
+            (Some(d), Some(r)) => Some(d.min(r)),
+            (d, r) => d.or(r),
+        };
+        let next = match wake {
+            Some(w) => tokio::time::timeout_at(w, rx.recv()).await.ok(),
+            None => Some(rx.recv().await),
+        };
+        let mut batch = Vec::new();
+        match next {
+            Some(Some(s)) => {
+                batch.push(s);
+                while batch.len() < BATCH {
+                    match rx.try_recv() {
+                        Ok(s) => batch.push(s),
+                        Err(_) => break,
+                    }
                 }
-            },
-            None => rx.recv().await,
-        };
-        let Some(sample) = next else {
-            anyhow::bail!("every probe stopped sampling");
-        };
-        ws.oplog.insert_sample(op, &sample)?;
-        on_event(&WatchEvent::Sample(sample.clone()));
-        if !sample.ok && first_bad.is_none() && sample.at >= started {
-            first_bad = Some(sample.at);
-            ws.oplog
-                .event(op, sample.at, "first_bad_sample", &serde_json::to_value(&sample)?)?;
-            on_event(&WatchEvent::FirstBadSample(sample.clone()));
+            }
+            Some(None) => anyhow::bail!("every probe stopped sampling"),
+            None => {}
         }
-        eval.push(sample);
+        ws.oplog.insert_samples(op, &batch)?;
+        sampled |= !batch.is_empty();
+        for sample in batch {
+            on_event(&WatchEvent::Sample(sample.clone()));
+            if !sample.ok && first_bad.is_none() && sample.at >= started {
+                first_bad = Some(sample.at);
+                ws.oplog
+                    .event(op, sample.at, "first_bad_sample", &serde_json::to_value(&sample)?)?;
+                on_event(&WatchEvent::FirstBadSample(sample.clone()));
+            }
+            eval.push(sample);
+        }
         let now = ws.now_ms();
         for v in eval.evaluate(now) {
             if last.get(&v.rule) != Some(&v.outcome) {
                 last.insert(v.rule.clone(), v.outcome);
+                ws.oplog.event(op, now, "rule_outcome", &serde_json::to_value(&v)?)?;
                 if v.outcome != Outcome::Pass || last.len() > 1 {
                     on_event(&WatchEvent::Verdict(v.clone()));
                 }
@@ -106,11 +178,86 @@ pub async fn watch(
                 }
             }
         }
-        if eval.success(now) {
+        let due = if sampled {
+            review::due(plan, schedule.deploy_at, &schedule.done, now)
+        } else {
+            Vec::new()
+        };
+        for r in due {
+            let result = review::evaluate(r, &eval, schedule.deploy_at, now);
+            schedule.done.insert(result.name.clone());
+            ws.oplog.event(op, now, "review", &serde_json::to_value(&result)?)?;
+            on_event(&WatchEvent::Review(result.clone()));
+            if !result.passed && result.action == Action::Rollback {
+                let v = review_verdict(&result);
+                ws.oplog.event(op, now, "verdict", &serde_json::to_value(&v)?)?;
+                return Ok(WatchResult::Rollback {
+                    verdict: Box::new(v),
+                    first_bad_at: first_bad,
+                });
+            }
+        }
+        let reviews_done = all_reviews && schedule.done.len() >= plan.reviews.len();
+        if eval.success(now) || (reviews_done && plan.success.is_empty() && reviews_passed(ws, &schedule)?) {
             ws.oplog.event(op, now, "success", &serde_json::json!({}))?;
             on_event(&WatchEvent::Success { at: now });
             return Ok(WatchResult::Success { at: now });
         }
+        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            return Ok(WatchResult::TimeUp {
+                verdicts: eval.evaluate(ws.now_ms()),
+            });
+        }
+    }
+}
+
+/// Whether every review of this deploy recorded in the log passed.
+fn reviews_passed(ws: &Workspace, schedule: &Schedule) -> anyhow::Result<bool> {
+    Ok(ws
+        .oplog
+        .events_since(schedule.deploy_at)?
+        .iter()
+        .filter(|e| e.kind == "review" && e.detail["deploy_at"] == schedule.deploy_at)
+        .all(|e| e.detail["passed"] == true))
+}
+
+/// A failed review that calls for a rollback, as a verdict.
+fn review_verdict(r: &ReviewResult) -> Verdict {
+    let failed: Vec<&review::Expectation> = r.expectations.iter().filter(|e| e.holds != Some(true)).collect();
+    Verdict {
+        outcome: Outcome::Rollback,
+        rule: format!("review {}", r.name),
+        when: r
+            .expectations
+            .iter()
+            .map(|e| e.text.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        probe: failed
+            .first()
+            .and_then(|e| e.text.split('.').next())
+            .unwrap_or_default()
+            .to_string(),
+        value: failed.first().and_then(|e| e.value),
+        threshold: None,
+        baseline: None,
+        window: format!(
+            "review at +{}",
+            crate::plan::units::format_duration(Duration::from_millis(r.offset_ms))
+        ),
+        samples: 0,
+        failed_samples: 0,
+        first_sample_at: None,
+        last_sample_at: None,
+        explanation: format!(
+            "{}: {}",
+            r.summary(),
+            failed
+                .iter()
+                .map(|e| e.explanation.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
     }
 }
 
@@ -125,10 +272,19 @@ pub async fn measure_baseline(
     let mut rx = sampler::start(ws.plan.probes.clone(), ws.clock.clone());
     let until = tokio::time::Instant::now() + duration;
     let mut by_probe: HashMap<String, Vec<SampleRow>> = HashMap::new();
-    while let Ok(Some(s)) = tokio::time::timeout_at(until, rx.recv()).await {
-        ws.oplog.insert_sample(op, &s)?;
-        on_sample(&s);
-        by_probe.entry(s.probe.clone()).or_default().push(s);
+    while let Ok(Some(first)) = tokio::time::timeout_at(until, rx.recv()).await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(s) => batch.push(s),
+                Err(_) => break,
+            }
+        }
+        ws.oplog.insert_samples(op, &batch)?;
+        for s in batch {
+            on_sample(&s);
+            by_probe.entry(s.probe.clone()).or_default().push(s);
+        }
     }
     let now = ws.now_ms();
     let mut out = Vec::new();
@@ -141,7 +297,7 @@ pub async fn measure_baseline(
     Ok(out)
 }
 
-fn load_baselines(ws: &Workspace, plan: &Plan) -> anyhow::Result<HashMap<String, BaselineStats>> {
+pub fn load_baselines(ws: &Workspace, plan: &Plan) -> anyhow::Result<HashMap<String, BaselineStats>> {
     let mut out = HashMap::new();
     for p in &plan.probes {
         if let Some(v) = ws.oplog.latest_baseline(&p.name)?

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::baseline::{BaselineStats, aggregate};
 use crate::oplog::SampleRow;
 use crate::plan::rule::{self, Condition, Field, Threshold, Window};
-use crate::plan::{Action, Criterion, DEFAULT_WINDOW_SAMPLES, NoData, Plan, Rule, units};
+use crate::plan::{Action, Criterion, DEFAULT_WINDOW_SAMPLES, Decision, NoData, Plan, Rule, units};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -121,6 +121,21 @@ pub fn read(
             &win.iter().filter_map(|s| s.size.map(|v| v as f64)).collect::<Vec<_>>(),
             c.metric.agg,
         ),
+        Field::Count => {
+            let counts: Vec<f64> = win.iter().filter_map(|s| s.fields.get("count").copied()).collect();
+            (!counts.is_empty()).then(|| counts.iter().sum())
+        }
+        Field::Rate => rate(c, &win),
+        Field::Value => aggregate(&win.iter().filter_map(|s| s.value).collect::<Vec<_>>(), c.metric.agg),
+        Field::Rss | Field::Cpu | Field::Fds | Field::ExitCode => {
+            let key = field.key().unwrap_or_default();
+            aggregate(
+                &win.iter()
+                    .filter_map(|s| s.fields.get(key).copied())
+                    .collect::<Vec<_>>(),
+                c.metric.agg,
+            )
+        }
     };
     r.threshold = match &c.threshold {
         Threshold::Absolute { value } => Some(*value),
@@ -138,6 +153,27 @@ pub fn read(
     r
 }
 
+/// Matches per second over the window: a duration window divides by its length;
+/// a sample window by the time its samples span (the first sample's matches
+/// happened before that span, so they are left out).
+fn rate(c: &Condition, win: &[&SampleRow]) -> Option<f64> {
+    let counted: Vec<(i64, f64)> = win
+        .iter()
+        .filter_map(|s| s.fields.get("count").map(|n| (s.at, *n)))
+        .collect();
+    match c.window.unwrap_or(Window::Samples(DEFAULT_WINDOW_SAMPLES)) {
+        Window::Duration(d) if !counted.is_empty() => {
+            Some(counted.iter().map(|(_, n)| n).sum::<f64>() / d.as_secs_f64().max(0.001))
+        }
+        Window::Duration(_) => None,
+        Window::Samples(_) => {
+            let (first, last) = (counted.first()?, counted.last()?);
+            let span = (last.0 - first.0) as f64 / 1000.0;
+            (span > 0.0).then(|| counted[1..].iter().map(|(_, n)| n).sum::<f64>() / span)
+        }
+    }
+}
+
 /// Holds recent samples and the state of `for` conditions; evaluates rules.
 #[derive(Debug)]
 pub struct Evaluator {
@@ -148,6 +184,10 @@ pub struct Evaluator {
     /// Since when each rule's condition has held without a break.
     rule_since: HashMap<usize, i64>,
     success_since: HashMap<usize, i64>,
+    decision: Decision,
+    total_probes: usize,
+    /// Since when the decision matrix has called for each rule's action.
+    decision_since: HashMap<String, i64>,
     /// How much history to keep, in ms and in samples.
     keep_ms: i64,
     keep_n: usize,
@@ -159,7 +199,8 @@ impl Evaluator {
             .rules
             .iter()
             .map(|r| &r.condition)
-            .chain(plan.success.iter().map(|c| &c.condition));
+            .chain(plan.success.iter().map(|c| &c.condition))
+            .chain(plan.reviews.iter().flat_map(|r| r.expect.iter().map(|c| &c.condition)));
         let mut keep_ms = 0i64;
         let mut keep_n = DEFAULT_WINDOW_SAMPLES;
         for c in conds {
@@ -179,6 +220,9 @@ impl Evaluator {
             samples: HashMap::new(),
             rule_since: HashMap::new(),
             success_since: HashMap::new(),
+            decision: plan.decision.clone(),
+            total_probes: plan.probes.len(),
+            decision_since: HashMap::new(),
             keep_ms,
             keep_n,
         }
@@ -220,7 +264,27 @@ impl Evaluator {
             };
             out.push(verdict(r, &reading, outcome, held_for));
         }
+        super::decision::apply(
+            &self.decision,
+            &self.rules,
+            self.total_probes,
+            &mut out,
+            &mut self.decision_since,
+            now,
+        );
         out
+    }
+
+    /// Reads one condition over its window now (at least one sample), for reviews.
+    pub fn check(&self, c: &Condition, now: i64) -> Reading {
+        let empty = VecDeque::new();
+        let samples = self.samples.get(&c.metric.probe).unwrap_or(&empty);
+        read(c, samples, now, 1, self.baselines.get(&c.metric.probe))
+    }
+
+    /// How far back samples are kept (ms), so a resumed watch can reload them.
+    pub fn history_ms(&self) -> i64 {
+        self.keep_ms
     }
 
     /// Whether every success criterion holds (false when there are none).
@@ -339,7 +403,7 @@ mod tests {
             latency_ms: Some(latency),
             status: Some(if ok { 200 } else { 500 }),
             size: Some(10),
-            error: None,
+            ..Default::default()
         }
     }
 

@@ -11,6 +11,7 @@ mod report;
 mod resume;
 mod verify;
 mod watch;
+mod watching;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

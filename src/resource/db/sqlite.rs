@@ -310,6 +310,7 @@ mod tests {
         .unwrap();
         drop(app);
         let stop = Arc::new(AtomicBool::new(false));
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
         let writer = {
             let (stop, path) = (stop.clone(), path.clone());
             std::thread::spawn(move || {
@@ -322,10 +323,18 @@ mod tests {
                     )
                     .unwrap();
                     n += 1;
+                    if n == 1 {
+                        let _ = started_tx.send(());
+                    }
                 }
                 n
             })
         };
+        // Captures start only once the app really is writing (a loaded machine may
+        // otherwise schedule the writer after all five captures).
+        started_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the writer never wrote");
         for i in 0..5 {
             let d = store.path().join(i.to_string());
             std::fs::create_dir(&d).unwrap();
