@@ -6,6 +6,7 @@ mod cli;
 mod compose;
 mod demo;
 mod engine;
+mod example_dependency_upgrade;
 mod notify;
 mod report;
 mod resume;
