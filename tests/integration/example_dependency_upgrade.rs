@@ -25,24 +25,25 @@ impl Drop for StopApi {
     }
 }
 
-/// Copies `examples/NAME` into the project, every `from` replaced by `to` in the plan.
+/// Copies `examples/NAME` into `dest`, every `from` replaced by `to` in its
+/// `.toml` and `.yml` files (ports, project names).
 pub fn copy_example(name: &str, dest: &Path, replace: &[(&str, String)]) {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name);
-    copy_dir(&src, dest);
-    let plan = dest.join("backout.toml");
-    let mut text = std::fs::read_to_string(&plan).unwrap();
-    for (from, to) in replace {
-        text = text.replace(from, to);
-    }
-    std::fs::write(plan, text).unwrap();
+    copy_dir(&src, dest, replace);
 }
 
-fn copy_dir(src: &Path, dest: &Path) {
+fn copy_dir(src: &Path, dest: &Path, replace: &[(&str, String)]) {
     std::fs::create_dir_all(dest).unwrap();
     for e in std::fs::read_dir(src).unwrap().flatten() {
         let (from, to) = (e.path(), dest.join(e.file_name()));
         if e.file_type().unwrap().is_dir() {
-            copy_dir(&from, &to);
+            copy_dir(&from, &to, replace);
+        } else if from.extension().is_some_and(|x| x == "toml" || x == "yml") {
+            let mut text = std::fs::read_to_string(&from).unwrap();
+            for (a, b) in replace {
+                text = text.replace(a, b);
+            }
+            std::fs::write(&to, text).unwrap();
         } else {
             std::fs::copy(&from, &to).unwrap();
         }

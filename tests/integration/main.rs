@@ -7,6 +7,7 @@ mod compose;
 mod demo;
 mod engine;
 mod example_dependency_upgrade;
+mod example_microservices;
 mod notify;
 mod report;
 mod resume;

@@ -1,0 +1,8 @@
+# analytics v2 (phase 2): routes/ added, RVOL exposed over REST.
+route() {
+  case "$1" in
+    /health) respond "200 OK" '{"status":"healthy","service":"analytics","version":"2"}' ;;
+    /cache/rvol|/api/rvol) respond "200 OK" "$(cat /srv/data/rvol.json)" ;;
+    *) respond "404 Not Found" '{"error":"not found"}' ;;
+  esac
+}
