@@ -152,7 +152,7 @@ fn the_runbook_is_generated_from_the_plan_and_the_log() {
 fn the_runbook_lists_levels_options_reviews_and_the_decision_matrix() {
     let p = Project::new();
     p.git(&["init", "-q"]);
-    p.file("backout.toml", include_str!("../../examples/runbook-levels.toml"));
+    p.file("backout.toml", include_str!("fixtures/runbook-levels.toml"));
     let r = p.run(&["runbook"]);
     r.success();
     let md = r.stdout();
