@@ -3,6 +3,7 @@
 //! percentages, rules and `${ENV}` secrets are parsed once, here, and every
 //! problem is reported with file, line, column, a caret and a hint ([`diag`]).
 
+mod capture;
 pub mod diag;
 #[cfg(test)]
 mod error_snapshots;
@@ -66,6 +67,8 @@ pub struct PlanWarning {
 pub struct Capture {
     /// HEAD, branch and the whole working tree, untracked files included.
     pub git: bool,
+    /// Paths under the root, relative, without a trailing `/` (validated in [`capture`]).
+    pub paths: Vec<String>,
 }
 
 /// A command to run: an argument list, or a line for `sh -c` when `shell` is set.
@@ -603,6 +606,7 @@ impl Validator<'_> {
             .capture
             .map(|c| Capture {
                 git: c.get_ref().git.as_ref().is_some_and(|g| *g.get_ref()),
+                paths: self.capture_paths(&c.get_ref().paths),
             })
             .unwrap_or_default();
         let baseline_for = raw

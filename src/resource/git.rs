@@ -90,22 +90,7 @@ pub fn capture(dir: &Path, name: &str) -> Result<GitState, GitError> {
         &[],
     ));
     let index_tree = git(&toplevel, &["write-tree"], &[])?;
-
-    // The working tree goes through a private copy of the index, so the user's
-    // index (staged vs unstaged) is left exactly as it was.
-    let tmp_index = git_dir.join(format!("backout-index-{}", std::process::id()));
-    let real_index = git_dir.join("index");
-    if real_index.exists() {
-        std::fs::copy(&real_index, &tmp_index).map_err(|source| GitError::Spawn {
-            dir: toplevel.clone(),
-            source,
-        })?;
-    }
-    let idx = tmp_index.display().to_string();
-    let tree = git(&toplevel, &["add", "-A", "--", "."], &[("GIT_INDEX_FILE", &idx)])
-        .and_then(|_| git(&toplevel, &["write-tree"], &[("GIT_INDEX_FILE", &idx)]));
-    let _ = std::fs::remove_file(&tmp_index);
-    let tree = tree?;
+    let tree = worktree_tree(&toplevel, &git_dir)?;
 
     let parent_args = |extra: &[String]| -> Vec<String> {
         let mut v = Vec::new();
@@ -144,6 +129,123 @@ pub fn capture(dir: &Path, name: &str) -> Result<GitState, GitError> {
         commit,
         pin,
     })
+}
+
+/// The tree of the working tree as it is now (tracked and untracked, not
+/// ignored). It goes through a private copy of the index, so the user's index
+/// (staged vs unstaged) is left exactly as it was.
+fn worktree_tree(toplevel: &Path, git_dir: &Path) -> Result<String, GitError> {
+    let tmp_index = git_dir.join(format!("backout-index-{}", std::process::id()));
+    let real_index = git_dir.join("index");
+    if real_index.exists() {
+        std::fs::copy(&real_index, &tmp_index).map_err(|source| GitError::Spawn {
+            dir: toplevel.to_path_buf(),
+            source,
+        })?;
+    }
+    let idx = tmp_index.display().to_string();
+    let tree = git(toplevel, &["add", "-A", "--", "."], &[("GIT_INDEX_FILE", &idx)])
+        .and_then(|_| git(toplevel, &["write-tree"], &[("GIT_INDEX_FILE", &idx)]));
+    let _ = std::fs::remove_file(&tmp_index);
+    tree
+}
+
+/// One thing a git restore would change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GitChange {
+    /// `add`, `change`, `remove` (working-tree files), `index`, or `move` (refs).
+    pub action: &'static str,
+    pub what: String,
+}
+
+fn short(sha: Option<&str>) -> String {
+    sha.map_or("(no commit)".to_string(), |h| h[..12.min(h.len())].to_string())
+}
+
+/// What restoring `state` would change: working-tree files, the index, HEAD and
+/// the branch. Changes nothing.
+pub fn plan_restore(state: &GitState) -> Result<Vec<GitChange>, GitError> {
+    let dir = &state.toplevel;
+    verify(state)?;
+    let git_dir = PathBuf::from(git(dir, &["rev-parse", "--absolute-git-dir"], &[])?);
+    let now_tree = worktree_tree(dir, &git_dir)?;
+    let mut out = Vec::new();
+    let target = format!("{}^{{tree}}", state.commit);
+    let names = git(dir, &["diff-tree", "-r", "-z", "--no-renames", "--name-status", &now_tree, &target], &[])?;
+    let mut parts = names.split('\0').filter(|s| !s.is_empty());
+    while let (Some(st), Some(path)) = (parts.next(), parts.next()) {
+        let action = match st {
+            "A" => "add",
+            "D" => "remove",
+            _ => "change",
+        };
+        out.push(GitChange {
+            action,
+            what: path.to_string(),
+        });
+    }
+    let now_index = git(dir, &["write-tree"], &[])?;
+    if now_index != state.index_tree {
+        let n = git(dir, &["diff-tree", "-r", "--name-only", &now_index, &state.index_tree], &[])?
+            .lines()
+            .count();
+        out.push(GitChange {
+            action: "index",
+            what: format!("the index (staged changes) differs in {n} path(s)"),
+        });
+    }
+    let now_branch = optional(git(dir, &["symbolic-ref", "-q", "HEAD"], &[]));
+    let now_head = optional(git(dir, &["rev-parse", "--verify", "-q", "HEAD"], &[]));
+    if let Some(b) = &state.branch {
+        let at = optional(git(dir, &["rev-parse", "--verify", "-q", b], &[]));
+        if at != state.head {
+            out.push(GitChange {
+                action: "move",
+                what: format!("{b}: {} → {}", short(at.as_deref()), short(state.head.as_deref())),
+            });
+        }
+    }
+    if now_branch != state.branch || (state.branch.is_none() && now_head != state.head) {
+        let show = |b: &Option<String>, h: &Option<String>| match b {
+            Some(b) => b.clone(),
+            None => format!("detached at {}", short(h.as_deref())),
+        };
+        out.push(GitChange {
+            action: "move",
+            what: format!("HEAD: {} → {}", show(&now_branch, &now_head), show(&state.branch, &state.head)),
+        });
+    }
+    Ok(out)
+}
+
+/// Puts HEAD, the branch, the index and the working tree back exactly as
+/// `state` holds them. Untracked files that the checkpoint did not have are
+/// removed (ignored files are left alone); take a checkpoint first.
+pub fn restore(state: &GitState) -> Result<(), GitError> {
+    let dir = &state.toplevel;
+    verify(state)?;
+    match (&state.branch, &state.head) {
+        (Some(b), Some(h)) => {
+            git(dir, &["update-ref", "-m", "backout restore", b, h], &[])?;
+            git(dir, &["symbolic-ref", "HEAD", b], &[])?;
+        }
+        (Some(b), None) => {
+            git(dir, &["symbolic-ref", "HEAD", b], &[])?;
+            if git(dir, &["rev-parse", "--verify", "-q", b], &[]).is_ok() {
+                git(dir, &["update-ref", "-d", b], &[])?;
+            }
+        }
+        (None, Some(h)) => {
+            git(dir, &["update-ref", "--no-deref", "-m", "backout restore", "HEAD", h], &[])?;
+        }
+        (None, None) => {}
+    }
+    git(dir, &["read-tree", "--reset", "-u", &state.commit], &[])?;
+    git(dir, &["clean", "-fdq"], &[])?;
+    git(dir, &["read-tree", &state.index_tree], &[])?;
+    // Stat information is stale after read-tree; refresh so `git status` is quiet.
+    let _ = git(dir, &["update-index", "-q", "--refresh"], &[]);
+    Ok(())
 }
 
 /// Checks that everything a captured state names is still in the repository.
