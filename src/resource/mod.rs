@@ -21,6 +21,7 @@
 //! [`restore`] then does the rest for every kind: `--only`, the dry run, the
 //! safety checkpoint of the same resources, and a journaled step per resource.
 
+pub mod gc;
 pub mod git;
 pub mod paths;
 

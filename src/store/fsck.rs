@@ -32,7 +32,8 @@ pub enum Problem {
 /// One damaged object and what it affects.
 #[derive(Debug, Clone, Serialize)]
 pub struct Damage {
-    pub object: Hash,
+    /// The object's name (for `git`, the commit).
+    pub object: String,
     pub problem: Problem,
     /// `manifest`, `file`, or `unreferenced`.
     pub role: &'static str,
@@ -133,7 +134,7 @@ pub fn fsck(store: &Store, refs: &[Reference], progress: &(dyn Fn(u64) + Sync)) 
 
 fn damage(object: Hash, problem: Problem, role: &'static str, detail: String) -> Damage {
     Damage {
-        object,
+        object: object.to_hex(),
         problem,
         role,
         detail,
