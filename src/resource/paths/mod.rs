@@ -139,7 +139,7 @@ fn scan(
         .unwrap_or_default();
     let mut entries = Vec::new();
     let mut to_read = Vec::new();
-    for item in walkdir::WalkDir::new(&top).follow_links(false) {
+    for item in walkdir::WalkDir::new(&top).follow_links(false).follow_root_links(false) {
         let item = item.map_err(|e| {
             let p = e.path().unwrap_or(&top).to_path_buf();
             io("read", p)(e.into())
@@ -626,3 +626,8 @@ fn copy_in(
 pub fn normalize(rel: &str) -> String {
     rel.trim_end_matches('/').to_string()
 }
+
+#[cfg(test)]
+mod escapes;
+#[cfg(test)]
+mod tests;
