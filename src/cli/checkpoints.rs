@@ -74,7 +74,11 @@ pub fn run(ctx: &Ctx, _args: CheckpointsArgs) -> Result<ExitCode, CommandError> 
             bytes(l.bytes),
             l.label.as_deref().unwrap_or("-"),
             l.phase.as_deref().unwrap_or("-"),
-            if l.resources.is_empty() { "-".into() } else { l.resources.join(", ") }
+            if l.resources.is_empty() {
+                "-".into()
+            } else {
+                l.resources.join(", ")
+            }
         ));
     }
     Ok(ExitCode::Ok)

@@ -36,7 +36,11 @@ pub fn run(ctx: &Ctx, _args: FsckArgs) -> Result<ExitCode, CommandError> {
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
-        p.out(format!("{problem} {} {}: {used}", d.role, &d.object[..12.min(d.object.len())]));
+        p.out(format!(
+            "{problem} {} {}: {used}",
+            d.role,
+            &d.object[..12.min(d.object.len())]
+        ));
         if !d.detail.is_empty() {
             p.out(format!("  {}", d.detail));
         }
@@ -55,7 +59,11 @@ pub fn run(ctx: &Ctx, _args: FsckArgs) -> Result<ExitCode, CommandError> {
         p.out(format!(
             "{} damaged object(s); affected checkpoints: {}",
             report.damaged.len(),
-            if affected.is_empty() { "none".into() } else { affected.into_iter().collect::<Vec<_>>().join(", ") }
+            if affected.is_empty() {
+                "none".into()
+            } else {
+                affected.into_iter().collect::<Vec<_>>().join(", ")
+            }
         ));
         Ok(ExitCode::Damaged)
     }

@@ -29,7 +29,11 @@ pub fn run(ctx: &Ctx, args: GcArgs) -> Result<ExitCode, CommandError> {
         .as_deref()
         .map(|s| {
             parse_duration(s).map_err(|e| {
-                CommandError::usage(anyhow::anyhow!("--older-than {s:?}: {}\n  = hint: {}", e.message, e.hint))
+                CommandError::usage(anyhow::anyhow!(
+                    "--older-than {s:?}: {}\n  = hint: {}",
+                    e.message,
+                    e.hint
+                ))
             })
         })
         .transpose()?;
@@ -40,7 +44,13 @@ pub fn run(ctx: &Ctx, args: GcArgs) -> Result<ExitCode, CommandError> {
         &serde_json::json!({ "keep": args.keep, "older_than": args.older_than }),
         ws.now_ms(),
     )?;
-    let report = match gc::gc(&ws, &GcRules { keep: args.keep, older_than }) {
+    let report = match gc::gc(
+        &ws,
+        &GcRules {
+            keep: args.keep,
+            older_than,
+        },
+    ) {
         Ok(r) => r,
         Err(e) => {
             ws.oplog.finish(op, "failed", Some(&format!("{e:#}")), ws.now_ms())?;

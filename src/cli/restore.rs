@@ -35,9 +35,10 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode, CommandError> {
             args.checkpoint
         ))
     })?;
-    let cp = ws.oplog.checkpoint(id)?.ok_or_else(|| {
-        CommandError::usage(RestoreError::NoSuchCheckpoint(resource::checkpoint_name(id)))
-    })?;
+    let cp = ws
+        .oplog
+        .checkpoint(id)?
+        .ok_or_else(|| CommandError::usage(RestoreError::NoSuchCheckpoint(resource::checkpoint_name(id))))?;
     let only: Vec<String> = args.only.iter().map(|o| o.trim_end_matches('/').to_string()).collect();
     let bar = ctx.printer.progress();
     let outcome = if args.dry_run {

@@ -35,7 +35,11 @@ impl Validator<'_> {
                 continue;
             }
             if !seen.insert(norm.to_string()) {
-                self.error(p.span(), format!("capture path {raw:?} is listed twice"), "list each path once");
+                self.error(
+                    p.span(),
+                    format!("capture path {raw:?} is listed twice"),
+                    "list each path once",
+                );
                 continue;
             }
             out.push(norm.to_string());

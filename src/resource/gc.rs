@@ -50,10 +50,7 @@ pub fn gc(ws: &Workspace, rules: &GcRules) -> anyhow::Result<GcReport> {
             .older_than
             .is_some_and(|d| now - c.created_at > d.as_millis() as i64);
         let asked = rules.keep.is_some() || rules.older_than.is_some();
-        let drop = asked
-            && rank > 0
-            && (rules.keep.is_none() || by_count)
-            && (rules.older_than.is_none() || by_age);
+        let drop = asked && rank > 0 && (rules.keep.is_none() || by_count) && (rules.older_than.is_none() || by_age);
         if drop {
             drop_ids.push(c.id);
             report.dropped.push(checkpoint_name(c.id));

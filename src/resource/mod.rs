@@ -164,7 +164,13 @@ pub trait PreparedRestore {
 }
 
 /// Captures one resource into `into`.
-fn capture_one(spec: &Spec, cx: &Cx<'_>, name: &str, batch: &Batch<'_>, into: &mut Resources) -> anyhow::Result<Summary> {
+fn capture_one(
+    spec: &Spec,
+    cx: &Cx<'_>,
+    name: &str,
+    batch: &Batch<'_>,
+    into: &mut Resources,
+) -> anyhow::Result<Summary> {
     match spec {
         Spec::Git => {
             let state = git::capture(cx.root, name)?;

@@ -57,7 +57,10 @@ impl FsckReport {
 
     /// Checkpoints affected by any damage.
     pub fn affected(&self) -> BTreeSet<String> {
-        self.damaged.iter().flat_map(|d| d.checkpoints.iter().cloned()).collect()
+        self.damaged
+            .iter()
+            .flat_map(|d| d.checkpoints.iter().cloned())
+            .collect()
     }
 }
 
@@ -101,7 +104,13 @@ pub fn fsck(store: &Store, refs: &[Reference], progress: &(dyn Fn(u64) + Sync)) 
             }
         };
         if !present.contains(mh) {
-            mark(*mh, Problem::Missing, "manifest", format!("manifest of {}", users[0].resource), None);
+            mark(
+                *mh,
+                Problem::Missing,
+                "manifest",
+                format!("manifest of {}", users[0].resource),
+                None,
+            );
             continue;
         }
         let m = match Manifest::load(store, *mh) {

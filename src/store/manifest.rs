@@ -107,7 +107,11 @@ impl Manifest {
 
     /// Total bytes of the files.
     pub fn bytes(&self) -> u64 {
-        self.entries.iter().filter(|e| e.kind == Kind::File).map(|e| e.size).sum()
+        self.entries
+            .iter()
+            .filter(|e| e.kind == Kind::File)
+            .map(|e| e.size)
+            .sum()
     }
 
     /// Checks that restoring this manifest can only write inside its root: every

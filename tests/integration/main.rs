@@ -2,6 +2,7 @@
 
 mod cli;
 mod demo;
+mod store;
 mod watch;
 
 use std::path::{Path, PathBuf};

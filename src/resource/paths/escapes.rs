@@ -85,7 +85,11 @@ impl Arena {
         let r = self.f.restore(st);
         assert!(r.is_err(), "{what}: restore should have been refused, did {r:?}");
         assert_eq!(self.sentinel(), sentinel, "{what}: sentinel changed");
-        assert_eq!(snapshot(self.f.dir.path(), "root"), root, "{what}: something was written");
+        assert_eq!(
+            snapshot(self.f.dir.path(), "root"),
+            root,
+            "{what}: something was written"
+        );
     }
 }
 
@@ -99,50 +103,194 @@ fn crafted_manifests_are_refused_before_writing() {
     let long = "n".repeat(256);
     let deep = vec!["d"; 2100].join("/");
     let cases: Vec<(&str, PathState)> = vec![
-        ("dot-dot entry", a.crafted("a", "a", vec![dir("a"), file("a/../../sentinel/keep")])),
-        ("dot-dot at the start", a.crafted("a", "a", vec![dir("a"), file("../sentinel/keep")])),
-        ("absolute entry", a.crafted("a", "a", vec![dir("a"), file("/tmp/backout-escape")])),
+        (
+            "dot-dot entry",
+            a.crafted("a", "a", vec![dir("a"), file("a/../../sentinel/keep")]),
+        ),
+        (
+            "dot-dot at the start",
+            a.crafted("a", "a", vec![dir("a"), file("../sentinel/keep")]),
+        ),
+        (
+            "absolute entry",
+            a.crafted("a", "a", vec![dir("a"), file("/tmp/backout-escape")]),
+        ),
         (
             "absolute entry into the sentinel",
-            a.crafted("a", "a", vec![dir("a"), file(&format!("{}/keep", a.f.dir.path().join("sentinel").display()))]),
+            a.crafted(
+                "a",
+                "a",
+                vec![
+                    dir("a"),
+                    file(&format!("{}/keep", a.f.dir.path().join("sentinel").display())),
+                ],
+            ),
         ),
-        ("root is dot-dot", a.crafted("..", "..", vec![dir(".."), file("../sentinel-new")])),
+        (
+            "root is dot-dot",
+            a.crafted("..", "..", vec![dir(".."), file("../sentinel-new")]),
+        ),
         ("root is absolute", a.crafted("/tmp", "/tmp", vec![dir("/tmp")])),
-        ("state path escapes", a.crafted("../sentinel", "../sentinel", vec![dir("../sentinel"), file("../sentinel/keep")])),
-        ("manifest root differs from the checkpoint's", a.crafted("a", "sentinel", vec![dir("sentinel"), file("sentinel/keep")])),
+        (
+            "state path escapes",
+            a.crafted(
+                "../sentinel",
+                "../sentinel",
+                vec![dir("../sentinel"), file("../sentinel/keep")],
+            ),
+        ),
+        (
+            "manifest root differs from the checkpoint's",
+            a.crafted("a", "sentinel", vec![dir("sentinel"), file("sentinel/keep")]),
+        ),
         (
             "symlink then file through it",
-            a.crafted("a", "a", vec![dir("a"), link("a/l", "../../sentinel"), file("a/l/keep")]),
+            a.crafted(
+                "a",
+                "a",
+                vec![dir("a"), link("a/l", "../../sentinel"), file("a/l/keep")],
+            ),
         ),
         (
             "symlink then directory through it",
-            a.crafted("a", "a", vec![dir("a"), link("a/l", "../../sentinel"), dir("a/l/sub"), file("a/l/sub/x")]),
+            a.crafted(
+                "a",
+                "a",
+                vec![
+                    dir("a"),
+                    link("a/l", "../../sentinel"),
+                    dir("a/l/sub"),
+                    file("a/l/sub/x"),
+                ],
+            ),
         ),
         (
             "absolute symlink then file",
-            a.crafted("a", "a", vec![dir("a"), link("a/l", &a.f.dir.path().join("sentinel").display().to_string()), file("a/l/keep")]),
+            a.crafted(
+                "a",
+                "a",
+                vec![
+                    dir("a"),
+                    link("a/l", &a.f.dir.path().join("sentinel").display().to_string()),
+                    file("a/l/keep"),
+                ],
+            ),
         ),
-        ("directory and symlink with one name", a.crafted("a", "a", vec![dir("a"), dir("a/x"), link("a/x", "../../sentinel"), file("a/x/keep")])),
-        ("symlink and directory with one name", a.crafted("a", "a", vec![dir("a"), link("a/x", "../../sentinel"), dir("a/x"), file("a/x/keep")])),
-        ("one file twice", a.crafted("a", "a", vec![dir("a"), file("a/f"), file("a/f")])),
-        ("out of order", a.crafted("a", "a", vec![dir("a"), file("a/z"), file("a/b")])),
-        ("entry outside the captured path", a.crafted("a", "a", vec![dir("a"), dir("b"), file("b/f")])),
-        ("name-prefix trick", a.crafted("a", "a", vec![dir("a"), dir("ab"), file("ab/f")])),
-        ("no parent entry", a.crafted("a", "a", vec![dir("a"), file("a/missing/f")])),
-        ("file under a file", a.crafted("a", "a", vec![dir("a"), file("a/f"), file("a/f/g")])),
-        ("root is a symlink with children", a.crafted("a", "a", vec![link("a", "../sentinel"), file("a/keep")])),
-        ("overlong name", a.crafted("a", "a", vec![dir("a"), file(&format!("a/{long}"))])),
-        ("overlong path", a.crafted("a", "a", vec![dir("a"), file(&format!("a/{deep}"))])),
-        ("NUL in a name", a.crafted("a", "a", vec![dir("a"), file("a/x\0/../../sentinel/keep")])),
+        (
+            "directory and symlink with one name",
+            a.crafted(
+                "a",
+                "a",
+                vec![dir("a"), dir("a/x"), link("a/x", "../../sentinel"), file("a/x/keep")],
+            ),
+        ),
+        (
+            "symlink and directory with one name",
+            a.crafted(
+                "a",
+                "a",
+                vec![dir("a"), link("a/x", "../../sentinel"), dir("a/x"), file("a/x/keep")],
+            ),
+        ),
+        (
+            "one file twice",
+            a.crafted("a", "a", vec![dir("a"), file("a/f"), file("a/f")]),
+        ),
+        (
+            "out of order",
+            a.crafted("a", "a", vec![dir("a"), file("a/z"), file("a/b")]),
+        ),
+        (
+            "entry outside the captured path",
+            a.crafted("a", "a", vec![dir("a"), dir("b"), file("b/f")]),
+        ),
+        (
+            "name-prefix trick",
+            a.crafted("a", "a", vec![dir("a"), dir("ab"), file("ab/f")]),
+        ),
+        (
+            "no parent entry",
+            a.crafted("a", "a", vec![dir("a"), file("a/missing/f")]),
+        ),
+        (
+            "file under a file",
+            a.crafted("a", "a", vec![dir("a"), file("a/f"), file("a/f/g")]),
+        ),
+        (
+            "root is a symlink with children",
+            a.crafted("a", "a", vec![link("a", "../sentinel"), file("a/keep")]),
+        ),
+        (
+            "overlong name",
+            a.crafted("a", "a", vec![dir("a"), file(&format!("a/{long}"))]),
+        ),
+        (
+            "overlong path",
+            a.crafted("a", "a", vec![dir("a"), file(&format!("a/{deep}"))]),
+        ),
+        (
+            "NUL in a name",
+            a.crafted("a", "a", vec![dir("a"), file("a/x\0/../../sentinel/keep")]),
+        ),
         ("empty component", a.crafted("a", "a", vec![dir("a"), file("a//f")])),
         ("dot component", a.crafted("a", "a", vec![dir("a"), file("a/./f")])),
         ("empty entry path", a.crafted("a", "a", vec![dir("a"), file("")])),
-        ("file-type bits in the mode", a.crafted("a", "a", vec![dir("a"), Entry { mode: 0o100644, ..file("a/f") }])),
-        ("symlink without a target", a.crafted("a", "a", vec![dir("a"), Entry { target: None, ..link("a/l", "x") }])),
-        ("file without an object", a.crafted("a", "a", vec![dir("a"), Entry { hash: None, ..file("a/f") }])),
-        ("unknown format version", a.raw("a", br#"{"version":2,"root":"a","entries":[]}"#)),
+        (
+            "file-type bits in the mode",
+            a.crafted(
+                "a",
+                "a",
+                vec![
+                    dir("a"),
+                    Entry {
+                        mode: 0o100644,
+                        ..file("a/f")
+                    },
+                ],
+            ),
+        ),
+        (
+            "symlink without a target",
+            a.crafted(
+                "a",
+                "a",
+                vec![
+                    dir("a"),
+                    Entry {
+                        target: None,
+                        ..link("a/l", "x")
+                    },
+                ],
+            ),
+        ),
+        (
+            "file without an object",
+            a.crafted(
+                "a",
+                "a",
+                vec![
+                    dir("a"),
+                    Entry {
+                        hash: None,
+                        ..file("a/f")
+                    },
+                ],
+            ),
+        ),
+        (
+            "unknown format version",
+            a.raw("a", br#"{"version":2,"root":"a","entries":[]}"#),
+        ),
         ("not JSON", a.raw("a", b"\x00\x01 definitely not a manifest")),
-        ("object that is missing", PathState { path: "a".into(), manifest: Hash::of(b"never stored"), files: 0, bytes: 0 }),
+        (
+            "object that is missing",
+            PathState {
+                path: "a".into(),
+                manifest: Hash::of(b"never stored"),
+                files: 0,
+                bytes: 0,
+            },
+        ),
     ];
     assert!(cases.len() >= 20);
     for (what, st) in &cases {

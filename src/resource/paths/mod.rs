@@ -34,7 +34,9 @@ pub enum PathsError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} goes through the symlink {link}; backout captures and restores only inside the plan root, without following symlinks")]
+    #[error(
+        "{path} goes through the symlink {link}; backout captures and restores only inside the plan root, without following symlinks"
+    )]
     ThroughSymlink { path: String, link: String },
     #[error("{path} is not a regular file, directory or symlink (a socket, FIFO or device); it cannot be captured")]
     Special { path: PathBuf },
@@ -177,9 +179,9 @@ fn scan(
             e.target = Some(t.to_string());
         } else if ft.is_file() {
             e.size = md.len();
-            let reuse = known.get(e.path.as_str()).filter(|p| {
-                p.kind == Kind::File && p.size == e.size && p.mtime_ns == e.mtime_ns && p.ino == e.ino
-            });
+            let reuse = known
+                .get(e.path.as_str())
+                .filter(|p| p.kind == Kind::File && p.size == e.size && p.mtime_ns == e.mtime_ns && p.ino == e.ino);
             e.hash = reuse.and_then(|p| p.hash);
             if let (Some(h), Some(b)) = (e.hash, batch)
                 && !b.store().contains(h)
@@ -265,6 +267,8 @@ fn is_zero(n: &u64) -> bool {
 pub struct Planned {
     root: PathBuf,
     target: Manifest,
+    /// The disk as the plan saw it (file hashes only where they were needed).
+    current: Manifest,
     pub changes: Vec<Change>,
 }
 
@@ -290,12 +294,17 @@ pub fn plan(
         });
     }
     let wanted: HashMap<&str, &Entry> = target.entries.iter().map(|e| (e.path.as_str(), e)).collect();
-    let want_hash = |e: &Entry| wanted.get(e.path.as_str()).is_some_and(|t| t.kind == Kind::File && t.size == e.size);
+    let want_hash = |e: &Entry| {
+        wanted
+            .get(e.path.as_str())
+            .is_some_and(|t| t.kind == Kind::File && t.size == e.size)
+    };
     let current = scan(root, &state.path, prev, None, &want_hash, progress)?;
     let changes = diff(&current, &target);
     Ok(Planned {
         root: root.to_path_buf(),
         target,
+        current,
         changes,
     })
 }
@@ -395,6 +404,7 @@ impl Planned {
         }
         Ok(Prepared {
             planned: self,
+            store: store.clone(),
             staging: staging.to_path_buf(),
             staged,
         })
@@ -424,6 +434,7 @@ fn times(ns: i64) -> Timestamps {
 #[derive(Debug)]
 pub struct Prepared {
     planned: Planned,
+    store: Store,
     staging: PathBuf,
     staged: HashMap<String, String>,
 }
@@ -463,8 +474,8 @@ impl Dirs {
             return Ok(self.root.as_fd());
         }
         if self.last.as_ref().is_none_or(|(p, _)| p != rel) {
-            let mut fd = rustix::fs::openat(&self.root, ".", DIR_FLAGS, Mode::empty())
-                .map_err(rio("open", &self.root_path))?;
+            let mut fd =
+                rustix::fs::openat(&self.root, ".", DIR_FLAGS, Mode::empty()).map_err(rio("open", &self.root_path))?;
             for c in rel.split('/') {
                 let here = self.root_path.join(rel);
                 let next = match rustix::fs::openat(&fd, c, DIR_FLAGS, Mode::empty()) {
@@ -530,12 +541,26 @@ impl Prepared {
 
     /// Applies the restore: removals first, then directories, files and symlinks
     /// in path order, then directory modes and mtimes from the deepest up.
-    pub fn commit(mut self, progress: &dyn Progress) -> Result<Vec<Change>, PathsError> {
+    ///
+    /// The disk is compared with the checkpoint once more first, since another
+    /// resource restored just before (git, over a tracked directory) may have
+    /// changed it since the plan; what the plan did not stage is staged now,
+    /// still checked against its hash.
+    pub fn commit(self, progress: &dyn Progress) -> Result<Vec<Change>, PathsError> {
         let root = self.planned.root.clone();
+        let target = &self.planned.target;
+        let wanted: HashMap<&str, &Entry> = target.entries.iter().map(|e| (e.path.as_str(), e)).collect();
+        let want_hash = |e: &Entry| {
+            wanted
+                .get(e.path.as_str())
+                .is_some_and(|t| t.kind == Kind::File && t.size == e.size)
+        };
+        let now = scan(&root, &target.root, Some(&self.planned.current), None, &want_hash, &())?;
+        let changes = diff(&now, target);
         let mut dirs = Dirs::open(&root)?;
-        let staging_fd = rustix::fs::open(&self.staging, DIR_FLAGS, Mode::empty()).map_err(rio("open", &self.staging))?;
-        let changes = std::mem::take(&mut self.planned.changes);
-        progress.begin(&format!("restoring {}", self.planned.target.root), changes.len() as u64, 0);
+        let staging_fd =
+            rustix::fs::open(&self.staging, DIR_FLAGS, Mode::empty()).map_err(rio("open", &self.staging))?;
+        progress.begin(&format!("restoring {}", target.root), changes.len() as u64, 0);
         for c in changes.iter().filter(|c| c.action == Action::Remove) {
             let (parent, name) = split(&c.path);
             let d = dirs.dir(parent, false)?;
@@ -548,8 +573,8 @@ impl Prepared {
             .filter(|c| c.action != Action::Remove)
             .map(|c| (c.path.as_str(), c.action))
             .collect();
-        let top_parent = split(&self.planned.target.root).0.to_string();
-        for e in &self.planned.target.entries {
+        let top_parent = split(&target.root).0.to_string();
+        for e in &target.entries {
             let Some(&action) = acting.get(e.path.as_str()) else {
                 continue;
             };
@@ -564,7 +589,15 @@ impl Prepared {
                     }
                 }
                 Kind::File => {
-                    let staged = &self.staged[&e.path];
+                    let staged = match self.staged.get(&e.path) {
+                        Some(s) => s.clone(),
+                        None => {
+                            let late = format!("late-{}", Hash::of(e.path.as_bytes()));
+                            stage_one(&self.store, &self.staging.join(&late), e)?;
+                            late
+                        }
+                    };
+                    let staged = &staged;
                     match rustix::fs::renameat(&staging_fd, staged.as_str(), d, name) {
                         Ok(()) => {}
                         Err(rustix::io::Errno::XDEV) => copy_in(&self.staging.join(staged), d, name, e, &shown)?,
@@ -584,7 +617,7 @@ impl Prepared {
             progress.advance(1, e.size);
         }
         // Directories last, deepest first: writing inside one changes its mtime.
-        for e in self.planned.target.entries.iter().rev().filter(|e| e.kind == Kind::Dir) {
+        for e in target.entries.iter().rev().filter(|e| e.kind == Kind::Dir) {
             let (parent, name) = split(&e.path);
             let shown = root.join(&e.path);
             let d = dirs.dir(parent, false)?;

@@ -107,7 +107,11 @@ fn a_venv_like_tree_comes_back_exactly() {
     assert_eq!(f.store.list().unwrap().len(), 5, "{:?}", m.entries);
 
     std::fs::write(r.join("venv/bin/python3"), b"changed").unwrap();
-    std::fs::set_permissions(r.join("venv/lib/site/pkg/data.bin"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(
+        r.join("venv/lib/site/pkg/data.bin"),
+        std::fs::Permissions::from_mode(0o777),
+    )
+    .unwrap();
     std::fs::remove_dir_all(r.join("venv/lib/site")).unwrap();
     std::fs::remove_file(r.join("venv/bin/python")).unwrap();
     std::fs::create_dir(r.join("venv/bin/python")).unwrap();
@@ -117,7 +121,11 @@ fn a_venv_like_tree_comes_back_exactly() {
     write(&r, "venv/new-file", b"not in the checkpoint", 0o644);
 
     let changes = f.restore(&state).unwrap();
-    assert!(changes.iter().any(|c| c.action == Action::Remove && c.path == "venv/new-file"));
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.action == Action::Remove && c.path == "venv/new-file")
+    );
     assert_eq!(snapshot(&r, "venv"), before);
     let again = plan(&f.store, &r, &state, None, &()).unwrap();
     assert!(again.is_noop(), "{:?}", again.changes);
@@ -201,7 +209,10 @@ fn restore_refuses_a_damaged_checkpoint_before_writing() {
         }
         let err = f.restore(&state).unwrap_err();
         assert!(
-            matches!(err, PathsError::Store(StoreError::Corrupt { .. } | StoreError::Missing { .. })),
+            matches!(
+                err,
+                PathsError::Store(StoreError::Corrupt { .. } | StoreError::Missing { .. })
+            ),
             "{what}: {err}"
         );
         assert_eq!(snapshot(&r, "t"), edited, "{what}: nothing was written");
@@ -230,8 +241,19 @@ enum Spec {
 }
 
 fn name() -> impl Strategy<Value = String> {
-    prop::sample::select(vec!["a", "b", "bin", "é", "日本語", "with space", "x.py", "-dash", ".hidden", "Ω"])
-        .prop_map(str::to_string)
+    prop::sample::select(vec![
+        "a",
+        "b",
+        "bin",
+        "é",
+        "日本語",
+        "with space",
+        "x.py",
+        "-dash",
+        ".hidden",
+        "Ω",
+    ])
+    .prop_map(str::to_string)
 }
 
 fn rel_path() -> impl Strategy<Value = String> {
@@ -318,13 +340,19 @@ fn snapshot_of_state(f: &Fixture, state: &PathState) -> BTreeMap<String, Node> {
         .iter()
         .map(|e| {
             let n = match e.kind {
-                Kind::Dir => Node::Dir { mode: e.mode, mtime: e.mtime_ns },
+                Kind::Dir => Node::Dir {
+                    mode: e.mode,
+                    mtime: e.mtime_ns,
+                },
                 Kind::File => Node::File {
                     mode: e.mode,
                     mtime: e.mtime_ns,
                     data: f.store.read(e.hash.unwrap()).unwrap(),
                 },
-                Kind::Symlink => Node::Link { target: e.target.clone().unwrap(), mtime: e.mtime_ns },
+                Kind::Symlink => Node::Link {
+                    target: e.target.clone().unwrap(),
+                    mtime: e.mtime_ns,
+                },
             };
             (e.path.clone(), n)
         })
