@@ -254,14 +254,18 @@ pub fn checkpoint_of(
     };
     let mut res = Resources::default();
     let batch = store.batch();
+    let t = std::time::Instant::now();
     for spec in specs {
         let s = capture_one(spec, &cx, &name, &batch, &mut res)?;
+        tracing::debug!(resource = s.name, ms = t.elapsed().as_millis() as u64, "captured");
         res.summary.push(s);
     }
     batch.commit().context("writing the captured objects")?;
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "objects durable");
     for h in res.held() {
         h.verify(&cx).with_context(|| format!("verifying {}", h.name()))?;
     }
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "verified");
     let value = serde_json::to_value(&res)?;
     ws.oplog.complete_checkpoint(id, &value)?;
     ws.oplog.event(
@@ -450,9 +454,10 @@ impl Held for paths::PathState {
     }
     fn verify(&self, cx: &Cx<'_>) -> anyhow::Result<()> {
         let m = Manifest::load(cx.store, self.manifest)?;
+        let stored: std::collections::HashSet<_> = cx.store.list()?.into_iter().collect();
         for e in &m.entries {
             if let Some(h) = e.hash
-                && !cx.store.contains(h)
+                && !stored.contains(&h)
             {
                 anyhow::bail!("the object {} of {} is not in the store", h.short(), e.path);
             }

@@ -8,7 +8,8 @@
 //!
 //! Writes go through a [`Batch`]: each new object is written to a temporary file
 //! under `objects/tmp/`; [`Batch::commit`] makes all of them durable with one
-//! `syncfs`, renames each into place and fsyncs the directories it renamed into.
+//! `syncfs`, renames each into place and makes the renames durable (fsync of the
+//! directories, or a second `syncfs` when there are many).
 //! That is "temp file → fsync → rename → fsync the directory" with the fsyncs
 //! batched, so a process killed at any moment leaves only stray temporary files
 //! (removed by `backout gc`), never a named object with the wrong content.
@@ -30,6 +31,10 @@ use serde::{Deserialize, Serialize};
 /// zstd level: 1 is several times faster than the default 3 for a few percent
 /// of size, and checkpoints sit on the path of a deploy.
 const LEVEL: i32 = 1;
+
+/// Up to this many fan-out directories are fsynced one by one after renames;
+/// above it, one `syncfs` is cheaper.
+const FSYNC_DIRS_UP_TO: usize = 8;
 
 /// Files up to this size are read, hashed and compressed in memory.
 const SMALL: u64 = 4 << 20;
@@ -237,6 +242,7 @@ impl Store {
             store: self,
             pending: Mutex::new(Vec::new()),
             seen: Mutex::new(HashSet::new()),
+            existing: std::sync::OnceLock::new(),
             counter: AtomicU64::new(0),
             stored: AtomicU64::new(0),
         }
@@ -249,6 +255,9 @@ pub struct Batch<'s> {
     store: &'s Store,
     pending: Mutex<Vec<(PathBuf, Hash)>>,
     seen: Mutex<HashSet<Hash>>,
+    /// The store's objects when the batch first asked: one directory listing
+    /// instead of a `stat` per file.
+    existing: std::sync::OnceLock<HashSet<Hash>>,
     counter: AtomicU64,
     stored: AtomicU64,
 }
@@ -263,12 +272,20 @@ impl Batch<'_> {
         self.store.dir.join("tmp").join(format!("{}-{n}", std::process::id()))
     }
 
+    /// Whether object `hash` was in the store when the batch started (the
+    /// caller holds the lock, so nothing else adds objects meanwhile).
+    pub fn stored_before(&self, hash: Hash) -> bool {
+        self.existing
+            .get_or_init(|| self.store.list().unwrap_or_default().into_iter().collect())
+            .contains(&hash)
+    }
+
     /// Claims `hash` for this batch: false when it is already stored or pending.
     fn claim(&self, hash: Hash) -> bool {
         if !self.seen.lock().expect("poisoned").insert(hash) {
             return false;
         }
-        !self.store.contains(hash)
+        !self.stored_before(hash)
     }
 
     fn write_tmp(&self, hash: Hash, compressed: &[u8]) -> Result<(), StoreError> {
@@ -341,9 +358,10 @@ impl Batch<'_> {
         }
         let dir = &self.store.dir;
         let tmp = dir.join("tmp");
-        // One syncfs makes every temporary file durable before any is named.
-        let fd = File::open(&tmp).map_err(StoreError::io("opening", &tmp))?;
-        rustix::fs::syncfs(&fd).map_err(|e| StoreError::io("syncing", &tmp)(e.into()))?;
+        // One syncfs makes every temporary file durable before any is named
+        // (measured: faster than an fsync per object, even for a few hundred).
+        let tmp_fd = File::open(&tmp).map_err(StoreError::io("opening", &tmp))?;
+        rustix::fs::syncfs(&tmp_fd).map_err(|e| StoreError::io("syncing", &tmp)(e.into()))?;
         let mut fans = std::collections::BTreeSet::new();
         for (from, hash) in &pending {
             let to = self.store.path_of(*hash);
@@ -353,9 +371,14 @@ impl Batch<'_> {
             }
             fs_err::rename(from, &to).map_err(StoreError::io("renaming into", &to))?;
         }
-        for fan in fans.iter().chain(std::iter::once(dir)) {
-            let d = File::open(fan).map_err(StoreError::io("opening", fan))?;
-            d.sync_all().map_err(StoreError::io("syncing", fan))?;
+        // Then the renames: one directory fsync each for a few, else one more syncfs.
+        if fans.len() <= FSYNC_DIRS_UP_TO {
+            for fan in fans.iter().chain(std::iter::once(dir)) {
+                let d = File::open(fan).map_err(StoreError::io("opening", fan))?;
+                d.sync_all().map_err(StoreError::io("syncing", fan))?;
+            }
+        } else {
+            rustix::fs::syncfs(&tmp_fd).map_err(|e| StoreError::io("syncing", dir)(e.into()))?;
         }
         Ok(self.stored.load(Ordering::Relaxed))
     }

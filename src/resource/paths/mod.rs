@@ -79,8 +79,15 @@ pub fn capture(
     batch: &Batch<'_>,
     progress: &dyn Progress,
 ) -> Result<(PathState, Manifest), PathsError> {
+    let t = std::time::Instant::now();
     let m = scan(root, rel, prev, Some(batch), &|_| true, progress)?;
     let hash = m.store(batch)?;
+    tracing::debug!(
+        path = rel,
+        entries = m.entries.len(),
+        ms = t.elapsed().as_millis() as u64,
+        "scanned and stored"
+    );
     let state = PathState {
         path: rel.to_string(),
         manifest: hash,
@@ -184,7 +191,7 @@ fn scan(
                 .filter(|p| p.kind == Kind::File && p.size == e.size && p.mtime_ns == e.mtime_ns && p.ino == e.ino);
             e.hash = reuse.and_then(|p| p.hash);
             if let (Some(h), Some(b)) = (e.hash, batch)
-                && !b.store().contains(h)
+                && !b.stored_before(h)
             {
                 e.hash = None;
             }
@@ -200,6 +207,7 @@ fn scan(
     }
     let files = to_read.len() as u64;
     let bytes: u64 = to_read.iter().map(|&i| entries[i].size).sum();
+    tracing::debug!(path = rel, entries = entries.len(), to_read = files, bytes, "walked");
     progress.begin(&format!("reading {rel}"), files, bytes);
     let results = parallel(&to_read, |&i| {
         let e = &entries[i];
