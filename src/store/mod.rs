@@ -36,6 +36,12 @@ const LEVEL: i32 = 1;
 /// above it, one `syncfs` is cheaper.
 const FSYNC_DIRS_UP_TO: usize = 8;
 
+thread_local! {
+    /// zstd contexts reused across the many small objects one thread handles.
+    static CCTX: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> = const { std::cell::RefCell::new(None) };
+    static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
+}
+
 /// Files up to this size are read, hashed and compressed in memory.
 const SMALL: u64 = 4 << 20;
 
@@ -152,7 +158,7 @@ impl Store {
     /// written must be thrown away: the check can only finish at the end.
     pub fn read_into(&self, hash: Hash, w: &mut impl Write) -> Result<u64, StoreError> {
         let path = self.path_of(hash);
-        let file = match File::open(&path) {
+        let mut file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(StoreError::Missing {
@@ -167,7 +173,51 @@ impl Store {
             path: path.clone(),
             reason,
         };
-        let mut dec = zstd::stream::read::Decoder::new(file).map_err(|e| corrupt(e.to_string()))?;
+        let check = |got: Hash| {
+            if got == hash {
+                Ok(())
+            } else {
+                Err(corrupt(format!("content hashes to {}", got.short())))
+            }
+        };
+        // Small objects (most of a venv) in one piece, with a reused context.
+        let len = file.metadata().map_err(StoreError::io("reading", &path))?.len();
+        if len <= SMALL {
+            let mut packed = Vec::with_capacity(len as usize);
+            file.read_to_end(&mut packed)
+                .map_err(StoreError::io("reading", &path))?;
+            if let Ok(Some(size)) = zstd::zstd_safe::get_frame_content_size(&packed)
+                && size <= 8 * SMALL
+            {
+                let data = DCTX
+                    .with(|d| {
+                        let mut d = d.borrow_mut();
+                        let dctx = match d.as_mut() {
+                            Some(c) => c,
+                            None => d.insert(zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?),
+                        };
+                        dctx.decompress(&packed, size as usize).map_err(|e| e.to_string())
+                    })
+                    .map_err(|e| corrupt(format!("cannot decompress: {e}")))?;
+                check(Hash::of(&data))?;
+                w.write_all(&data).map_err(StoreError::io("writing out", &path))?;
+                return Ok(data.len() as u64);
+            }
+            return self.read_stream(hash, &packed[..], w, &corrupt, &check);
+        }
+        self.read_stream(hash, file, w, &corrupt, &check)
+    }
+
+    fn read_stream(
+        &self,
+        hash: Hash,
+        src: impl Read,
+        w: &mut impl Write,
+        corrupt: &dyn Fn(String) -> StoreError,
+        check: &dyn Fn(Hash) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        let path = self.path_of(hash);
+        let mut dec = zstd::stream::read::Decoder::new(src).map_err(|e| corrupt(e.to_string()))?;
         let mut hasher = blake3::Hasher::new();
         let mut buf = vec![0u8; 256 << 10];
         let mut n = 0u64;
@@ -182,10 +232,7 @@ impl Store {
             w.write_all(&buf[..k]).map_err(StoreError::io("writing out", &path))?;
             n += k as u64;
         }
-        let got = Hash(*hasher.finalize().as_bytes());
-        if got != hash {
-            return Err(corrupt(format!("content hashes to {}", got.short())));
-        }
+        check(Hash(*hasher.finalize().as_bytes()))?;
         Ok(n)
     }
 
@@ -300,7 +347,16 @@ impl Batch<'_> {
     pub fn put(&self, data: &[u8]) -> Result<Hash, StoreError> {
         let hash = Hash::of(data);
         if self.claim(hash) {
-            let c = zstd::bulk::compress(data, LEVEL).map_err(StoreError::io("compressing", &self.store.dir))?;
+            let c = CCTX
+                .with(|c| {
+                    let mut c = c.borrow_mut();
+                    let cctx = match c.as_mut() {
+                        Some(c) => c,
+                        None => c.insert(zstd::bulk::Compressor::new(LEVEL)?),
+                    };
+                    cctx.compress(data)
+                })
+                .map_err(StoreError::io("compressing", &self.store.dir))?;
             self.write_tmp(hash, &c)?;
         }
         Ok(hash)

@@ -613,8 +613,7 @@ impl Prepared {
                     }
                 }
                 Kind::Symlink => {
-                    let tmp = format!(".backout-tmp-{}-{name}", std::process::id());
-                    let tmp = &tmp[..tmp.len().min(255)];
+                    let tmp = &tmp_name(name);
                     let _ = rustix::fs::unlinkat(d, tmp, AtFlags::empty());
                     let target = e.target.as_deref().expect("validated: symlinks have targets");
                     rustix::fs::symlinkat(target, d, tmp).map_err(rio("create the symlink", &shown))?;
@@ -638,6 +637,15 @@ impl Prepared {
     }
 }
 
+/// A temporary name beside `name`, short whatever `name`'s length.
+fn tmp_name(name: &str) -> String {
+    format!(
+        ".backout-tmp-{}-{}",
+        std::process::id(),
+        Hash::of(name.as_bytes()).short()
+    )
+}
+
 /// Copies a staged file into place when staging is on another file system.
 fn copy_in(
     from: &Path,
@@ -646,8 +654,7 @@ fn copy_in(
     e: &Entry,
     shown: &Path,
 ) -> Result<(), PathsError> {
-    let tmp = format!(".backout-tmp-{}-{name}", std::process::id());
-    let tmp = &tmp[..tmp.len().min(255)];
+    let tmp = &tmp_name(name);
     let fd = rustix::fs::openat(
         dir,
         tmp,

@@ -373,3 +373,19 @@ fn a_captured_path_that_is_a_symlink_is_captured_as_one() {
     assert_eq!(m.entries[0].kind, Kind::Symlink);
     assert_eq!(st.files, 0);
 }
+
+/// Regression: the temporary name beside a symlink was cut at 255 bytes, which
+/// panicked inside a multi-byte character for long unicode names.
+#[test]
+fn long_unicode_names_round_trip() {
+    let f = Fixture::new();
+    let r = f.root();
+    let long = "é".repeat(127); // 254 bytes
+    write(&r, &format!("d/{long}"), b"file", 0o644);
+    symlink(&long, r.join("d").join(format!("{}x", "ü".repeat(126)))).unwrap();
+    let before = snapshot(&r, "d");
+    let (st, _) = f.capture("d", None);
+    std::fs::remove_dir_all(r.join("d")).unwrap();
+    f.restore(&st).unwrap();
+    assert_eq!(snapshot(&r, "d"), before);
+}
