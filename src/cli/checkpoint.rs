@@ -2,9 +2,14 @@ use clap::Args;
 
 use super::Ctx;
 use crate::error::{CommandError, ExitCode};
+use crate::output::bytes;
 use crate::resource::{self, Resources};
 
 /// Capture a verified restore point of everything the plan's [capture] names
+///
+/// Git state, and each path in `[capture] paths` into the content-addressed store
+/// under .backout/objects (only changed files are read). The checkpoint is marked
+/// complete only once everything is captured, durable and verified.
 ///
 /// With `[baseline] on-checkpoint = true` in the plan, also samples every probe
 /// for the baseline's duration and stores the baseline rules compare with.
@@ -28,14 +33,30 @@ pub async fn run(ctx: &Ctx, args: CheckpointArgs) -> Result<ExitCode, CommandErr
         &serde_json::json!({ "label": args.label, "phase": args.phase }),
         ws.now_ms(),
     )?;
-    match resource::checkpoint(&ws, op, args.label.as_deref(), args.phase.as_deref()) {
+    let specs = resource::plan_specs(&ws.plan);
+    let bar = ctx.printer.progress();
+    let started = std::time::Instant::now();
+    match resource::checkpoint_of(&ws, op, args.label.as_deref(), args.phase.as_deref(), &specs, &bar) {
         Ok(cp) => {
             ws.oplog.finish(op, "ok", None, ws.now_ms())?;
             let name = resource::checkpoint_name(cp.id);
-            ctx.printer
-                .data(&serde_json::json!({ "checkpoint": name, "resources": cp.resources }));
-            ctx.printer.out(format!("checkpoint {name} complete"));
-            if let Some(g) = Resources::from_row(&cp).git {
+            let res = Resources::from_row(&cp);
+            let stored: u64 = res.summary.iter().map(|s| s.stored).sum();
+            ctx.printer.data(&serde_json::json!({
+                "checkpoint": name,
+                "bytes": res.bytes(),
+                "stored": stored,
+                "ms": started.elapsed().as_millis() as u64,
+                "summary": res.summary,
+                "resources": cp.resources,
+            }));
+            ctx.printer.out(format!(
+                "checkpoint {name} complete: {} captured, {} new in the store ({} ms)",
+                bytes(res.bytes()),
+                bytes(stored),
+                started.elapsed().as_millis()
+            ));
+            if let Some(g) = &res.git {
                 let head = g
                     .head
                     .as_deref()
@@ -46,6 +67,15 @@ pub async fn run(ctx: &Ctx, args: CheckpointArgs) -> Result<ExitCode, CommandErr
                 ctx.printer
                     .out(format!("  git: {branch} at {head}, working tree pinned by {}", g.pin));
             }
+            for s in res.summary.iter().filter(|s| s.kind != "git") {
+                ctx.printer.out(format!(
+                    "  {}: {} files, {} ({} new)",
+                    s.name,
+                    s.files,
+                    bytes(s.bytes),
+                    bytes(s.stored)
+                ));
+            }
             if ws.plan.baseline_on_checkpoint {
                 super::baseline::record(ctx, &ws).await?;
             }
@@ -53,7 +83,7 @@ pub async fn run(ctx: &Ctx, args: CheckpointArgs) -> Result<ExitCode, CommandErr
         }
         Err(e) => {
             ws.oplog.finish(op, "failed", Some(&format!("{e:#}")), ws.now_ms())?;
-            Err(CommandError::failure(e))
+            Err(CommandError::from(e))
         }
     }
 }
