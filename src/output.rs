@@ -38,6 +38,10 @@ impl Printer {
         self.json
     }
 
+    pub fn verbose(&self) -> bool {
+        self.verbosity == Verbosity::Verbose
+    }
+
     pub fn redactor(&self) -> &Redactor {
         &self.redactor
     }

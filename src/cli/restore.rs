@@ -27,6 +27,9 @@ pub struct RestoreArgs {
     dry_run: bool,
 }
 
+/// Changes a real restore lists before it only counts.
+const LIST_UP_TO: usize = 40;
+
 pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode, CommandError> {
     let ws = ctx.workspace()?;
     let id = resource::parse_checkpoint_name(&args.checkpoint).ok_or_else(|| {
@@ -63,7 +66,14 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode, CommandError> {
     };
     ctx.printer.data(&outcome);
     let p = &ctx.printer;
-    for c in &outcome.changes {
+    // A dry run lists everything; a real restore lists up to a screenful,
+    // then counts per resource (the JSON has every change).
+    let listed = if args.dry_run || ctx.printer.verbose() {
+        outcome.changes.len()
+    } else {
+        LIST_UP_TO
+    };
+    for c in outcome.changes.iter().take(listed) {
         let sign = match c.action.as_str() {
             "add" => "+",
             "remove" => "-",
@@ -73,6 +83,18 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode, CommandError> {
             _ => "*",
         };
         p.out(format!("{sign} {}: {} {}", c.resource, c.action, c.what));
+    }
+    if outcome.changes.len() > listed {
+        let mut counts: std::collections::BTreeMap<(&str, &str), usize> = Default::default();
+        for c in &outcome.changes[listed..] {
+            *counts.entry((c.resource.as_str(), c.action.as_str())).or_default() += 1;
+        }
+        let rest: Vec<String> = counts.iter().map(|((r, a), n)| format!("{r}: {n} {a}")).collect();
+        p.out(format!(
+            "… and {} more ({}; -v lists them)",
+            outcome.changes.len() - listed,
+            rest.join(", ")
+        ));
     }
     let what = outcome.resources.join(", ");
     if outcome.dry_run {

@@ -99,7 +99,7 @@ pub struct PlanWarning {
 pub struct Capture {
     /// HEAD, branch and the whole working tree, untracked files included.
     pub git: bool,
-    /// Paths under the root, relative, without a trailing `/` (validated in [`capture`]).
+    /// Paths under the root, relative, without a trailing `/` (validated in `plan/capture.rs`).
     pub paths: Vec<String>,
     /// Databases dumped by each checkpoint.
     pub databases: Vec<Database>,

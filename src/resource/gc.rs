@@ -93,6 +93,13 @@ pub fn gc(ws: &Workspace, rules: &GcRules) -> anyhow::Result<GcReport> {
         }
     }
     report.tmp_files_removed = store.clean_tmp()?;
+    // Staging left by a restore that was killed.
+    if let Ok(rd) = std::fs::read_dir(ws.state_dir.join("tmp")) {
+        for e in rd.flatten() {
+            let _ = std::fs::remove_dir_all(e.path());
+            report.tmp_files_removed += 1;
+        }
+    }
     Ok(report)
 }
 

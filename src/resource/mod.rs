@@ -11,7 +11,7 @@
 //!    and its arm in [`plan_specs`] and [`Spec::name`];
 //! 2. a field of [`Resources`] for the captured state (serde, `#[serde(default)]`
 //!    so older checkpoints still load);
-//! 3. an arm in [`capture_one`]: capture into that field, return a [`Summary`];
+//! 3. an arm in `capture_one`: capture into that field, return a [`Summary`];
 //! 4. an implementation of [`Held`] for the captured state, listed in
 //!    [`Resources::held`]: `verify`, `plan_restore` (the dry run, which must
 //!    check everything it will need), and through [`PlannedRestore`] /
@@ -405,6 +405,7 @@ pub fn restore(
     let Some(op) = op.filter(|_| !dry_run) else {
         return Ok(outcome);
     };
+    let t = std::time::Instant::now();
     let mut prepared = Vec::new();
     for (h, p) in chosen.iter().zip(planned) {
         prepared.push(
@@ -417,11 +418,29 @@ pub fn restore(
     let safety = checkpoint_of(ws, op, Some(&label), None, &specs, progress)
         .context("taking the safety checkpoint; nothing was restored")?;
     outcome.safety_checkpoint = Some(checkpoint_name(safety.id));
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "staged, safety checkpoint taken");
+    let result = commit_all(ws, op, &cx, &chosen, prepared, &cp_name, safety.id);
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "committed");
+    let _ = std::fs::remove_dir_all(&cx.scratch);
+    result?;
+    Ok(outcome)
+}
+
+/// Restores each prepared resource as one journaled step of `op`.
+fn commit_all(
+    ws: &Workspace,
+    op: OpId,
+    cx: &Cx<'_>,
+    chosen: &[&dyn Held],
+    prepared: Vec<Box<dyn PreparedRestore + '_>>,
+    cp_name: &str,
+    safety: i64,
+) -> anyhow::Result<()> {
     for (seq, (h, p)) in chosen.iter().zip(prepared).enumerate() {
         let seq = seq as i64 + 1;
         let step = format!("restore {}", h.name());
         ws.oplog.step_begin(op, seq, &step, None, ws.now_ms())?;
-        match p.commit(&cx) {
+        match p.commit(cx) {
             Ok(()) => ws.oplog.step_end(op, seq, "ok", None, "", ws.now_ms())?,
             Err(e) => {
                 ws.oplog
@@ -429,12 +448,12 @@ pub fn restore(
                 return Err(e.context(format!(
                     "restoring {} from {cp_name}; the state before the restore is in {}",
                     h.name(),
-                    checkpoint_name(safety.id)
+                    checkpoint_name(safety)
                 )));
             }
         }
     }
-    Ok(outcome)
+    Ok(())
 }
 
 // --- git ----------------------------------------------------------------------

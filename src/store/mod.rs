@@ -7,9 +7,9 @@
 //! detected before anything is restored from it.
 //!
 //! Writes go through a [`Batch`]: each new object is written to a temporary file
-//! under `objects/tmp/`; [`Batch::commit`] makes all of them durable with one
-//! `syncfs`, renames each into place and makes the renames durable (fsync of the
-//! directories, or a second `syncfs` when there are many).
+//! under `objects/tmp/`; [`Batch::commit`] makes all of them durable (fsync, or
+//! one `syncfs` for many), renames each into place and makes the renames durable
+//! (fsync of the directories, or a second `syncfs`).
 //! That is "temp file → fsync → rename → fsync the directory" with the fsyncs
 //! batched, so a process killed at any moment leaves only stray temporary files
 //! (removed by `backout gc`), never a named object with the wrong content.
@@ -32,9 +32,9 @@ use serde::{Deserialize, Serialize};
 /// of size, and checkpoints sit on the path of a deploy.
 const LEVEL: i32 = 1;
 
-/// Up to this many fan-out directories are fsynced one by one after renames;
-/// above it, one `syncfs` is cheaper.
-const FSYNC_DIRS_UP_TO: usize = 8;
+/// Up to this many new objects, each (and each directory it is renamed into)
+/// is fsynced; above it, one `syncfs` before and one after the renames.
+const FEW: usize = 16;
 
 thread_local! {
     /// zstd contexts reused across the many small objects one thread handles.
@@ -414,10 +414,22 @@ impl Batch<'_> {
         }
         let dir = &self.store.dir;
         let tmp = dir.join("tmp");
-        // One syncfs makes every temporary file durable before any is named
-        // (measured: faster than an fsync per object, even for a few hundred).
+        // Every temporary file is durable before any is named. A few are
+        // fsynced each; many go faster with one syncfs (measured on the bench
+        // tree: 234 objects took ~400 ms as fsyncs, ~20 ms as one syncfs). But
+        // syncfs also flushes unrelated dirty data, such as a restore's staged
+        // files behind its safety checkpoint, so small batches avoid it.
         let tmp_fd = File::open(&tmp).map_err(StoreError::io("opening", &tmp))?;
-        rustix::fs::syncfs(&tmp_fd).map_err(|e| StoreError::io("syncing", &tmp)(e.into()))?;
+        let few = pending.len() <= FEW;
+        if few {
+            for (from, _) in &pending {
+                File::open(from)
+                    .and_then(|f| f.sync_data())
+                    .map_err(StoreError::io("syncing", from))?;
+            }
+        } else {
+            rustix::fs::syncfs(&tmp_fd).map_err(|e| StoreError::io("syncing", &tmp)(e.into()))?;
+        }
         let mut fans = std::collections::BTreeSet::new();
         for (from, hash) in &pending {
             let to = self.store.path_of(*hash);
@@ -428,7 +440,7 @@ impl Batch<'_> {
             fs_err::rename(from, &to).map_err(StoreError::io("renaming into", &to))?;
         }
         // Then the renames: one directory fsync each for a few, else one more syncfs.
-        if fans.len() <= FSYNC_DIRS_UP_TO {
+        if few {
             for fan in fans.iter().chain(std::iter::once(dir)) {
                 let d = File::open(fan).map_err(StoreError::io("opening", fan))?;
                 d.sync_all().map_err(StoreError::io("syncing", fan))?;

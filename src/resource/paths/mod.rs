@@ -402,6 +402,7 @@ impl Planned {
             r
         });
         progress.end();
+        tracing::debug!(files = jobs.len(), bytes, "staged");
         let mut staged = HashMap::new();
         for ((i, e), r) in jobs.iter().zip(results) {
             if let Err(err) = r {
