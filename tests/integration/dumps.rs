@@ -128,7 +128,7 @@ fn a_postgres_database_comes_back_through_checkpoint_and_restore() {
     ));
     p.file(
         "backout.toml",
-        "[plan]\nname = \"pg\"\n[capture]\ndatabases = [{ name = \"main\", kind = \"postgres\", url = \"${DATABASE_URL}\" }]\n",
+        "[plan]\nname = \"pg\"\n[capture]\ndatabases = [{ name = \"main\", kind = \"postgres\", url = \"${DATABASE_URL}\" }]\n[rollback]\nsteps = [{ resource = [\"main\"] }]\n",
     );
     let r = p.run(&["checkpoint"]);
     r.success();
@@ -136,6 +136,26 @@ fn a_postgres_database_comes_back_through_checkpoint_and_restore() {
     let r = p.run(&["restore", "cp-1"]);
     r.success();
     assert_eq!(psql(&format!("SELECT string_agg(v, ',') FROM {table}")), "kept");
+    // And through the rollback engine's resource step, while a client stays connected.
+    let mut client = std::process::Command::new("psql")
+        .args([url.as_str(), "-Xq"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    psql(&format!(
+        "INSERT INTO {table} VALUES ('added later'); CREATE TABLE later (x int);"
+    ));
+    let rb = p.run(&["rollback", "--yes", "--to", "cp-1"]);
+    rb.success();
+    assert_eq!(psql(&format!("SELECT string_agg(v, ',') FROM {table}")), "kept");
+    assert_eq!(
+        psql("SELECT count(*) FROM pg_tables WHERE tablename = 'later'"),
+        "0",
+        "a table made after the checkpoint is gone"
+    );
+    let _ = client.kill();
+    let _ = client.wait();
     psql_at(
         &format!("{base}/postgres"),
         &format!("DROP DATABASE {name} WITH (FORCE)"),
