@@ -14,6 +14,8 @@ pub enum ExitCode {
     Locked = 3,
     /// A watch reached a rollback verdict and did not roll back itself.
     RollbackTriggered = 4,
+    /// `fsck` found missing or corrupt objects, or a restore refused a damaged checkpoint.
+    Damaged = 5,
 }
 
 /// An error with the exit code it should end the process with.
@@ -51,6 +53,8 @@ impl<E: Into<anyhow::Error>> From<E> for CommandError {
             || error.downcast_ref::<crate::plan::PlanLoadError>().is_some()
         {
             ExitCode::Usage
+        } else if is_damage(&error) {
+            ExitCode::Damaged
         } else {
             ExitCode::Failure
         };
@@ -62,4 +66,25 @@ impl fmt::Display for CommandError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:#}", self.error)
     }
+}
+
+/// Whether `e` is about a missing, corrupt or unsafe stored object.
+fn is_damage(e: &anyhow::Error) -> bool {
+    use crate::resource::paths::PathsError;
+    use crate::store::StoreError;
+    use crate::store::manifest::ManifestError;
+    let store = |s: &StoreError| matches!(s, StoreError::Missing { .. } | StoreError::Corrupt { .. });
+    let manifest = |m: &ManifestError| match m {
+        ManifestError::Store(s) => store(s),
+        _ => true,
+    };
+    e.chain().any(|c| {
+        c.downcast_ref::<StoreError>().is_some_and(store)
+            || c.downcast_ref::<ManifestError>().is_some_and(manifest)
+            || c.downcast_ref::<PathsError>().is_some_and(|p| match p {
+                PathsError::Store(s) => store(s),
+                PathsError::Manifest(m) => manifest(m),
+                _ => false,
+            })
+    })
 }

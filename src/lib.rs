@@ -11,7 +11,8 @@
 //! | module | owns |
 //! |---|---|
 //! | [`plan`] | `backout.toml`: raw serde schema → validated [`plan::Plan`]; units, rule grammar, `${ENV}` secrets, located errors |
-//! | [`resource`] | what a checkpoint captures ([`resource::git`]), and the checkpoint itself |
+//! | [`resource`] | what a checkpoint captures ([`resource::git`], [`resource::paths`], [`resource::db`], [`resource::command`]), the checkpoint itself, and restore |
+//! | [`store`] | the content-addressed object store: objects, manifests, fsck |
 //! | [`watch`] | probes sampled concurrently, windows, baselines, rules → explained [`watch::Verdict`]s; the decision matrix, scheduled reviews, watch status |
 //! | [`probe`] | one measurement of one probe: [`probe::http`], [`probe::tcp`], [`probe::command`], [`probe::log`], [`probe::process`], [`probe::prometheus`], [`probe::compose`] |
 //! | [`rollback`] | the journaled step executor, safety checkpoint first; levels and options, resume after a kill, undo/redo, `backout run`'s phases |
@@ -37,6 +38,9 @@
 //! backout.toml                the plan (committed with the project it protects)
 //! .backout/state.db           SQLite, WAL: operations, steps, events, samples, baselines, checkpoints, incidents
 //! .backout/lock               held by any command that changes something
+//! .backout/objects/ab/cdef…   content-addressed objects: zstd-compressed, named by their BLAKE3 hash
+//! .backout/objects/tmp/       objects being written (made durable, then renamed into place)
+//! .backout/tmp/               staging for restores (same file system as the project)
 //! .backout/run/<service>.pid  pid and kernel start time of a process service
 //! .backout/run/<service>.log  its stdout and stderr
 //! .backout/probes/<probe>.cursor  a log probe's read position (device, inode, offset)
@@ -63,6 +67,7 @@ pub mod resource;
 pub mod rollback;
 pub mod runbook;
 pub mod service;
+pub mod store;
 pub mod verify;
 pub mod watch;
 pub mod workspace;

@@ -38,6 +38,10 @@ impl Printer {
         self.json
     }
 
+    pub fn verbose(&self) -> bool {
+        self.verbosity == Verbosity::Verbose
+    }
+
     pub fn redactor(&self) -> &Redactor {
         &self.redactor
     }
@@ -141,5 +145,76 @@ impl Printer {
     }
     pub fn dim(&self, s: &str) -> String {
         self.paint("2", s)
+    }
+
+    /// A progress bar on stderr with files, bytes and rate; hidden unless
+    /// stderr is a terminal and neither `--quiet` nor `--json` is given.
+    pub fn progress(&self) -> Bar {
+        let bar = if self.interactive() && !self.json {
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr())
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:25}] {msg} files, {binary_bytes}/{binary_total_bytes} ({binary_bytes_per_sec}, {eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        Bar {
+            bar,
+            files: Default::default(),
+            total_files: Default::default(),
+        }
+    }
+}
+
+/// The progress bar behind [`Printer::progress`].
+#[derive(Debug)]
+pub struct Bar {
+    bar: indicatif::ProgressBar,
+    files: std::sync::atomic::AtomicU64,
+    total_files: std::sync::atomic::AtomicU64,
+}
+
+impl crate::store::Progress for Bar {
+    fn begin(&self, what: &str, files: u64, bytes: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.files.store(0, Relaxed);
+        self.total_files.store(files, Relaxed);
+        self.bar.reset();
+        self.bar.set_length(bytes);
+        self.bar.set_position(0);
+        self.bar.set_prefix(what.to_string());
+        self.bar.set_message(format!("0/{files}"));
+    }
+
+    fn advance(&self, files: u64, bytes: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let done = self.files.fetch_add(files, Relaxed) + files;
+        self.bar.inc(bytes);
+        self.bar
+            .set_message(format!("{done}/{}", self.total_files.load(Relaxed)));
+    }
+
+    fn end(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// Bytes as people read them: `512 B`, `1.5 KiB`, `20.0 MiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
     }
 }

@@ -188,18 +188,134 @@ pub fn build(plan: &Plan, log: Option<&Oplog>) -> Vec<Block> {
         b.push(List(plan.success.iter().map(|s| format!("`{}`", s.text)).collect()));
     }
 
-    b.push(Heading(2, "Rolling back".into()));
+    if !plan.reviews.is_empty() {
+        b.push(Heading(3, "Reviews after the deploy".into()));
+        if plan.time_scale != 1.0 {
+            b.push(Para(format!(
+                "This plan runs on a time scale of {}: offsets below are already divided by it.",
+                units::trim_float(plan.time_scale)
+            )));
+        }
+        let rows = plan
+            .reviews
+            .iter()
+            .map(|r| {
+                vec![
+                    format!("+{}", d(r.at)),
+                    r.name.clone(),
+                    r.expect
+                        .iter()
+                        .map(|e| format!("`{}`", e.text))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    format!("{:?}", r.action).to_lowercase(),
+                ]
+            })
+            .collect();
+        b.push(Table(
+            vec!["at".into(), "review".into(), "expect".into(), "if it fails".into()],
+            rows,
+        ));
+    }
+    b.push(Heading(3, "Decision matrix".into()));
     b.push(Para(
-        "`backout rollback` (or `backout watch --auto-rollback`) runs these steps after a safety checkpoint of the current \
-         state, uncommitted work included; `backout rollback --dry-run` shows the exact commands for the current checkpoint."
-            .into(),
+        "The first row that matches a tripped rule's severity and the share of probes affected decides.".into(),
     ));
+    let mut rows: Vec<Vec<String>> = plan
+        .decision
+        .matrix
+        .iter()
+        .map(|r| {
+            vec![
+                format!("{:?}", r.severity).to_lowercase(),
+                r.share.to_string(),
+                format!("{:?}", r.action).to_lowercase(),
+                if r.within.is_zero() {
+                    "at once".into()
+                } else {
+                    format!("within {}", d(r.within))
+                },
+            ]
+        })
+        .collect();
+    rows.push(vec![
+        "otherwise".into(),
+        "".into(),
+        format!("{:?}", plan.decision.otherwise).to_lowercase(),
+        "".into(),
+    ]);
+    b.push(Table(
+        vec![
+            "severity".into(),
+            "probes affected".into(),
+            "action".into(),
+            "response".into(),
+        ],
+        rows,
+    ));
+
+    b.push(Heading(2, "Rolling back".into()));
+    let level = |t: Option<std::time::Duration>| t.map_or(String::new(), |t| format!(", target {}", d(t)));
+    b.push(Para(format!(
+        "**Level 1 — everything**{}: `backout rollback` (or `backout watch --auto-rollback`) runs these steps after a safety \
+         checkpoint of the current state, uncommitted work included; `backout rollback --dry-run` shows the exact commands \
+         for the current checkpoint, and `backout undo` reverses a rollback.",
+        level(plan.rollback_target)
+    )));
     if plan.rollback.is_empty() {
         b.push(Para("No rollback steps: add `[rollback] steps`.".into()));
     }
     for (i, s) in plan.rollback.iter().enumerate() {
         b.push(Heading(3, format!("{}. {} (timeout {})", i + 1, s.name, d(s.timeout))));
         b.push(Code(by_hand(plan, s)));
+    }
+    for ph in &plan.phases {
+        b.push(Heading(3, format!("Level 2 — phase {}{}", ph.name, level(ph.target))));
+        if let Some(desc) = &ph.description {
+            b.push(Para(desc.clone()));
+        }
+        for (i, o) in ph.options.iter().enumerate() {
+            let mut head = format!("Option {}", o.name);
+            if i == ph.default_option {
+                head.push_str(" (default)");
+            }
+            let mut facts = Vec::new();
+            if let Some(t) = o.estimate {
+                facts.push(format!("time {}", d(t)));
+            }
+            if let Some(r) = o.risk {
+                facts.push(format!("risk {}", format!("{r:?}").to_lowercase()));
+            }
+            if !facts.is_empty() {
+                head.push_str(&format!(" — {}", facts.join(", ")));
+            }
+            b.push(Para(format!(
+                "**{head}**{}",
+                o.description.as_deref().map_or(String::new(), |d| format!(": {d}"))
+            )));
+            b.push(Para(format!(
+                "`backout rollback --phase {} --option {}`",
+                ph.name, o.name
+            )));
+            let steps: Vec<String> = o.steps.iter().map(|s| by_hand(plan, s)).collect();
+            if !steps.is_empty() {
+                b.push(Code(steps.join("\n")));
+            }
+        }
+    }
+    for c in &plan.components {
+        b.push(Heading(3, format!("Level 3 — component {}{}", c.name, level(c.target))));
+        let mut what: Vec<String> = c.paths.iter().map(|p| format!("`{p}`")).collect();
+        what.extend(c.services.iter().map(|s| format!("service {s}")));
+        b.push(Para(format!(
+            "`backout rollback --component {}`: {}",
+            c.name,
+            what.join(", ")
+        )));
+        let steps: Vec<String> = c.steps.iter().map(|s| by_hand(plan, s)).collect();
+        if !steps.is_empty() {
+            b.push(Code(steps.join("\n")));
+        }
     }
 
     b.push(Heading(2, "Validation checklist".into()));

@@ -58,6 +58,11 @@ impl Workspace {
         self.clock.now_ms()
     }
 
+    /// The object store, `.backout/objects/`.
+    pub fn store(&self) -> anyhow::Result<crate::store::Store> {
+        Ok(crate::store::Store::open(&self.state_dir.join("objects"))?)
+    }
+
     /// Where service logs and pid files live.
     pub fn run_dir(&self) -> anyhow::Result<PathBuf> {
         let d = self.state_dir.join("run");

@@ -2,9 +2,14 @@ use clap::Args;
 
 use super::Ctx;
 use crate::error::{CommandError, ExitCode};
-use crate::resource::{self, Resources};
+use crate::output::bytes;
+use crate::resource::{self, Resources, git};
 
 /// Capture a verified restore point of everything the plan's [capture] names
+///
+/// Git state, and each path in `[capture] paths` into the content-addressed store
+/// under .backout/objects (only changed files are read). The checkpoint is marked
+/// complete only once everything is captured, durable and verified.
 ///
 /// With `[baseline] on-checkpoint = true` in the plan, also samples every probe
 /// for the baseline's duration and stores the baseline rules compare with.
@@ -18,24 +23,79 @@ pub struct CheckpointArgs {
     /// The phase this checkpoint precedes
     #[arg(long)]
     phase: Option<String>,
+    /// Also create this git branch at HEAD (e.g. backup/pre-phase-1-migration)
+    #[arg(long, value_name = "NAME")]
+    branch: Option<String>,
+    /// Also create this git tag at HEAD (e.g. stable-pre-flask-3)
+    #[arg(long, value_name = "NAME")]
+    tag: Option<String>,
+}
+
+/// Checks a backup branch or tag name before anything is captured: valid, and
+/// not already taken (an existing one is never moved).
+fn check_ref(root: &std::path::Path, kind: &str, name: &str) -> Result<String, CommandError> {
+    let full = if kind == "branch" {
+        format!("refs/heads/{name}")
+    } else {
+        format!("refs/tags/{name}")
+    };
+    let usage = |msg: String| CommandError::usage(anyhow::anyhow!(msg));
+    git::git(root, &["check-ref-format", &full], &[]).map_err(|_| {
+        usage(format!(
+            "{name:?} is not a valid git {kind} name\n  = hint: like backup/pre-phase-1 or stable-pre-upgrade"
+        ))
+    })?;
+    if git::git(root, &["rev-parse", "--verify", "-q", &full], &[]).is_ok() {
+        return Err(usage(format!(
+            "the {kind} {name:?} already exists; backout never moves an existing one\n  = hint: choose another name, or delete it first"
+        )));
+    }
+    Ok(full)
 }
 
 pub async fn run(ctx: &Ctx, args: CheckpointArgs) -> Result<ExitCode, CommandError> {
     let ws = ctx.workspace()?;
     let _lock = ws.lock("checkpoint")?;
+    let mut refs = Vec::new();
+    for (kind, name) in [("branch", &args.branch), ("tag", &args.tag)] {
+        if let Some(name) = name {
+            if !ws.plan.capture.git {
+                return Err(CommandError::usage(anyhow::anyhow!(
+                    "--{kind} needs [capture] git = true in the plan"
+                )));
+            }
+            refs.push((kind, name.clone(), check_ref(ws.root(), kind, name)?));
+        }
+    }
     let op = ws.oplog.begin(
         "checkpoint",
-        &serde_json::json!({ "label": args.label, "phase": args.phase }),
+        &serde_json::json!({ "label": args.label, "phase": args.phase, "branch": args.branch, "tag": args.tag }),
         ws.now_ms(),
     )?;
-    match resource::checkpoint(&ws, op, args.label.as_deref(), args.phase.as_deref()) {
+    let specs = resource::plan_specs(&ws.plan);
+    let bar = ctx.printer.progress();
+    let started = std::time::Instant::now();
+    match resource::checkpoint_of(&ws, op, args.label.as_deref(), args.phase.as_deref(), &specs, &bar) {
         Ok(cp) => {
             ws.oplog.finish(op, "ok", None, ws.now_ms())?;
             let name = resource::checkpoint_name(cp.id);
-            ctx.printer
-                .data(&serde_json::json!({ "checkpoint": name, "resources": cp.resources }));
-            ctx.printer.out(format!("checkpoint {name} complete"));
-            if let Some(g) = Resources::from_row(&cp).git {
+            let res = Resources::from_row(&cp);
+            let stored: u64 = res.summary.iter().map(|s| s.stored).sum();
+            ctx.printer.data(&serde_json::json!({
+                "checkpoint": name,
+                "bytes": res.bytes(),
+                "stored": stored,
+                "ms": started.elapsed().as_millis() as u64,
+                "summary": res.summary,
+                "resources": cp.resources,
+            }));
+            ctx.printer.out(format!(
+                "checkpoint {name} complete: {} captured, {} new in the store ({} ms)",
+                bytes(res.bytes()),
+                bytes(stored),
+                started.elapsed().as_millis()
+            ));
+            if let Some(g) = &res.git {
                 let head = g
                     .head
                     .as_deref()
@@ -45,6 +105,29 @@ pub async fn run(ctx: &Ctx, args: CheckpointArgs) -> Result<ExitCode, CommandErr
                 });
                 ctx.printer
                     .out(format!("  git: {branch} at {head}, working tree pinned by {}", g.pin));
+                // The seeds' named backups: a branch or tag at the captured HEAD.
+                if let Some(h) = &g.head {
+                    for (kind, name, full) in &refs {
+                        git::git(&g.toplevel, &["update-ref", full, h, ""], &[]).map_err(CommandError::failure)?;
+                        ws.oplog.event(
+                            op,
+                            ws.now_ms(),
+                            "backup_ref",
+                            &serde_json::json!({ "kind": kind, "name": name, "at": h }),
+                        )?;
+                        ctx.printer
+                            .out(format!("  backup {kind} {name} at {}", &h[..12.min(h.len())]));
+                    }
+                }
+            }
+            for s in res.summary.iter().filter(|s| s.kind != "git") {
+                ctx.printer.out(format!(
+                    "  {}: {} files, {} ({} new)",
+                    s.name,
+                    s.files,
+                    bytes(s.bytes),
+                    bytes(s.stored)
+                ));
             }
             if ws.plan.baseline_on_checkpoint {
                 super::baseline::record(ctx, &ws).await?;
@@ -53,7 +136,7 @@ pub async fn run(ctx: &Ctx, args: CheckpointArgs) -> Result<ExitCode, CommandErr
         }
         Err(e) => {
             ws.oplog.finish(op, "failed", Some(&format!("{e:#}")), ws.now_ms())?;
-            Err(CommandError::failure(e))
+            Err(CommandError::from(e))
         }
     }
 }

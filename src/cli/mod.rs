@@ -4,12 +4,16 @@
 mod baseline;
 mod check;
 mod checkpoint;
+mod checkpoints;
 mod demo;
 mod demo_app;
+mod fsck;
+mod gc;
 mod init;
 mod log;
 mod redo;
 mod report;
+mod restore;
 mod rollback;
 mod run;
 mod runbook;
@@ -39,6 +43,7 @@ Exit codes:
   2  bad usage or an invalid plan (nothing was changed)
   3  locked: another backout command is changing this project
   4  a watch reached a rollback verdict and did not roll back itself
+  5  damaged store: fsck found missing or corrupt objects, or restore refused a damaged checkpoint
 
 Start with `backout demo` to see the whole loop, or `backout init` in your project.";
 
@@ -68,6 +73,10 @@ enum Command {
     Init(init::InitArgs),
     Check(check::CheckArgs),
     Checkpoint(checkpoint::CheckpointArgs),
+    Checkpoints(checkpoints::CheckpointsArgs),
+    Restore(restore::RestoreArgs),
+    Fsck(fsck::FsckArgs),
+    Gc(gc::GcArgs),
     Baseline(baseline::BaselineArgs),
     Watch(watch::WatchArgs),
     Run(run::RunArgs),
@@ -206,6 +215,10 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CommandError>
         Command::Init(a) => init::run(ctx, a),
         Command::Check(a) => check::run(ctx, a),
         Command::Checkpoint(a) => checkpoint::run(ctx, a).await,
+        Command::Checkpoints(a) => checkpoints::run(ctx, a),
+        Command::Restore(a) => restore::run(ctx, a),
+        Command::Fsck(a) => fsck::run(ctx, a),
+        Command::Gc(a) => gc::run(ctx, a),
         Command::Baseline(a) => baseline::run(ctx, a).await,
         Command::Watch(a) => watch::run(ctx, a).await,
         Command::Run(a) => run::run(ctx, a).await,

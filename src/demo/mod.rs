@@ -112,6 +112,7 @@ then = "rollback"
 when = ["api.error_rate == 0 over 5s for 10s"]
 
 [rollback]
+target = "10s"      # level 1: the whole rollback, measured in every report
 steps = [
   {{ git = "revert" }},                              # revert every commit since the checkpoint, history kept
   {{ service = "quotes", action = "restart" }},

@@ -4,6 +4,8 @@
 //! tracked by `PRAGMA user_version`. Every text written here goes through the
 //! redactor first, so no secret reaches the database.
 
+mod checkpoints;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

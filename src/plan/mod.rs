@@ -99,6 +99,8 @@ pub struct PlanWarning {
 pub struct Capture {
     /// HEAD, branch and the whole working tree, untracked files included.
     pub git: bool,
+    /// Paths under the root, relative, without a trailing `/` (validated in `plan/capture.rs`).
+    pub paths: Vec<String>,
     /// Databases dumped by each checkpoint.
     pub databases: Vec<Database>,
     /// Custom state saved by a command's output.
@@ -706,6 +708,7 @@ impl Validator<'_> {
         let mut capture = Capture::default();
         if let Some(c) = &raw.capture {
             capture.git = c.get_ref().git.as_ref().is_some_and(|g| *g.get_ref());
+            capture.paths = self.capture_paths(&c.get_ref().paths);
             self.capture_databases_and_commands(c.get_ref(), &mut capture);
         }
         let baseline_for = raw

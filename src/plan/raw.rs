@@ -75,6 +75,8 @@ pub struct RawMeta {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawCapture {
     pub git: Option<S<bool>>,
+    /// Directories and files under the plan root, e.g. `["api/venv", "config/"]`.
+    pub paths: Option<Vec<S<String>>>,
     #[serde(default)]
     pub databases: Vec<S<RawDatabase>>,
     #[serde(default)]

@@ -73,6 +73,18 @@ pub fn render(i: &Incident) -> String {
         };
         card(&mut h, format!("{} ({met})", ms(rto as i64)), "recovery-time objective");
     }
+    if let Some(target) = i.rollback.timing.target_ms {
+        let met = if i.rollback.timing.within_target == Some(true) {
+            "met"
+        } else {
+            "MISSED"
+        };
+        card(
+            &mut h,
+            format!("{} ({met})", ms(target as i64)),
+            &format!("level target: {}", i.rollback.label),
+        );
+    }
     card(&mut h, i.rollback.checkpoint.clone(), "rolled back to");
     h.push_str("</div>");
 

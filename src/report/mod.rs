@@ -207,6 +207,17 @@ pub fn markdown(i: &Incident) -> String {
         };
         let _ = writeln!(md, "| recovery-time objective | {} ({verdict}) |", ms(rto as i64));
     }
+    let t = &i.rollback.timing;
+    if let Some(target) = t.target_ms {
+        let met = if t.within_target == Some(true) { "met" } else { "MISSED" };
+        let _ = writeln!(
+            md,
+            "| level target ({}) | {} ({met}: the rollback took {}) |",
+            i.rollback.label,
+            ms(target as i64),
+            ms(t.total_ms as i64)
+        );
+    }
     let _ = writeln!(md, "\n## Timeline\n");
     let _ = writeln!(md, "| time | since deploy | event |\n|---|---|---|");
     for e in &i.timeline {

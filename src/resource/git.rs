@@ -90,22 +90,7 @@ pub fn capture(dir: &Path, name: &str) -> Result<GitState, GitError> {
         &[],
     ));
     let index_tree = git(&toplevel, &["write-tree"], &[])?;
-
-    // The working tree goes through a private copy of the index, so the user's
-    // index (staged vs unstaged) is left exactly as it was.
-    let tmp_index = git_dir.join(format!("backout-index-{}", std::process::id()));
-    let real_index = git_dir.join("index");
-    if real_index.exists() {
-        std::fs::copy(&real_index, &tmp_index).map_err(|source| GitError::Spawn {
-            dir: toplevel.clone(),
-            source,
-        })?;
-    }
-    let idx = tmp_index.display().to_string();
-    let tree = git(&toplevel, &["add", "-A", "--", "."], &[("GIT_INDEX_FILE", &idx)])
-        .and_then(|_| git(&toplevel, &["write-tree"], &[("GIT_INDEX_FILE", &idx)]));
-    let _ = std::fs::remove_file(&tmp_index);
-    let tree = tree?;
+    let tree = worktree_tree(&toplevel, &git_dir)?;
 
     let parent_args = |extra: &[String]| -> Vec<String> {
         let mut v = Vec::new();
@@ -144,6 +129,147 @@ pub fn capture(dir: &Path, name: &str) -> Result<GitState, GitError> {
         commit,
         pin,
     })
+}
+
+/// The tree of the working tree as it is now (tracked and untracked, not
+/// ignored). It goes through a private copy of the index, so the user's index
+/// (staged vs unstaged) is left exactly as it was.
+fn worktree_tree(toplevel: &Path, git_dir: &Path) -> Result<String, GitError> {
+    let tmp_index = git_dir.join(format!("backout-index-{}", std::process::id()));
+    let real_index = git_dir.join("index");
+    if real_index.exists() {
+        std::fs::copy(&real_index, &tmp_index).map_err(|source| GitError::Spawn {
+            dir: toplevel.to_path_buf(),
+            source,
+        })?;
+    }
+    let idx = tmp_index.display().to_string();
+    let tree = git(toplevel, &["add", "-A", "--", "."], &[("GIT_INDEX_FILE", &idx)])
+        .and_then(|_| git(toplevel, &["write-tree"], &[("GIT_INDEX_FILE", &idx)]));
+    let _ = std::fs::remove_file(&tmp_index);
+    tree
+}
+
+/// One thing a git restore would change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GitChange {
+    /// `add`, `change`, `remove` (working-tree files), `index`, or `move` (refs).
+    pub action: &'static str,
+    pub what: String,
+}
+
+fn short(sha: Option<&str>) -> String {
+    sha.map_or("(no commit)".to_string(), |h| h[..12.min(h.len())].to_string())
+}
+
+/// What restoring `state` would change: working-tree files, the index, HEAD and
+/// the branch. Changes nothing.
+pub fn plan_restore(state: &GitState) -> Result<Vec<GitChange>, GitError> {
+    let dir = &state.toplevel;
+    verify(state)?;
+    let git_dir = PathBuf::from(git(dir, &["rev-parse", "--absolute-git-dir"], &[])?);
+    let now_tree = worktree_tree(dir, &git_dir)?;
+    let mut out = Vec::new();
+    let target = format!("{}^{{tree}}", state.commit);
+    let names = git(
+        dir,
+        &[
+            "diff-tree",
+            "-r",
+            "-z",
+            "--no-renames",
+            "--name-status",
+            &now_tree,
+            &target,
+        ],
+        &[],
+    )?;
+    let mut parts = names.split('\0').filter(|s| !s.is_empty());
+    while let (Some(st), Some(path)) = (parts.next(), parts.next()) {
+        let action = match st {
+            "A" => "add",
+            "D" => "remove",
+            _ => "change",
+        };
+        out.push(GitChange {
+            action,
+            what: path.to_string(),
+        });
+    }
+    let now_index = git(dir, &["write-tree"], &[])?;
+    if now_index != state.index_tree {
+        let n = git(
+            dir,
+            &["diff-tree", "-r", "--name-only", &now_index, &state.index_tree],
+            &[],
+        )?
+        .lines()
+        .count();
+        out.push(GitChange {
+            action: "index",
+            what: format!("the index (staged changes) differs in {n} path(s)"),
+        });
+    }
+    let now_branch = optional(git(dir, &["symbolic-ref", "-q", "HEAD"], &[]));
+    let now_head = optional(git(dir, &["rev-parse", "--verify", "-q", "HEAD"], &[]));
+    if let Some(b) = &state.branch {
+        let at = optional(git(dir, &["rev-parse", "--verify", "-q", b], &[]));
+        if at != state.head {
+            out.push(GitChange {
+                action: "move",
+                what: format!("{b}: {} → {}", short(at.as_deref()), short(state.head.as_deref())),
+            });
+        }
+    }
+    if now_branch != state.branch || (state.branch.is_none() && now_head != state.head) {
+        let show = |b: &Option<String>, h: &Option<String>| match b {
+            Some(b) => b.clone(),
+            None => format!("detached at {}", short(h.as_deref())),
+        };
+        out.push(GitChange {
+            action: "move",
+            what: format!(
+                "HEAD: {} → {}",
+                show(&now_branch, &now_head),
+                show(&state.branch, &state.head)
+            ),
+        });
+    }
+    Ok(out)
+}
+
+/// Puts HEAD, the branch, the index and the working tree back exactly as
+/// `state` holds them. Untracked files that the checkpoint did not have are
+/// removed (ignored files are left alone); take a checkpoint first.
+pub fn restore(state: &GitState) -> Result<(), GitError> {
+    let dir = &state.toplevel;
+    verify(state)?;
+    match (&state.branch, &state.head) {
+        (Some(b), Some(h)) => {
+            git(dir, &["update-ref", "-m", "backout restore", b, h], &[])?;
+            git(dir, &["symbolic-ref", "HEAD", b], &[])?;
+        }
+        (Some(b), None) => {
+            git(dir, &["symbolic-ref", "HEAD", b], &[])?;
+            if git(dir, &["rev-parse", "--verify", "-q", b], &[]).is_ok() {
+                git(dir, &["update-ref", "-d", b], &[])?;
+            }
+        }
+        (None, Some(h)) => {
+            git(
+                dir,
+                &["update-ref", "--no-deref", "-m", "backout restore", "HEAD", h],
+                &[],
+            )?;
+        }
+        (None, None) => {}
+    }
+    git(dir, &["read-tree", "--reset", "-u", &state.commit], &[])?;
+    git(dir, &["clean", "-fdq"], &[])?;
+    git(dir, &["read-tree", &state.index_tree], &[])?;
+    // Stat information is stale after read-tree; refresh so `git status` is quiet.
+    let _ = git(dir, &["update-index", "-q", "--refresh"], &[]);
+    Ok(())
 }
 
 /// Checks that everything a captured state names is still in the repository.
@@ -244,5 +370,139 @@ mod tests {
         let c = commits_since(p, &base).unwrap();
         assert_eq!(c.len(), 2);
         assert_eq!(c[0], git(p, &["rev-parse", "HEAD"], &[]).unwrap());
+    }
+
+    /// Everything a restore promises to put back: every file of the working
+    /// tree (ignored ones included) with its bytes and exec bit, the index,
+    /// HEAD and the branch.
+    /// Files (path, bytes, exec bit), index tree, HEAD's ref, HEAD's commit.
+    type Everything = (Vec<(String, Vec<u8>, bool)>, String, String, String);
+
+    fn everything(p: &Path) -> Everything {
+        use std::os::unix::fs::PermissionsExt;
+        let mut files = Vec::new();
+        for e in walkdir::WalkDir::new(p).sort_by_file_name() {
+            let e = e.unwrap();
+            let rel = e.path().strip_prefix(p).unwrap().to_str().unwrap().to_string();
+            if rel == ".git" || rel.starts_with(".git/") || !e.file_type().is_file() {
+                continue;
+            }
+            let exec = e.metadata().unwrap().permissions().mode() & 0o100 != 0;
+            files.push((rel, std::fs::read(e.path()).unwrap(), exec));
+        }
+        let index = git(p, &["write-tree"], &[]).unwrap();
+        let head = git(p, &["symbolic-ref", "-q", "HEAD"], &[]).unwrap_or_else(|_| "detached".into());
+        let sha = git(p, &["rev-parse", "HEAD"], &[]).unwrap();
+        (files, index, head, sha)
+    }
+
+    /// Scribbles over everything `everything` looks at.
+    fn mess_up(p: &Path) {
+        std::fs::write(p.join("a.txt"), "messed\n").unwrap();
+        std::fs::write(p.join("later.txt"), "added after the checkpoint\n").unwrap();
+        git(p, &["add", "-A"], &[]).unwrap();
+        git(p, &["commit", "-qm", "after"], IDENTITY).unwrap();
+        std::fs::write(p.join("a.txt"), "unstaged mess\n").unwrap();
+        std::fs::write(p.join("untracked-later.txt"), "x").unwrap();
+        let _ = std::fs::remove_file(p.join("new.txt"));
+    }
+
+    fn round_trip(p: &Path, what: &str) {
+        std::fs::write(p.join(".gitignore"), "ignored.txt\n").unwrap();
+        std::fs::write(p.join("ignored.txt"), "ignored, never touched\n").unwrap();
+        let before = everything(p);
+        let s = capture(p, "cp-1").unwrap();
+        mess_up(p);
+        assert_ne!(everything(p), before, "{what}: the mess changed something");
+        let plan = plan_restore(&s).unwrap();
+        assert!(!plan.is_empty(), "{what}: the dry run sees changes");
+        restore(&s).unwrap();
+        assert_eq!(everything(p), before, "{what}: every byte back");
+        assert!(plan_restore(&s).unwrap().is_empty(), "{what}: nothing left to change");
+    }
+
+    #[test]
+    fn restore_gives_back_staged_work() {
+        let d = repo();
+        std::fs::write(d.path().join("a.txt"), "staged\n").unwrap();
+        git(d.path(), &["add", "a.txt"], &[]).unwrap();
+        round_trip(d.path(), "staged");
+    }
+
+    #[test]
+    fn restore_gives_back_unstaged_work_with_exec_bits() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = repo();
+        std::fs::write(d.path().join("a.txt"), "unstaged\n").unwrap();
+        std::fs::write(d.path().join("run.sh"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(d.path().join("run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        git(d.path(), &["add", "run.sh"], &[]).unwrap();
+        std::fs::write(d.path().join("run.sh"), "#!/bin/sh\necho changed\n").unwrap();
+        round_trip(d.path(), "unstaged");
+    }
+
+    #[test]
+    fn restore_gives_back_untracked_files() {
+        let d = repo();
+        std::fs::create_dir_all(d.path().join("dir/sub")).unwrap();
+        std::fs::write(d.path().join("new.txt"), "untracked\n").unwrap();
+        std::fs::write(d.path().join("dir/sub/deep.txt"), "deep untracked\n").unwrap();
+        round_trip(d.path(), "untracked");
+    }
+
+    #[test]
+    fn restore_gives_back_a_detached_head() {
+        let d = repo();
+        let p = d.path();
+        std::fs::write(p.join("a.txt"), "two\n").unwrap();
+        git(p, &["commit", "-qam", "second"], IDENTITY).unwrap();
+        git(p, &["checkout", "-q", "--detach", "HEAD~1"], &[]).unwrap();
+        std::fs::write(p.join("a.txt"), "detached work\n").unwrap();
+        let s = capture(p, "cp-1").unwrap();
+        assert_eq!(s.branch, None);
+        git(p, &["checkout", "-q", "-f", "main"], &[]).unwrap();
+        round_trip_after(p, &s, "detached");
+    }
+
+    #[test]
+    fn restore_moves_a_branch_back_after_it_moved() {
+        let d = repo();
+        let p = d.path();
+        let before = everything(p);
+        let s = capture(p, "cp-1").unwrap();
+        for i in 0..3 {
+            std::fs::write(p.join("a.txt"), format!("v{i}\n")).unwrap();
+            git(p, &["commit", "-qam", &format!("c{i}")], IDENTITY).unwrap();
+        }
+        git(p, &["checkout", "-q", "-b", "elsewhere"], &[]).unwrap();
+        let plan = plan_restore(&s).unwrap();
+        assert!(
+            plan.iter()
+                .any(|c| c.action == "move" && c.what.starts_with("refs/heads/main")),
+            "{plan:?}"
+        );
+        assert!(
+            plan.iter().any(|c| c.action == "move" && c.what.starts_with("HEAD")),
+            "{plan:?}"
+        );
+        restore(&s).unwrap();
+        assert_eq!(everything(p), before);
+        assert_eq!(git(p, &["symbolic-ref", "HEAD"], &[]).unwrap(), "refs/heads/main");
+    }
+
+    fn round_trip_after(p: &Path, s: &GitState, what: &str) {
+        // Capture again into a throwaway pin to learn what "before" was, then
+        // restore the first capture and compare with a fresh look at it.
+        restore(s).unwrap();
+        let before = everything(p);
+        mess_up(p);
+        restore(s).unwrap();
+        assert_eq!(everything(p), before, "{what}");
+        assert_eq!(git(p, &["rev-parse", "HEAD"], &[]).unwrap(), s.head.clone().unwrap());
+        assert!(
+            git(p, &["symbolic-ref", "-q", "HEAD"], &[]).is_err(),
+            "{what}: still detached"
+        );
+        assert_eq!(std::fs::read_to_string(p.join("a.txt")).unwrap(), "detached work\n");
     }
 }

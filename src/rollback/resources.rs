@@ -1,31 +1,48 @@
-//! Restoring checkpoint resources other than git (files, venvs, databases) from
-//! the content-addressed store.
+//! The `resource = [...]` rollback step: restoring checkpoint resources other
+//! than git (files, venvs, databases, command-captured state) from the store.
 //!
-//! The store, path capture and `backout restore` are built separately; this is
-//! the one seam where the `resource = [...]` step (and `restore = [...], from =
-//! "checkpoint"` for paths git does not track) reaches them. Until the store is
-//! wired in, the step fails with [`ResourceRestoreError::StoreUnavailable`],
-//! before it changes anything.
+//! The restore runs as an operation of its own (kind `restore`), with its own
+//! journal and its own safety checkpoint of exactly the resources it replaces,
+//! so `backout undo` and `backout show` treat it like any other restore.
 
 use crate::oplog::CheckpointRow;
+use crate::resource;
 use crate::workspace::Workspace;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ResourceRestoreError {
-    #[error(
-        "cannot restore {names} from checkpoint cp-{checkpoint}: restoring files, venvs and databases needs the checkpoint store, which this build of backout does not include yet; nothing was changed\n  = hint: for files tracked by git use restore = [...], from = \"checkpoint\" or a git revision"
-    )]
-    StoreUnavailable { names: String, checkpoint: i64 },
-}
 
 /// Restores the named resources of `checkpoint`; returns what was restored.
 pub fn restore_checkpoint_resources(
-    _ws: &Workspace,
+    ws: &Workspace,
     checkpoint: &CheckpointRow,
     names: &[String],
-) -> Result<String, ResourceRestoreError> {
-    Err(ResourceRestoreError::StoreUnavailable {
-        names: names.join(", "),
-        checkpoint: checkpoint.id,
-    })
+) -> anyhow::Result<String> {
+    let cp = resource::checkpoint_name(checkpoint.id);
+    let op = ws.oplog.begin(
+        "restore",
+        &serde_json::json!({ "checkpoint": cp, "only": names, "from": "rollback step" }),
+        ws.now_ms(),
+    )?;
+    match resource::restore(ws, Some(op), checkpoint, names, false, &()) {
+        Ok(out) => {
+            ws.oplog.finish(op, "ok", None, ws.now_ms())?;
+            let mut lines = vec![format!(
+                "restored {} from {cp} (op-{op}; state before it in {})",
+                out.resources.join(", "),
+                out.safety_checkpoint.as_deref().unwrap_or("-")
+            )];
+            lines.extend(
+                out.changes
+                    .iter()
+                    .take(20)
+                    .map(|c| format!("  {} {}: {}", c.action, c.resource, c.what)),
+            );
+            if out.changes.len() > 20 {
+                lines.push(format!("  ... {} more changes", out.changes.len() - 20));
+            }
+            Ok(lines.join("\n"))
+        }
+        Err(e) => {
+            ws.oplog.finish(op, "failed", Some(&format!("{e:#}")), ws.now_ms())?;
+            Err(e)
+        }
+    }
 }

@@ -231,7 +231,7 @@ pub async fn run(cx: &StepCtx<'_>, step: &Step) -> Outcome {
         StepKind::RestoreResource { names } => {
             match crate::rollback::resources::restore_checkpoint_resources(ws, cx.checkpoint, names) {
                 Ok(out) => (true, Some(0), out),
-                Err(e) => fail(e.to_string()),
+                Err(e) => fail(format!("{e:#}")),
             }
         }
         StepKind::Service { service, action } => {

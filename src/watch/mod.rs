@@ -89,8 +89,24 @@ pub async fn watch_from(
     ws: &Workspace,
     op: OpId,
     limit: Option<Duration>,
+    schedule: Schedule,
+    on_event: impl FnMut(&WatchEvent),
+) -> anyhow::Result<WatchResult> {
+    // Failed reviews are told to the plan's webhooks as they happen; deliveries
+    // finish (bounded) and are recorded when the watch ends.
+    let mut notifier = crate::notify::Notifier::start(ws);
+    let result = watch_schedule(ws, op, limit, schedule, on_event, &mut notifier).await;
+    notifier.finish(ws, op, crate::incident::NOTIFY_WAIT).await;
+    result
+}
+
+async fn watch_schedule(
+    ws: &Workspace,
+    op: OpId,
+    limit: Option<Duration>,
     mut schedule: Schedule,
     mut on_event: impl FnMut(&WatchEvent),
+    notifier: &mut crate::notify::Notifier,
 ) -> anyhow::Result<WatchResult> {
     let plan = &ws.plan;
     let baselines = load_baselines(ws, plan)?;
@@ -188,6 +204,27 @@ pub async fn watch_from(
             schedule.done.insert(result.name.clone());
             ws.oplog.event(op, now, "review", &serde_json::to_value(&result)?)?;
             on_event(&WatchEvent::Review(result.clone()));
+            if !result.passed {
+                let failed: Vec<&str> = result
+                    .expectations
+                    .iter()
+                    .filter(|e| e.holds != Some(true))
+                    .map(|e| e.text.as_str())
+                    .collect();
+                notifier.send(&crate::notify::Event {
+                    event: "review_failed",
+                    severity: if result.action == Action::Rollback {
+                        crate::plan::incident::Severity::Critical
+                    } else {
+                        crate::plan::incident::Severity::Warning
+                    },
+                    plan: plan.name.clone(),
+                    incident: None,
+                    message: format!("review {} failed: {}", result.name, failed.join(", ")),
+                    at: now,
+                    details: serde_json::to_value(&result)?,
+                });
+            }
             if !result.passed && result.action == Action::Rollback {
                 let v = review_verdict(&result);
                 ws.oplog.event(op, now, "verdict", &serde_json::to_value(&v)?)?;

@@ -89,6 +89,10 @@ fn help_lists_every_command_with_an_example() {
         "init",
         "check",
         "checkpoint",
+        "checkpoints",
+        "restore",
+        "fsck",
+        "gc",
         "baseline",
         "watch",
         "run",
@@ -220,4 +224,44 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+#[test]
+fn checkpoint_can_leave_a_named_backup_branch_and_tag() {
+    let p = Project::new();
+    p.git(&["init", "-q"]);
+    p.file("a.txt", "a\n");
+    p.git(&["add", "."]);
+    p.git(&["commit", "-qm", "a"]);
+    p.file(
+        "backout.toml",
+        "[plan]\nname = \"x\"\nrto = \"1m\"\n[capture]\ngit = true\n",
+    );
+    let head = p.git(&["rev-parse", "HEAD"]);
+    let r = p.run(&[
+        "checkpoint",
+        "--branch",
+        "backup/pre-phase-1-migration",
+        "--tag",
+        "stable-pre-flask-3",
+    ]);
+    r.success();
+    assert!(
+        r.stdout().contains("backup branch backup/pre-phase-1-migration"),
+        "{}",
+        r.stdout()
+    );
+    assert_eq!(p.git(&["rev-parse", "backup/pre-phase-1-migration"]), head);
+    assert_eq!(p.git(&["rev-parse", "stable-pre-flask-3"]), head);
+    // An existing name is never moved, and a bad one is refused, before any capture.
+    let again = p.run(&["checkpoint", "--tag", "stable-pre-flask-3"]);
+    again.code_is(2);
+    assert!(again.stderr().contains("already exists"), "{}", again.stderr());
+    p.run(&["checkpoint", "--branch", "bad..name"]).code_is(2);
+    let list: serde_json::Value = serde_json::from_str(&p.run(&["checkpoints", "--json"]).stdout()).unwrap();
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        1,
+        "refused checkpoints captured nothing"
+    );
 }

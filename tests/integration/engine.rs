@@ -249,15 +249,38 @@ steps = [
         "the revert reached the remote"
     );
 
-    // Restoring a store resource fails before changing anything, and says why.
+    // A store resource comes back through the rollback's `resource` step.
+    std::fs::create_dir_all(p.join("venv/lib")).unwrap();
+    std::fs::write(p.join("venv/lib/flask.txt"), "2.3.3\n").unwrap();
     std::fs::write(
         p.join("backout.toml"),
-        "[plan]\nname = \"r\"\n[rollback]\nsteps = [{ resource = [\"venv\"] }]\n",
+        "[plan]\nname = \"r\"\n[capture]\npaths = [\"venv\"]\n[rollback]\nsteps = [{ resource = [\"venv\"] }]\n",
     )
     .unwrap();
+    let (c, out) = code(p, &["checkpoint"]);
+    assert_eq!(c, 0, "{out}");
+    std::fs::write(p.join("venv/lib/flask.txt"), "3.0.0\n").unwrap();
+    std::fs::write(p.join("venv/lib/werkzeug.txt"), "3.0.1\n").unwrap();
     let (c, out) = code(p, &["rollback", "--yes"]);
+    assert_eq!(c, 0, "{out}");
+    assert_eq!(
+        std::fs::read_to_string(p.join("venv/lib/flask.txt")).unwrap(),
+        "2.3.3\n"
+    );
+    assert!(
+        !p.join("venv/lib/werkzeug.txt").exists(),
+        "a file the checkpoint did not have is removed"
+    );
+
+    // A resource the checkpoint does not hold fails before changing anything, and says why.
+    std::fs::write(
+        p.join("backout.toml"),
+        "[plan]\nname = \"r\"\n[capture]\npaths = [\"venv\"]\n[rollback]\nsteps = [{ resource = [\"db\"] }]\n",
+    )
+    .unwrap();
+    let (c, out) = code(p, &["rollback", "--yes", "--to", "cp-1"]);
     assert_eq!(c, 1, "{out}");
-    assert!(out.contains("needs the checkpoint store"), "{out}");
+    assert!(out.contains("holds no resource named \"db\""), "{out}");
 }
 
 #[test]

@@ -5,12 +5,14 @@ mod capture;
 mod cli;
 mod compose;
 mod demo;
+mod dumps;
 mod engine;
 mod example_dependency_upgrade;
 mod example_microservices;
 mod notify;
 mod report;
 mod resume;
+mod store;
 mod verify;
 mod watch;
 mod watching;
@@ -125,4 +127,23 @@ pub fn closed_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A test server's URL from `var` (exported by `scripts/services start`), or
+/// `None` with the reason printed when it is unset outside CI. Under CI a
+/// missing server fails the test: nothing is skipped silently there.
+#[allow(clippy::print_stderr)]
+pub fn server_url(var: &str) -> Option<String> {
+    if let Ok(url) = std::env::var(var)
+        && !url.is_empty()
+    {
+        return Some(url);
+    }
+    let how = "run ./scripts/test, or `eval \"$(scripts/services start)\"` before cargo test";
+    assert!(
+        std::env::var("CI").map_or(true, |v| v.is_empty()),
+        "{var} is not set under CI: {how}"
+    );
+    eprintln!("skipped: {var} is not set ({how})");
+    None
 }

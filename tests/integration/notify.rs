@@ -199,3 +199,24 @@ async fn a_failing_or_hanging_webhook_never_blocks_or_fails_the_rollback() {
             .any(|d| d.detail["error"].as_str().unwrap_or("").contains("abandoned"))
     );
 }
+
+#[test]
+fn a_failed_review_is_told_to_the_webhook() {
+    let hook = receiver(vec![200], false);
+    let p = crate::Project::new();
+    p.file(
+        "backout.toml",
+        &format!(
+            "[plan]\nname = \"r\"\nrto = \"1m\"\n[[probe]]\nname = \"api\"\nevery = \"100ms\"\ntimeout = \"200ms\"\nhttp = {{ url = \"http://127.0.0.1:{}/\" }}\n[[review]]\nname = \"first look\"\nat = \"500ms\"\nexpect = [\"api.up\"]\nthen = \"investigate\"\n[[notify]]\nwebhook = \"http://127.0.0.1:{}/\"\nformat = \"json\"\non = [\"review_failed\"]\n",
+            crate::closed_port(),
+            hook.port
+        ),
+    );
+    p.run(&["watch", "--for", "2s"]);
+    let bodies = hook.bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 1, "{bodies:#?}");
+    let v: serde_json::Value = serde_json::from_str(&bodies[0]).unwrap();
+    assert_eq!(v["event"], "review_failed");
+    assert_eq!(v["severity"], "warning");
+    assert_eq!(v["message"], "review first look failed: api.up");
+}

@@ -147,3 +147,27 @@ fn the_runbook_is_generated_from_the_plan_and_the_log() {
     assert!(html.stdout().contains("<h2>Rolling back</h2>"));
     assert!(!html.stdout().contains("<script"));
 }
+
+#[test]
+fn the_runbook_lists_levels_options_reviews_and_the_decision_matrix() {
+    let p = Project::new();
+    p.git(&["init", "-q"]);
+    p.file("backout.toml", include_str!("fixtures/runbook-levels.toml"));
+    let r = p.run(&["runbook"]);
+    r.success();
+    let md = r.stdout();
+    for needle in [
+        "**Level 1 — everything**, target 5m",
+        "### Level 2 — phase exchange-fix",
+        "**Option A (default) — time 30s, risk low**: direct fix",
+        "`backout rollback --phase exchange-fix --option B`",
+        "git push origin",
+        "### Level 3 — component mexc",
+        "git checkout --no-overlay <checkpoint> -- src/mexc",
+        "| +30m | +30m | `api.up` | investigate |",
+        "| critical | any | rollback | at once |",
+        "| otherwise |  | rollback |  |",
+    ] {
+        assert!(md.contains(needle), "runbook lacks {needle:?}:\n{md}");
+    }
+}

@@ -1,0 +1,179 @@
+//! Databases and command-captured state through `checkpoint`, `restore`,
+//! `fsck` and the rollback `resource` step: dumps kept in the store.
+
+use crate::Project;
+
+fn sqlite(path: &std::path::Path, sql: &str) -> String {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch(sql).unwrap();
+    conn.query_row(
+        "SELECT group_concat(name, ',') FROM (SELECT name FROM items ORDER BY id)",
+        [],
+        |r| r.get::<_, Option<String>>(0),
+    )
+    .unwrap()
+    .unwrap_or_default()
+}
+
+#[test]
+fn a_sqlite_database_and_command_state_round_trip_through_the_store() {
+    let p = Project::new();
+    p.git(&["init", "-q"]);
+    let db = p.path().join("app.db");
+    sqlite(
+        &db,
+        "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO items (name) VALUES ('a'), ('b');",
+    );
+    p.file("state.txt", "v1\n");
+    p.file(
+        "backout.toml",
+        r#"[plan]
+name = "dumps"
+rto = "1m"
+[capture]
+databases = [{ name = "main", kind = "sqlite", path = "app.db" }]
+commands = [{ name = "state", save = ["cat", "state.txt"], restore = ["cp", "{file}", "state.txt"] }]
+[rollback]
+steps = [{ resource = ["main", "state"] }]
+"#,
+    );
+    let r = p.run(&["checkpoint"]);
+    r.success();
+    assert!(r.stdout().contains("main: 1 files"), "{}", r.stdout());
+    let list = p.run(&["checkpoints", "--json"]);
+    list.success();
+    let listed: serde_json::Value = serde_json::from_str(&list.stdout()).unwrap();
+    assert_eq!(listed[0]["resources"], serde_json::json!(["main", "state"]), "{listed}");
+
+    // The change: rows deleted and added, the state file edited.
+    assert_eq!(
+        sqlite(
+            &db,
+            "DELETE FROM items WHERE name = 'a'; INSERT INTO items (name) VALUES ('z');"
+        ),
+        "b,z"
+    );
+    p.file("state.txt", "v2\n");
+
+    let dry = p.run(&["restore", "cp-1", "--dry-run"]);
+    dry.success();
+    assert!(dry.stdout().contains("main"), "{}", dry.stdout());
+    assert!(
+        dry.stdout().contains("cp "),
+        "the command it would run is shown: {}",
+        dry.stdout()
+    );
+    assert_eq!(sqlite(&db, "SELECT 1;"), "b,z", "a dry run changes nothing");
+
+    p.run(&["restore", "cp-1", "--only", "main"]).success();
+    assert_eq!(sqlite(&db, "SELECT 1;"), "a,b", "the rows are back");
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("state.txt")).unwrap(),
+        "v2\n",
+        "--only left the rest"
+    );
+
+    // The rollback step restores both; fsck checks the dumps with the rest.
+    sqlite(&db, "DELETE FROM items;");
+    let rb = p.run(&["rollback", "--yes", "--to", "cp-1"]);
+    rb.success();
+    assert_eq!(sqlite(&db, "SELECT 1;"), "a,b");
+    assert_eq!(std::fs::read_to_string(p.path().join("state.txt")).unwrap(), "v1\n");
+    p.run(&["fsck"]).success();
+
+    // A damaged dump is found by fsck, and restore refuses it before writing.
+    let cp: serde_json::Value = serde_json::from_str(&p.run(&["show", "cp-1", "--json"]).stdout()).unwrap();
+    let object = cp["resources"]["databases"][0]["object"].as_str().unwrap().to_string();
+    let objects = p.path().join(".backout/objects");
+    let file = walk(&objects)
+        .into_iter()
+        .find(|f| f.file_name().unwrap().to_string_lossy().contains(&object[2..]))
+        .expect("the dump object");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    std::fs::write(&file, bytes).unwrap();
+    sqlite(&db, "DELETE FROM items;");
+    p.run(&["fsck"]).code_is(5);
+    let r = p.run(&["restore", "cp-1", "--only", "main"]);
+    assert_ne!(r.code(), 0, "{}", r.stdout());
+    assert_eq!(sqlite(&db, "SELECT 1;"), "", "nothing was written");
+}
+
+#[test]
+fn a_postgres_database_comes_back_through_checkpoint_and_restore() {
+    let Some(url) = crate::server_url("BACKOUT_TEST_PG_URL") else {
+        return;
+    };
+    let psql_at = |url: &str, sql: &str| {
+        let out = std::process::Command::new("psql")
+            .args([url, "-XAtqc", sql])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    // A database of its own on the test server.
+    let name = format!("dumps_it_{}", std::process::id());
+    psql_at(&url, &format!("DROP DATABASE IF EXISTS {name}"));
+    psql_at(&url, &format!("CREATE DATABASE {name}"));
+    let base = url.rsplit_once('/').unwrap().0.to_string();
+    let url = format!("{base}/{name}");
+    let p = Project::new().env("DATABASE_URL", &url);
+    let psql = |sql: &str| psql_at(&url, sql);
+    let table = "items";
+    psql(&format!(
+        "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (v text); INSERT INTO {table} VALUES ('kept');"
+    ));
+    p.file(
+        "backout.toml",
+        "[plan]\nname = \"pg\"\n[capture]\ndatabases = [{ name = \"main\", kind = \"postgres\", url = \"${DATABASE_URL}\" }]\n[rollback]\nsteps = [{ resource = [\"main\"] }]\n",
+    );
+    let r = p.run(&["checkpoint"]);
+    r.success();
+    psql(&format!("DELETE FROM {table}; INSERT INTO {table} VALUES ('changed');"));
+    let r = p.run(&["restore", "cp-1"]);
+    r.success();
+    assert_eq!(psql(&format!("SELECT string_agg(v, ',') FROM {table}")), "kept");
+    // And through the rollback engine's resource step, while a client stays connected.
+    let mut client = std::process::Command::new("psql")
+        .args([url.as_str(), "-Xq"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    psql(&format!(
+        "INSERT INTO {table} VALUES ('added later'); CREATE TABLE later (x int);"
+    ));
+    let rb = p.run(&["rollback", "--yes", "--to", "cp-1"]);
+    rb.success();
+    assert_eq!(psql(&format!("SELECT string_agg(v, ',') FROM {table}")), "kept");
+    assert_eq!(
+        psql("SELECT count(*) FROM pg_tables WHERE tablename = 'later'"),
+        "0",
+        "a table made after the checkpoint is gone"
+    );
+    let _ = client.kill();
+    let _ = client.wait();
+    psql_at(
+        &format!("{base}/postgres"),
+        &format!("DROP DATABASE {name} WITH (FORCE)"),
+    );
+    // The password never reached the terminal.
+    let password = url.split(':').nth(2).unwrap().split('@').next().unwrap();
+    assert!(!r.stdout().contains(password) && !r.stderr().contains(password));
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
