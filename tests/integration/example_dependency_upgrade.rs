@@ -1,9 +1,11 @@
 //! examples/dependency-upgrade (seed 004) end to end, for real: a Flask API in a
 //! venv upgraded from Flask 2.3.3 to 3.0.3, which breaks most endpoints; the
 //! watch detects it and the decision matrix rolls back by the seed's Method 1
-//! (requirements backup + force reinstall); then a fix forward where only one
+//! (requirements backup + force reinstall of the `pip freeze` the checkpoint
+//! captured); then a fix forward where only one
 //! minor endpoint fails (the matrix says investigate), and the seed's other
-//! methods (manual requirements, clean reinstall) as phase options. Wheels
+//! methods (venv restore from the checkpoint store, clean reinstall, manual
+//! requirements) as phase options. Wheels
 //! come from `target/wheels`, which ./scripts/test fills; nothing reaches an
 //! index.
 
@@ -150,6 +152,7 @@ fn dependency_upgrade_example_rolls_back_flask_3_by_each_of_the_seeds_methods() 
     );
     assert!(out.contains("rollback in 15s unless it clears"), "{out}");
     assert!(out.contains("recovered in"), "{out}");
+    assert!(out.contains("force reinstall old versions: ok"), "{out}");
     assert_eq!(installed(dir, "flask"), "2.3.3");
     assert_eq!(installed(dir, "werkzeug"), "2.3.7");
     assert_eq!(statuses(port), [200; 5], "every endpoint serves after the rollback");
@@ -182,7 +185,10 @@ fn dependency_upgrade_example_rolls_back_flask_3_by_each_of_the_seeds_methods() 
 
     // The seed's other methods, each after the same failed upgrade, each from
     // the checkpoint `run` took before the phase.
-    for (option, recreated) in [
+    // The marker is written into the venv after the checkpoint: the venv restore
+    // (exact) and the clean reinstall remove it, a reinstall over it keeps it.
+    for (option, marker_gone) in [
+        ("Method 3: virtual environment restore", true),
         ("Method 4: clean reinstall", true),
         ("Method 2: manual rollback (backup missing)", false),
     ] {
@@ -194,11 +200,7 @@ fn dependency_upgrade_example_rolls_back_flask_3_by_each_of_the_seeds_methods() 
         assert_eq!(j["rollback"]["timing"]["within_rto"], true, "{option}: {j}");
         assert_eq!(installed(dir, "flask"), "2.3.3", "{option}");
         assert_eq!(installed(dir, "werkzeug"), "2.3.7", "{option}");
-        assert_eq!(
-            dir.join("venv/marker").exists(),
-            !recreated,
-            "{option}: the venv is recreated only by the clean reinstall"
-        );
+        assert_eq!(dir.join("venv/marker").exists(), !marker_gone, "{option}");
         assert_eq!(statuses(port), [200; 5], "{option}");
         ok(p.run(&["verify"]));
     }
