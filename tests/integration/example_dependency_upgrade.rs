@@ -22,7 +22,9 @@ impl Drop for StopApi {
         if let Ok(text) = std::fs::read_to_string(self.0.join(".backout/run/api.pid"))
             && let Some(pid) = text.split_whitespace().next().and_then(|p| p.parse::<i32>().ok())
         {
-            let _ = std::process::Command::new("kill").args(["--", &format!("-{pid}")]).status();
+            let _ = std::process::Command::new("kill")
+                .args(["--", &format!("-{pid}")])
+                .status();
         }
     }
 }
@@ -58,7 +60,8 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s =
         std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes()).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let status = text.split_whitespace().nth(1)?.parse().ok()?;
@@ -82,7 +85,10 @@ fn wheels() -> PathBuf {
 
 fn installed(p: &Path, package: &str) -> String {
     let out = std::process::Command::new(p.join("venv/bin/python"))
-        .args(["-c", &format!("from importlib.metadata import version; print(version('{package}'))")])
+        .args([
+            "-c",
+            &format!("from importlib.metadata import version; print(version('{package}'))"),
+        ])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -214,7 +220,11 @@ fn dependency_upgrade_example_rolls_back_flask_3_by_each_of_the_seeds_methods() 
             .replace("flask.escape(", "markupsafe.escape("),
     )
     .unwrap();
-    p.git(&["commit", "-qam", "labels: markupsafe.escape (flask.escape is gone in Flask 3)"]);
+    p.git(&[
+        "commit",
+        "-qam",
+        "labels: markupsafe.escape (flask.escape is gone in Flask 3)",
+    ]);
     ok(p.run(&["run", "--phase", "flask-3"]));
     assert_eq!(statuses(port), [200, 200, 200, 200, 500]);
     let out = ok(p.run(&["watch", "--auto-rollback", "--for", "6s"]));
@@ -222,7 +232,10 @@ fn dependency_upgrade_example_rolls_back_flask_3_by_each_of_the_seeds_methods() 
         out.contains("news-failing: INVESTIGATE") && out.contains("[minor × any of probes: 1 of 5 affected]"),
         "{out}"
     );
-    assert!(!out.contains("ROLLBACK"), "one minor endpoint is no reason to roll back:\n{out}");
+    assert!(
+        !out.contains("ROLLBACK"),
+        "one minor endpoint is no reason to roll back:\n{out}"
+    );
     assert_eq!(installed(dir, "flask"), "3.0.3", "no rollback: still on Flask 3");
 
     // ...and fixed forward: news builds its link with the standard library.
@@ -235,7 +248,11 @@ fn dependency_upgrade_example_rolls_back_flask_3_by_each_of_the_seeds_methods() 
         ),
     )
     .unwrap();
-    p.git(&["commit", "-qam", "news: urllib.parse.quote (werkzeug.urls.url_quote is gone in Werkzeug 3)"]);
+    p.git(&[
+        "commit",
+        "-qam",
+        "news: urllib.parse.quote (werkzeug.urls.url_quote is gone in Werkzeug 3)",
+    ]);
     ok(p.run(&["run", "--phase", "flask-3"]));
     assert!(
         std::fs::read_to_string(dir.join("requirements.txt.backup"))
@@ -244,5 +261,9 @@ fn dependency_upgrade_example_rolls_back_flask_3_by_each_of_the_seeds_methods() 
         "the backup still holds the Flask 2 pins"
     );
     assert_eq!(installed(dir, "flask"), "3.0.3");
-    assert_eq!(statuses(port), [200; 5], "fixed forward: every endpoint serves on Flask 3");
+    assert_eq!(
+        statuses(port),
+        [200; 5],
+        "fixed forward: every endpoint serves on Flask 3"
+    );
 }

@@ -42,7 +42,10 @@ struct Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let _ = std::process::Command::new("sh")
-            .args(["-c", &format!("{} -p {} down --rmi local -v -t 1", compose(), self.project)])
+            .args([
+                "-c",
+                &format!("{} -p {} down --rmi local -v -t 1", compose(), self.project),
+            ])
             .current_dir(&self.dir)
             .output();
         let _ = std::process::Command::new("psql")
@@ -83,22 +86,10 @@ fn wait_for(port: u16, path: &str, want: &str) {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("127.0.0.1:{port}{path} never served {want:?} (last: {:?})", http_get(port, path));
-}
-
-/// The test PostgreSQL server's URL (./scripts/test starts it); None skips the
-/// test outside CI, under CI its absence fails it.
-fn pg_url() -> Option<String> {
-    match std::env::var("BACKOUT_TEST_PG_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|v| !v.is_empty()) => {
-            panic!("BACKOUT_TEST_PG_URL is not set under CI: run ./scripts/test")
-        }
-        _ => {
-            eprintln!("skipped: BACKOUT_TEST_PG_URL is not set (run ./scripts/test, or `eval \"$(scripts/services start)\"`)");
-            None
-        }
-    }
+    panic!(
+        "127.0.0.1:{port}{path} never served {want:?} (last: {:?})",
+        http_get(port, path)
+    );
 }
 
 #[track_caller]
@@ -133,7 +124,9 @@ fn poll(check: impl Fn() -> bool + Send + 'static) -> impl FnOnce() -> (usize, u
 
 #[test]
 fn microservices_example_rolls_back_each_phase_and_the_whole_migration() {
-    let Some(admin_url) = pg_url() else { return };
+    let Some(admin_url) = crate::server_url("BACKOUT_TEST_PG_URL") else {
+        return;
+    };
     assert!(
         Path::new("/bin/busybox").exists(),
         "busybox-static is missing: ./scripts/test installs it"
@@ -180,7 +173,11 @@ fn microservices_example_rolls_back_each_phase_and_the_whole_migration() {
     p.git(&["add", "-A"]);
     p.git(&["commit", "-qm", "feat: Add ticker metadata modal"]);
     let up = |what: &str| sh(&dir, &format!("{} -p {project} up -d --build {what} 2>&1", compose()));
-    let container = |svc: &str| sh(&dir, &format!("{} -p {project} ps -q {svc}", compose())).trim().to_string();
+    let container = |svc: &str| {
+        sh(&dir, &format!("{} -p {project} ps -q {svc}", compose()))
+            .trim()
+            .to_string()
+    };
 
     // The system before the migration, and its pre-requisites: a checkpoint of
     // git and the database.
@@ -191,7 +188,10 @@ fn microservices_example_rolls_back_each_phase_and_the_whole_migration() {
     wait_for(session, "/api/session/current", "MARKET_OPEN");
     ok(p.run(&["check"]));
     ok(p.run(&["checkpoint", "--label", "backup/pre-phase-1-migration"]));
-    let caps_before = psql(&db_url, "select string_agg(symbol || '=' || market_cap, ',' order by symbol) from ticker_metadata");
+    let caps_before = psql(
+        &db_url,
+        "select string_agg(symbol || '=' || market_cap, ',' order by symbol) from ticker_metadata",
+    );
     assert_eq!(tables(&db_url), "ticker_metadata,tickers");
 
     // Phase 1 with the seed's failure planted: the gateway calls a path the new
@@ -211,9 +211,7 @@ fn microservices_example_rolls_back_each_phase_and_the_whole_migration() {
 
     // Option B: only the gateway, while scanner and session are polled throughout.
     let (scanner_before, ticker_before) = (container("scanner"), container("ticker-metadata-service"));
-    let done = poll(move || {
-        get(session, "/api/session/current").is_some() && get(ticker, "/health").is_some()
-    });
+    let done = poll(move || get(session, "/api/session/current").is_some() && get(ticker, "/health").is_some());
     let j = json(p.run(&[
         "rollback",
         "--phase",
@@ -229,9 +227,17 @@ fn microservices_example_rolls_back_each_phase_and_the_whole_migration() {
     assert!(polls > 5);
     assert_eq!(failures, 0, "the other services failed while the gateway rolled back");
     assert_eq!(container("scanner"), scanner_before, "scanner was not touched");
-    assert_eq!(container("ticker-metadata-service"), ticker_before, "ticker-metadata-service was not touched");
+    assert_eq!(
+        container("ticker-metadata-service"),
+        ticker_before,
+        "ticker-metadata-service was not touched"
+    );
     assert!(get(gw, "/health").unwrap().contains("\"version\":\"1\""));
-    assert!(get(gw, "/api/v1/ticker/AAPL/metadata").unwrap().contains("\"source\":\"direct\""));
+    assert!(
+        get(gw, "/api/v1/ticker/AAPL/metadata")
+            .unwrap()
+            .contains("\"source\":\"direct\"")
+    );
     let v = ok(p.run(&["verify"]));
     assert!(v.contains("[pass] modal de metadata funciona"), "{v}");
 
@@ -240,7 +246,11 @@ fn microservices_example_rolls_back_each_phase_and_the_whole_migration() {
     std::fs::write(dir.join("services/api-gateway/metadata_url"), url).unwrap();
     p.git(&["commit", "-qam", "gateway: /api/metadata"]);
     up("api-gateway");
-    wait_for(gw, "/api/v1/ticker/AAPL/metadata", "\"source\":\"ticker-metadata-service\"");
+    wait_for(
+        gw,
+        "/api/v1/ticker/AAPL/metadata",
+        "\"source\":\"ticker-metadata-service\"",
+    );
 
     // Option C: the new service itself fails; degraded mode stops it and the
     // gateway falls back to its direct query; everything else keeps serving.
@@ -272,9 +282,17 @@ fn microservices_example_rolls_back_each_phase_and_the_whole_migration() {
         "--yes",
         "--json",
     ]));
-    assert_eq!(j["rollback"]["degraded"], serde_json::json!(["ticker-metadata-service"]), "{j}");
+    assert_eq!(
+        j["rollback"]["degraded"],
+        serde_json::json!(["ticker-metadata-service"]),
+        "{j}"
+    );
     assert_eq!(get(ticker, "/health"), None, "ticker-metadata-service is stopped");
-    assert!(get(gw, "/api/v1/ticker/AAPL/metadata").unwrap().contains("\"source\":\"direct\""));
+    assert!(
+        get(gw, "/api/v1/ticker/AAPL/metadata")
+            .unwrap()
+            .contains("\"source\":\"direct\"")
+    );
     assert!(get(gw, "/api/v1/scanner/gappers_up").is_some());
     assert!(get(session, "/api/session/current").is_some());
 
@@ -290,7 +308,11 @@ fn microservices_example_rolls_back_each_phase_and_the_whole_migration() {
         tables(&db_url),
         "dilution_events,financial_statements,sec_filings,ticker_metadata,tickers"
     );
-    assert_eq!(psql(&db_url, "select sum(market_cap) from ticker_metadata"), "0", "the backfill zeroed them");
+    assert_eq!(
+        psql(&db_url, "select sum(market_cap) from ticker_metadata"),
+        "0",
+        "the backfill zeroed them"
+    );
 
     // Phase 3, option B: the new tables dropped, the service stopped, the rest serving.
     let j = json(p.run(&[
@@ -319,13 +341,24 @@ fn microservices_example_rolls_back_each_phase_and_the_whole_migration() {
     assert!(timing["total_ms"].as_u64().unwrap() <= timing["rto_ms"].as_u64().unwrap());
     assert_eq!(tables(&db_url), "ticker_metadata,tickers");
     assert_eq!(
-        psql(&db_url, "select string_agg(symbol || '=' || market_cap, ',' order by symbol) from ticker_metadata"),
+        psql(
+            &db_url,
+            "select string_agg(symbol || '=' || market_cap, ',' order by symbol) from ticker_metadata"
+        ),
         caps_before,
         "the rows are back"
     );
     assert!(get(gw, "/health").unwrap().contains("\"version\":\"1\""));
-    assert!(get(gw, "/api/v1/ticker/AAPL/metadata").unwrap().contains("\"source\":\"direct\""));
-    assert_eq!(get(ticker, "/health"), None, "no ticker-metadata-service before phase 1");
+    assert!(
+        get(gw, "/api/v1/ticker/AAPL/metadata")
+            .unwrap()
+            .contains("\"source\":\"direct\"")
+    );
+    assert_eq!(
+        get(ticker, "/health"),
+        None,
+        "no ticker-metadata-service before phase 1"
+    );
     assert_eq!(get(fundamental, "/health"), None);
     assert!(!dir.join("services/ticker-metadata-service").exists());
     assert_eq!(p.git(&["log", "-1", "--format=%s"]), "feat: Add ticker metadata modal");
