@@ -6,6 +6,7 @@ mod cli;
 mod compose;
 mod demo;
 mod engine;
+mod examples;
 mod notify;
 mod report;
 mod resume;
