@@ -80,24 +80,7 @@ pub async fn run(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, CommandError
     }
     let cp = match &args.to {
         None => super::last_checkpoint(&ws)?,
-        Some(name) => {
-            let id: i64 = name.trim_start_matches("cp-").parse().map_err(|_| {
-                CommandError::usage(anyhow::anyhow!(
-                    "{name:?} is not a checkpoint id\n  = hint: checkpoint ids look like cp-3"
-                ))
-            })?;
-            let row = ws
-                .oplog
-                .checkpoint(id)?
-                .context(format!("no checkpoint {name}"))
-                .map_err(CommandError::usage)?;
-            if !row.complete {
-                return Err(CommandError::usage(anyhow::anyhow!(
-                    "checkpoint {name} is incomplete (its capture was interrupted); choose another"
-                )));
-            }
-            row
-        }
+        Some(name) => super::named_checkpoint(&ws, name)?,
     };
     let req = Request {
         phase: args.phase.clone(),

@@ -51,7 +51,11 @@ fn project_from(name: &str, edit: impl Fn(&str) -> String) -> Project {
 }
 
 fn sh(dir: &Path, script: &str) -> String {
-    let out = Command::new("sh").args(["-ec", script]).current_dir(dir).output().unwrap();
+    let out = Command::new("sh")
+        .args(["-ec", script])
+        .current_dir(dir)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{script}: {}{}",
@@ -100,8 +104,16 @@ fn exchange_endpoint_fix_deployed_by_git_push() {
     .env("EXCHANGE_TOKEN", "tok-7f3a");
     let dir = p.path().to_path_buf();
     let _reap = Reap(dir.clone());
-    sh(&dir, &format!("sh scripts/setup-paas.sh {port} && git push -q paas main 2>&1"));
-    let served = || json(&get(port, "/api/health").1)["revision"].as_str().unwrap().to_string();
+    sh(
+        &dir,
+        &format!("sh scripts/setup-paas.sh {port} && git push -q paas main 2>&1"),
+    );
+    let served = || {
+        json(&get(port, "/api/health").1)["revision"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
     assert_eq!(served(), p.git(&["rev-parse", "HEAD"]), "the first push deployed HEAD");
     // Before 60745b8 the Smart Scalper fails (the AttributeError DL-033 fixes).
     let (status, body) = get(port, "/api/smart-scalper/analysis");
@@ -130,7 +142,10 @@ fn exchange_endpoint_fix_deployed_by_git_push() {
     let w = p.run(&["watch", "--auto-rollback", "--for", "1h"]);
     w.success();
     let out = w.stdout() + &w.stderr();
-    assert!(out.contains("exchange-500: ROLLBACK: exchanges.error_rate is 100% > 5%"), "{out}");
+    assert!(
+        out.contains("exchange-500: ROLLBACK: exchanges.error_rate is 100% > 5%"),
+        "{out}"
+    );
     for check in [
         "[pass] syntax (py_compile)",
         "[pass] fix in place: 2 line(s) match",
@@ -141,12 +156,19 @@ fn exchange_endpoint_fix_deployed_by_git_push() {
     }
     // What serves: the fix commit on top of 60745b8, manipulation_risk kept.
     let head = p.git(&["rev-parse", "HEAD"]);
-    assert_eq!(p.git(&["rev-parse", "HEAD~1"]), bad, "the fix is one commit on top of 60745b8");
+    assert_eq!(
+        p.git(&["rev-parse", "HEAD~1"]),
+        bad,
+        "the fix is one commit on top of 60745b8"
+    );
     assert_eq!(
         p.git(&["log", "-1", "--format=%s"]),
         "fix: DL-034 Add missing session variable in exchanges.py add_user_exchange"
     );
-    assert_eq!(p.git(&["diff", "--shortstat", "HEAD~1"]), "1 file changed, 1 insertion(+)");
+    assert_eq!(
+        p.git(&["diff", "--shortstat", "HEAD~1"]),
+        "1 file changed, 1 insertion(+)"
+    );
     assert_eq!(served(), head, "the PaaS serves the fix");
     let (status, body) = get(port, "/api/smart-scalper/analysis");
     assert_eq!(status, 200, "{body}");
@@ -197,7 +219,10 @@ fn exchange_endpoint_fix_deployed_by_git_push() {
     b.code_is(1);
     let out = b.stdout() + &b.stderr();
     assert!(out.contains("[pass] POST /api/user/exchanges → 201"), "{out}");
-    assert!(out.contains("[FAIL] Smart Scalper preserved (manipulation_risk)"), "{out}");
+    assert!(
+        out.contains("[FAIL] Smart Scalper preserved (manipulation_risk)"),
+        "{out}"
+    );
     assert!(out.contains("RTO 10m: met"), "{out}");
     let subjects = p.git(&["log", "-2", "--format=%s"]);
     assert!(
@@ -211,4 +236,185 @@ fn exchange_endpoint_fix_deployed_by_git_push() {
         body.contains("'InstitutionalAnalysis' object has no attribute 'manipulation_risk'"),
         "{body}"
     );
+}
+
+/// A venv in the project with pytest, from the wheels `scripts/test` downloads.
+fn venv_with_pytest(dir: &Path) {
+    let wheels = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/wheels");
+    assert!(
+        std::fs::read_dir(&wheels)
+            .is_ok_and(|mut d| d.any(|e| { e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("pytest-")) })),
+        "no pytest wheel in {}: run ./scripts/test (it downloads the examples' wheels)",
+        wheels.display()
+    );
+    sh(
+        dir,
+        &format!(
+            "python3 -m venv venv && venv/bin/pip install -q --no-index --find-links {} pytest",
+            wheels.display()
+        ),
+    );
+}
+
+fn rollback_json(p: &Project, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["rollback", "--yes", "--json"];
+    all.extend_from_slice(args);
+    let r = p.run(&all);
+    r.success();
+    json(&r.stdout())
+}
+
+/// Seed 002: the REST client injection conversion in five phases (one commit
+/// and one checkpoint each, verified by pytest and grep counts); a bug in the
+/// phase-4 Gate.io composite shows only in the engine's log, where the watch's
+/// error monitor finds it; then the three levels: 3 (the Gate.io component),
+/// 2 (phase 4's files from its pre-phase checkpoint), 1 (everything).
+#[test]
+fn rest_client_refactor_rolls_back_at_three_levels() {
+    let sim = crate::closed_port();
+    let p = project_from("rest-client-refactor", |plan| plan.replace("8600", &sim.to_string()));
+    let dir = p.path().to_path_buf();
+    let _reap = Reap(dir.clone());
+    venv_with_pytest(&dir);
+    let initial = p.git(&["rev-parse", "HEAD"]);
+    p.run(&["check"]).success();
+    p.run(&["checkpoint", "--label", "pre-conversion"]).success(); // cp-1
+
+    // The conversion: phases 1..5, each checkpointed (cp-2..cp-6) and verified.
+    let r = p.run(&["run"]);
+    r.success();
+    assert!(r.stdout().contains("5 phase(s) applied and verified"), "{}", r.stdout());
+    let subjects = p.git(&["log", "--format=%s", &format!("{initial}..HEAD")]);
+    assert_eq!(subjects.lines().count(), 5, "{subjects}");
+    assert!(subjects.starts_with("Phase 5: "), "{subjects}");
+
+    let read = |rel: &str| std::fs::read_to_string(dir.join(rel)).unwrap();
+    let gateio_bug =
+        "gateio get_balances failed: AttributeError: 'GateioPublicSpotRest' object has no attribute 'get_balances'";
+
+    // Detection by the error monitor over the engine's log, and level 1:
+    // everything back to the pre-conversion checkpoint, with the incident report.
+    let w = p.run(&["watch", "--auto-rollback", "--to", "cp-1", "--for", "2m"]);
+    w.success();
+    let out = w.stdout() + &w.stderr();
+    assert!(out.contains("high-error-rate: ROLLBACK: errors.count is"), "{out}");
+    assert!(out.contains("type-safety: INVESTIGATE"), "{out}");
+    assert!(out.contains("rolling back to cp-1"), "{out}");
+    assert!(read("logs/application.log").contains(gateio_bug));
+    assert_eq!(p.git(&["rev-parse", "HEAD"]), initial);
+    assert_eq!(
+        p.git(&["status", "--porcelain"]),
+        "",
+        "the tree is the pre-conversion one"
+    );
+    let base = read("src/exchanges/interfaces/rest/rest_base.py");
+    assert!(base.contains("Optional[RestManager]") && base.contains("_ensure_rest_manager"));
+    let abstract_methods = sh(
+        &dir,
+        "grep -r 'async def create_rest_manager' src/exchanges/integrations/*/rest/*.py | wc -l",
+    );
+    assert_eq!(abstract_methods, "6");
+    let r = p.run(&["report", "--format", "json"]);
+    r.success();
+    let report = json(&r.stdout());
+    assert_eq!(report["rto_ms"], 3_600_000, "full system validation <60 minutes");
+    let timing = &report["rollback"]["timing"];
+    assert_eq!(timing["target_ms"], 300_000, "level 1 target 5m");
+    assert_eq!(timing["within_target"], true, "{timing}");
+    assert_eq!(timing["within_rto"], true, "{timing}");
+    assert!(timing["total_ms"].as_i64().unwrap() <= 300_000, "{timing}");
+    let md = std::fs::read_to_string(dir.join(".backout/reports/inc-1/report.md")).unwrap();
+    for part in ["validate_rollback.sh", "git reset --hard", "integration tests"] {
+        assert!(md.contains(part), "{part}\n{md}");
+    }
+
+    // The conversion again (cp-8..cp-12 after the safety checkpoint cp-7), the
+    // same failure, and the narrower levels.
+    p.run(&["run"]).success();
+    let cp_before_phase_4 = "cp-11";
+    let show = p.run(&["show", cp_before_phase_4]);
+    show.success();
+    assert!(
+        show.stdout().contains("before phase phase-4-composites"),
+        "{}",
+        show.stdout()
+    );
+    p.run(&["watch", "--for", "2m"]).code_is(4);
+    let composite = "src/exchanges/integrations/gateio/gateio_composite_private.py";
+
+    // Level 3: only the Gate.io integration, as it was before phase 4.
+    let j = rollback_json(&p, &["--component", "gateio", "--to", cp_before_phase_4]);
+    assert_eq!(j["verified"], true, "{j}");
+    assert_eq!(j["rollback"]["timing"]["target_ms"], 1_800_000, "level 3 target 30m");
+    assert_eq!(j["rollback"]["timing"]["within_target"], true, "{j}");
+    assert_eq!(p.git(&["status", "--porcelain"]), format!("M  {composite}"));
+    assert!(read(composite).contains("Optional[GateioPrivateSpotRest]"));
+    assert!(
+        !read("src/exchanges/integrations/mexc/mexc_composite_private.py").contains("Optional"),
+        "MEXC keeps its converted composite"
+    );
+    let passed: Vec<String> = j["verification"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["passed"] == true)
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(passed.contains(&"integration tests".to_string()), "{j}");
+    // The engine runs clean again: a short watch ends without a verdict.
+    p.run(&["watch", "--for", "4s"]).success();
+
+    // Level 2: phase 4's three files from the checkpoint taken before it.
+    let j = rollback_json(&p, &["--phase", "phase-4-composites", "--to", cp_before_phase_4]);
+    assert_eq!(j["verified"], true, "{j}");
+    assert_eq!(j["rollback"]["timing"]["target_ms"], 900_000, "level 2 target 15m");
+    let changed = p.git(&["status", "--porcelain"]);
+    assert_eq!(changed.lines().count(), 3, "{changed}");
+    assert!(
+        read("src/exchanges/interfaces/composite/base_private_composite.py").contains("Optional[RestT]"),
+        "Optional types restored"
+    );
+    assert!(
+        read("src/exchanges/interfaces/rest/rest_base.py").contains("rest_manager: RestManager)"),
+        "phases 1-3 stay converted"
+    );
+
+    // Every rollback is in the operation log with its commands.
+    let r = p.run(&["log", "--steps"]);
+    r.success();
+    for part in [
+        "git checkout --no-overlay",
+        "Optional types restored",
+        "validate_rollback.sh",
+    ] {
+        assert!(r.stdout().contains(part), "{part}\n{}", r.stdout());
+    }
+}
+
+/// `watch --to` names the checkpoint an automatic rollback goes to (seed 002's
+/// complete rollback goes to the pre-conversion one, not the last phase's).
+#[test]
+fn watch_to_needs_a_rollback_mode_and_a_real_checkpoint() {
+    let p = Project::new();
+    p.file(
+        "backout.toml",
+        "[plan]\nname = \"t\"\n[capture]\ngit = true\n[[probe]]\nname = \"x\"\ntimeout = \"1s\"\ncommand = { run = \"true\" }\n[rollback]\nsteps = [{ git = \"revert\" }]\n",
+    );
+    p.git(&["init", "-q", "-b", "main"]);
+    p.git(&["add", "-A"]);
+    p.git(&["commit", "-q", "-m", "init"]);
+    let r = p.run(&["watch", "--to", "cp-1", "--for", "1s"]);
+    r.code_is(2);
+    assert!(
+        r.stderr().contains("use it with --auto-rollback or --confirm"),
+        "{}",
+        r.stderr()
+    );
+    p.run(&["checkpoint"]).success();
+    let r = p.run(&["watch", "--auto-rollback", "--to", "cp-9", "--for", "1s"]);
+    r.code_is(2);
+    assert!(r.stderr().contains("no checkpoint cp-9"), "{}", r.stderr());
+    let r = p.run(&["watch", "--auto-rollback", "--to", "last", "--for", "1s"]);
+    r.code_is(2);
+    assert!(r.stderr().contains("checkpoint ids look like cp-3"), "{}", r.stderr());
 }
