@@ -1,4 +1,3 @@
-use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 
 use super::Ctx;

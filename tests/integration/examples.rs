@@ -215,6 +215,26 @@ fn exchange_endpoint_fix_deployed_by_git_push() {
 
     // Option B: full revert and push. Exchanges work; the Smart Scalper breaks,
     // which the verification says (exit 1).
+    let dry = p.run(&[
+        "rollback",
+        "--phase",
+        "60745b8",
+        "--option",
+        "B: full revert",
+        "--dry-run",
+    ]);
+    dry.success();
+    assert!(
+        dry.stdout().contains("(2 commit(s))"),
+        "60745b8 and the fix: {}",
+        dry.stdout()
+    );
+    assert!(
+        dry.stdout()
+            .contains(&format!("wait until POST http://127.0.0.1:{port}/api/user/exchanges")),
+        "{}",
+        dry.stdout()
+    );
     let b = p.run(&["rollback", "--phase", "60745b8", "--option", "B: full revert", "--yes"]);
     b.code_is(1);
     let out = b.stdout() + &b.stderr();
