@@ -384,8 +384,10 @@ fn rest_client_refactor_rolls_back_at_three_levels() {
     // The engine runs clean again: a short watch ends without a verdict.
     p.run(&["watch", "--for", "4s"]).success();
 
-    // Level 2: phase 4's three files from the checkpoint taken before it.
-    let j = rollback_json(&p, &["--phase", "phase-4-composites", "--to", cp_before_phase_4]);
+    // Level 2: phase 4's three files from the checkpoint taken before it (the
+    // default for --phase; the last checkpoint, cp-12, is the one before phase 5).
+    let j = rollback_json(&p, &["--phase", "phase-4-composites"]);
+    assert_eq!(j["rollback"]["checkpoint"], cp_before_phase_4, "{j}");
     assert_eq!(j["verified"], true, "{j}");
     assert_eq!(j["rollback"]["timing"]["target_ms"], 900_000, "level 2 target 15m");
     let changed = p.git(&["status", "--porcelain"]);
