@@ -440,3 +440,61 @@ fn watch_to_needs_a_rollback_mode_and_a_real_checkpoint() {
     r.code_is(2);
     assert!(r.stderr().contains("checkpoint ids look like cp-3"), "{}", r.stderr());
 }
+
+/// Seed 000's option C: exchanges.py as it was before 60745b8, everything else
+/// kept: the exchanges work again and, unlike option B, the Smart Scalper too.
+#[test]
+fn exchange_endpoint_option_c_keeps_the_smart_scalper() {
+    let port = crate::closed_port();
+    let p = project_from("exchange-endpoint", |plan| {
+        plan.replace("127.0.0.1:8000", &format!("127.0.0.1:{port}"))
+    })
+    .env("EXCHANGE_TOKEN", "tok-7f3a");
+    let dir = p.path().to_path_buf();
+    let _reap = Reap(dir.clone());
+    sh(
+        &dir,
+        &format!("sh scripts/setup-paas.sh {port} && git push -q paas main 2>&1"),
+    );
+    p.run(&["checkpoint"]).success();
+    p.run(&["run", "--phase", "60745b8"]).success();
+    let bad = p.git(&["rev-parse", "HEAD"]);
+    let c = p.run(&[
+        "rollback",
+        "--phase",
+        "60745b8",
+        "--option",
+        "C: selective rollback",
+        "--yes",
+    ]);
+    c.success();
+    let out = c.stdout() + &c.stderr();
+    assert!(
+        out.contains("[pass] Smart Scalper preserved (manipulation_risk)"),
+        "{out}"
+    );
+    assert!(out.contains("[pass] POST /api/user/exchanges → 201"), "{out}");
+    assert_eq!(p.git(&["rev-parse", "HEAD~1"]), bad);
+    assert_eq!(
+        p.git(&["diff", "--name-only", "HEAD~1"]),
+        "backend/routes/exchanges.py",
+        "one file of 60745b8 undone"
+    );
+    assert_eq!(
+        json(&get(port, "/api/health").1)["revision"],
+        p.git(&["rev-parse", "HEAD"]).as_str()
+    );
+    let (status, body) = get(port, "/api/smart-scalper/analysis");
+    assert_eq!(status, 200, "{body}");
+    // Run again, it changes nothing: the commit step checks first.
+    p.run(&[
+        "rollback",
+        "--phase",
+        "60745b8",
+        "--option",
+        "C: selective rollback",
+        "--yes",
+    ])
+    .success();
+    assert_eq!(p.git(&["rev-parse", "HEAD~1"]), bad);
+}
