@@ -3,6 +3,7 @@
 Run: APP_PORT=8000 APP_DB=app.db python3 -m backend.server
 """
 
+import hashlib
 import json
 import os
 import sys
@@ -37,7 +38,8 @@ class Handler(BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or len(auth) <= len("Bearer "):
             return None
-        return "user-" + str(abs(hash(auth)) % 10_000)
+        # The same token is the same user across restarts (hash() is salted per process).
+        return "user-" + hashlib.sha256(auth.encode()).hexdigest()[:12]
 
     def _route(self, method: str):
         url = urlparse(self.path)
