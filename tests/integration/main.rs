@@ -7,6 +7,7 @@ mod compose;
 mod demo;
 mod dumps;
 mod engine;
+mod examples;
 mod notify;
 mod report;
 mod resume;
