@@ -263,6 +263,26 @@ pub fn rel(path: &Path, base: &Path) -> String {
     path.strip_prefix(base).unwrap_or(path).display().to_string()
 }
 
+/// A complete checkpoint by name (`cp-N`), for `--to`.
+pub fn named_checkpoint(ws: &Workspace, name: &str) -> Result<crate::oplog::CheckpointRow, CommandError> {
+    let id: i64 = name.trim_start_matches("cp-").parse().map_err(|_| {
+        CommandError::usage(anyhow::anyhow!(
+            "{name:?} is not a checkpoint id\n  = hint: checkpoint ids look like cp-3"
+        ))
+    })?;
+    let row = ws
+        .oplog
+        .checkpoint(id)?
+        .context(format!("no checkpoint {name}"))
+        .map_err(CommandError::usage)?;
+    if !row.complete {
+        return Err(CommandError::usage(anyhow::anyhow!(
+            "checkpoint {name} is incomplete (its capture was interrupted); choose another"
+        )));
+    }
+    Ok(row)
+}
+
 /// The last complete checkpoint, or a usage error saying how to make one.
 pub fn last_checkpoint(ws: &Workspace) -> Result<crate::oplog::CheckpointRow, CommandError> {
     ws.oplog

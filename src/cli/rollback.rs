@@ -1,4 +1,3 @@
-use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 
 use super::Ctx;
@@ -19,7 +18,8 @@ use crate::rollback::{CrashPoint, Options, RollbackReport, StepEvent};
 /// Example: backout rollback --phase ticker-metadata --option "B: full revert" --dry-run
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
-    /// The checkpoint to roll back to (cp-N) [default: the last complete one]
+    /// The checkpoint to roll back to (cp-N) [default: the last complete one; with
+    /// --phase, the one taken before that phase, if any]
     #[arg(long, value_name = "CHECKPOINT")]
     to: Option<String>,
     /// Roll back everything (level 1, the default)
@@ -78,26 +78,15 @@ pub async fn run(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, CommandError
         let rb = crate::rollback::resume(&ws, &opts, on).await?;
         return finish(ctx, &ws, rb).await;
     }
-    let cp = match &args.to {
-        None => super::last_checkpoint(&ws)?,
-        Some(name) => {
-            let id: i64 = name.trim_start_matches("cp-").parse().map_err(|_| {
-                CommandError::usage(anyhow::anyhow!(
-                    "{name:?} is not a checkpoint id\n  = hint: checkpoint ids look like cp-3"
-                ))
-            })?;
-            let row = ws
-                .oplog
-                .checkpoint(id)?
-                .context(format!("no checkpoint {name}"))
-                .map_err(CommandError::usage)?;
-            if !row.complete {
-                return Err(CommandError::usage(anyhow::anyhow!(
-                    "checkpoint {name} is incomplete (its capture was interrupted); choose another"
-                )));
-            }
-            row
-        }
+    // A phase goes back to the checkpoint taken before it, when there is one.
+    let phase_cp = match (&args.to, &args.phase) {
+        (None, Some(phase)) => ws.oplog.latest_checkpoint_of_phase(phase)?,
+        _ => None,
+    };
+    let cp = match (&args.to, phase_cp) {
+        (Some(name), _) => super::named_checkpoint(&ws, name)?,
+        (None, Some(cp)) => cp,
+        (None, None) => super::last_checkpoint(&ws)?,
     };
     let req = Request {
         phase: args.phase.clone(),

@@ -35,6 +35,10 @@ pub struct WatchArgs {
     /// Continue the last watch's schedule: same deploy time, reviews already done skipped
     #[arg(long)]
     resume: bool,
+    /// With --auto-rollback or --confirm: the checkpoint to roll back to (cp-N), e.g.
+    /// the one before a multi-phase change [default: the last complete one]
+    #[arg(long, value_name = "CHECKPOINT")]
+    to: Option<String>,
 }
 
 /// The schedule of the last watch, from the operation log.
@@ -69,10 +73,15 @@ pub async fn run(ctx: &Ctx, args: WatchArgs) -> Result<ExitCode, CommandError> {
     let may_act = args.auto_rollback || args.confirm;
     // Only a watch that may roll back holds the lock; an alert-only one changes nothing.
     let _lock = if may_act { Some(ws.lock("watch")?) } else { None };
-    let checkpoint = if may_act {
-        Some(super::last_checkpoint(&ws)?)
-    } else {
-        None
+    if args.to.is_some() && !may_act {
+        return Err(CommandError::usage(anyhow::anyhow!(
+            "--to names the checkpoint a rollback goes to: use it with --auto-rollback or --confirm"
+        )));
+    }
+    let checkpoint = match (&args.to, may_act) {
+        (_, false) => None,
+        (None, true) => Some(super::last_checkpoint(&ws)?),
+        (Some(name), true) => Some(super::named_checkpoint(&ws, name)?),
     };
     let p = &ctx.printer;
     let started = ws.now_ms();

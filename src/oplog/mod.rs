@@ -518,6 +518,19 @@ impl Oplog {
             .map_err(self.q())
     }
 
+    /// The newest complete checkpoint taken for a phase: the one `backout run`
+    /// takes before applying it, or `backout checkpoint --phase NAME`.
+    pub fn latest_checkpoint_of_phase(&self, phase: &str) -> Result<Option<CheckpointRow>, OplogError> {
+        self.conn
+            .query_row(
+                "SELECT id, op_id, created_at, label, phase, complete, resources FROM checkpoints WHERE complete = 1 AND phase = ?1 ORDER BY id DESC LIMIT 1",
+                [phase],
+                Self::checkpoint_from_row,
+            )
+            .optional()
+            .map_err(self.q())
+    }
+
     pub fn checkpoint(&self, id: i64) -> Result<Option<CheckpointRow>, OplogError> {
         self.conn
             .query_row(

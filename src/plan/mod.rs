@@ -1050,6 +1050,30 @@ impl Validator<'_> {
                     self.error(span, format!("no probe named {:?}", c.metric.probe), hint);
                     return None;
                 }
+                // A log selector must name one of the probe's patterns, as written.
+                if let (
+                    Some(sel),
+                    Some(Probe {
+                        kind: ProbeKind::Log(l),
+                        ..
+                    }),
+                ) = (&c.metric.selector, probes.iter().find(|p| p.name == c.metric.probe))
+                    && !l.patterns.contains(sel)
+                {
+                    let list = l
+                        .patterns
+                        .iter()
+                        .map(|p| format!("[{p}]"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let span = self.inner_span(w, c.metric.probe_span.clone());
+                    self.error(
+                        span,
+                        format!("probe {:?} has no pattern {sel:?}", c.metric.probe),
+                        format!("its patterns: {list}"),
+                    );
+                    return None;
+                }
                 Some(c)
             }
             Err(e) => {

@@ -205,6 +205,9 @@ pub struct Metric {
     pub probe: String,
     pub field: Field,
     pub agg: Agg,
+    /// `[ERROR]` after a log probe's count or rate: one pattern's matches;
+    /// `[job="api"]` after a Prometheus value: the series with those labels.
+    pub selector: Option<String>,
     /// Span of the probe name inside the rule text, to report unknown probes.
     #[serde(skip)]
     pub probe_span: Range<usize>,
@@ -213,6 +216,9 @@ pub struct Metric {
 impl fmt::Display for Metric {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}", self.probe, self.field.name())?;
+        if let Some(s) = &self.selector {
+            write!(f, "[{s}]")?;
+        }
         if self.field.aggregates() {
             write!(f, ".{}", self.agg.name())?;
         }
@@ -373,12 +379,19 @@ fn tokenize(src: &str) -> Vec<Token<'_>> {
         } else {
             // A word runs to whitespace or an operator; `-` ends it only after a
             // non-alphanumeric, so `p95-x` stays one word but `5% -` does not.
+            // A `[selector]` is part of the word, whatever it holds.
             let ends_word = |i: usize| {
                 bytes[i].is_ascii_whitespace()
                     || matches!(bytes[i], b'<' | b'>' | b'=' | b'!' | b'+' | b'*')
                     || (bytes[i] == b'-' && i > start && !bytes[i - 1].is_ascii_alphanumeric())
             };
-            while i < bytes.len() && !ends_word(i) {
+            let mut depth = 0usize;
+            while i < bytes.len() && (depth > 0 || !ends_word(i)) {
+                match bytes[i] {
+                    b'[' => depth += 1,
+                    b']' => depth = depth.saturating_sub(1),
+                    _ => {}
+                }
                 i += 1;
             }
         }
@@ -535,6 +548,31 @@ fn duration_error(src: &str, tokens: &[Token<'_>], at: usize, message: String, h
 }
 
 fn parse_metric(t: &Token<'_>) -> Result<Metric, RuleError> {
+    // `errors.count[ERROR]`, `q.value[job="api"]`: the selector ends the field.
+    let (text, selector) = match t.text.find('[') {
+        Some(open) => {
+            let Some(inner) = t.text[open + 1..].strip_suffix(']') else {
+                return Err(err(
+                    t.span.start + open..t.span.end,
+                    "unclosed `[` in the metric",
+                    "a selector reads `errors.count[ERROR]` or `q.value[job=\"api\"]`",
+                ));
+            };
+            if inner.trim().is_empty() {
+                return Err(err(
+                    t.span.start + open..t.span.end,
+                    "empty selector",
+                    "name a log pattern or label pairs inside [ ]",
+                ));
+            }
+            (&t.text[..open], Some(inner.trim().to_string()))
+        }
+        None => (t.text, None),
+    };
+    let t = &Token {
+        text,
+        span: t.span.start..t.span.start + text.len(),
+    };
     let parts: Vec<&str> = t.text.split('.').collect();
     let metric_hint = format!(
         "a metric is PROBE.FIELD[.AGG]; fields: {}; aggregations: {}",
@@ -582,9 +620,17 @@ fn parse_metric(t: &Token<'_>) -> Result<Metric, RuleError> {
             })?
         }
     };
+    if selector.is_some() && !matches!(field, Field::Count | Field::Rate | Field::Value) {
+        return Err(err(
+            t.span.clone(),
+            format!("`{}` takes no [selector]", field.name()),
+            "selectors pick one log pattern (count, rate) or one Prometheus series (value)",
+        ));
+    }
     Ok(Metric {
         probe: parts[0].to_string(),
         field,
+        selector: selector.clone(),
         agg,
         probe_span,
     })

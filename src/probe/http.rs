@@ -55,7 +55,7 @@ pub async fn sample(h: &HttpProbe, timeout: Duration) -> SampleRow {
     match result {
         Err(_) => {
             row.error = Some(format!(
-                "no response within {}",
+                "timed out: no complete response within {}",
                 crate::plan::units::format_duration(timeout)
             ));
         }

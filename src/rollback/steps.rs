@@ -78,7 +78,7 @@ pub fn describe(plan: &crate::plan::Plan, step: &Step, target: &Resources) -> Op
             ))
         }
         StepKind::Wait { probe } => plan.probe(probe).map(|p| match &p.kind {
-            ProbeKind::Http(h) => format!("wait until GET {} is healthy", h.url.shown),
+            ProbeKind::Http(h) => format!("wait until {} {} is healthy", h.method, h.url.shown),
             kind => format!("wait until {} is healthy", kind.target()),
         }),
         StepKind::Run { command, retries, .. } => Some(if *retries > 0 {

@@ -122,11 +122,17 @@ pub fn read(
             c.metric.agg,
         ),
         Field::Count => {
-            let counts: Vec<f64> = win.iter().filter_map(|s| s.fields.get("count").copied()).collect();
+            let counts: Vec<f64> = win.iter().filter_map(|s| count_of(s, c)).collect();
             (!counts.is_empty()).then(|| counts.iter().sum())
         }
         Field::Rate => rate(c, &win),
-        Field::Value => aggregate(&win.iter().filter_map(|s| s.value).collect::<Vec<_>>(), c.metric.agg),
+        Field::Value => match &c.metric.selector {
+            None => aggregate(&win.iter().filter_map(|s| s.value).collect::<Vec<_>>(), c.metric.agg),
+            Some(sel) => aggregate(
+                &win.iter().filter_map(|s| series_value(s, sel)).collect::<Vec<_>>(),
+                c.metric.agg,
+            ),
+        },
         Field::Rss | Field::Cpu | Field::Fds | Field::ExitCode => {
             let key = field.key().unwrap_or_default();
             aggregate(
@@ -153,14 +159,49 @@ pub fn read(
     r
 }
 
+/// A log sample's new matches: of every pattern, or of one (`[ERROR]`). A probe
+/// with a single pattern stores only the total, which is that pattern's count.
+fn count_of(s: &SampleRow, c: &Condition) -> Option<f64> {
+    let total = s.fields.get("count").copied();
+    match &c.metric.selector {
+        None => total,
+        Some(pattern) => match s.fields.get(&format!("count:{pattern}")) {
+            Some(n) => Some(*n),
+            None if !s.fields.keys().any(|k| k.starts_with("count:")) => total,
+            None => None,
+        },
+    }
+}
+
+/// The value of the Prometheus series whose labels include every `k="v"` pair of
+/// `selector` (the largest, when several do); a single-series answer has no labels
+/// to match, so it stands for any selector.
+fn series_value(s: &SampleRow, selector: &str) -> Option<f64> {
+    let pairs: Vec<String> = selector
+        .trim_matches(|c| c == '{' || c == '}')
+        .split(',')
+        .map(|p| p.trim().replace(' ', ""))
+        .filter(|p| !p.is_empty())
+        .collect();
+    let matching = s.fields.iter().filter(|(labels, _)| {
+        let inner = labels.trim_matches(|c| c == '{' || c == '}');
+        let have: Vec<&str> = inner.split(',').map(str::trim).collect();
+        labels.starts_with('{') && pairs.iter().all(|p| have.contains(&p.as_str()))
+    });
+    matching.map(|(_, v)| *v).reduce(f64::max).or_else(|| {
+        if s.fields.keys().any(|k| k.starts_with('{')) {
+            None
+        } else {
+            s.value
+        }
+    })
+}
+
 /// Matches per second over the window: a duration window divides by its length;
 /// a sample window by the time its samples span (the first sample's matches
 /// happened before that span, so they are left out).
 fn rate(c: &Condition, win: &[&SampleRow]) -> Option<f64> {
-    let counted: Vec<(i64, f64)> = win
-        .iter()
-        .filter_map(|s| s.fields.get("count").map(|n| (s.at, *n)))
-        .collect();
+    let counted: Vec<(i64, f64)> = win.iter().filter_map(|s| count_of(s, c).map(|n| (s.at, n))).collect();
     match c.window.unwrap_or(Window::Samples(DEFAULT_WINDOW_SAMPLES)) {
         Window::Duration(d) if !counted.is_empty() => {
             Some(counted.iter().map(|(_, n)| n).sum::<f64>() / d.as_secs_f64().max(0.001))
@@ -512,5 +553,94 @@ mod tests {
         assert!(e.success(2000));
         e.push(s(3000, false, 1.0));
         assert!(!e.success(3000));
+    }
+
+    fn with_fields(probe: &str, at: i64, fields: &[(&str, f64)], value: Option<f64>) -> SampleRow {
+        SampleRow {
+            probe: probe.into(),
+            at,
+            ok: true,
+            value,
+            fields: fields.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            ..SampleRow::default()
+        }
+    }
+
+    #[test]
+    fn selectors_pick_one_log_pattern_or_one_prometheus_series() {
+        let src = r#"[plan]
+name = "t"
+rto = "1m"
+[[probe]]
+name = "errors"
+every = "1s"
+timeout = "1s"
+log = { path = "app.log", patterns = ["ERROR", "CRITICAL"] }
+[[probe]]
+name = "q"
+every = "1s"
+timeout = "1s"
+prometheus = { url = "http://127.0.0.1:9090", query = "rate(http_errors[1m])" }
+[[rule]]
+name = "critical"
+when = "errors.count[CRITICAL] > 0 over 10s"
+min-samples = 1
+[[rule]]
+name = "api-series"
+when = "q.value[job=\"api\"] > 0.5"
+min-samples = 1
+"#;
+        let p = Plan::parse(Path::new("backout.toml"), src, &Env::default()).unwrap();
+        assert_eq!(p.rules[0].condition.metric.selector.as_deref(), Some("CRITICAL"));
+        assert_eq!(p.rules[0].condition.metric.to_string(), "errors.count[CRITICAL]");
+        let mut e = Evaluator::new(&p, HashMap::new());
+        // Plenty of ERRORs, no CRITICAL: the CRITICAL rule holds its fire.
+        e.push(with_fields(
+            "errors",
+            1000,
+            &[("count", 7.0), ("count:ERROR", 7.0), ("count:CRITICAL", 0.0)],
+            None,
+        ));
+        // The api series is low, another one high: only the api series counts.
+        e.push(with_fields(
+            "q",
+            1000,
+            &[("{job=\"api\"}", 0.2), ("{job=\"db\"}", 0.9)],
+            Some(0.9),
+        ));
+        let v = e.evaluate(1000);
+        assert_eq!((v[0].outcome, v[1].outcome), (Outcome::Pass, Outcome::Pass), "{v:#?}");
+        e.push(with_fields(
+            "errors",
+            2000,
+            &[("count", 1.0), ("count:ERROR", 0.0), ("count:CRITICAL", 1.0)],
+            None,
+        ));
+        e.push(with_fields(
+            "q",
+            2000,
+            &[("{instance=\"a\",job=\"api\"}", 0.8), ("{job=\"db\"}", 0.1)],
+            Some(0.8),
+        ));
+        let v = e.evaluate(2000);
+        assert_eq!(
+            (v[0].outcome, v[1].outcome),
+            (Outcome::Rollback, Outcome::Rollback),
+            "{v:#?}"
+        );
+        assert_eq!(v[0].value, Some(1.0));
+        assert_eq!(v[1].value, Some(0.8));
+
+        // A selector naming no pattern of the probe is a located plan error.
+        let bad = src.replace("errors.count[CRITICAL]", "errors.count[FATAL]");
+        let err = Plan::parse(Path::new("backout.toml"), &bad, &Env::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("probe \"errors\" has no pattern \"FATAL\"") && err.contains("[ERROR], [CRITICAL]"),
+            "{err}"
+        );
+        let bad = src.replace("errors.count[CRITICAL]", "errors.up[CRITICAL]");
+        assert!(Plan::parse(Path::new("backout.toml"), &bad, &Env::default()).is_err());
     }
 }

@@ -9,6 +9,7 @@ mod dumps;
 mod engine;
 mod example_dependency_upgrade;
 mod example_microservices;
+mod examples;
 mod notify;
 mod report;
 mod resume;

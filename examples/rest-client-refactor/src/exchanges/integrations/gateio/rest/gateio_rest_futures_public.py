@@ -1,0 +1,13 @@
+"""Gate.io REST client: GateioPublicFuturesRest."""
+
+from exchanges.interfaces.rest.rest_base import BaseRestInterface
+from infrastructure.networking.http.utils import RestManager, create_rest_transport_manager
+
+
+class GateioPublicFuturesRest(BaseRestInterface):
+    async def create_rest_manager(self) -> RestManager:
+        return create_rest_transport_manager(self.config, None)
+
+    async def get_ticker(self, symbol: str) -> float:
+        data = await self.request("GET", "/api/v4/futures/usdt/tickers", {"contract": symbol})
+        return float(data[0]["last"])
