@@ -187,7 +187,7 @@ fn microservices_example_rolls_back_each_phase_and_the_whole_migration() {
     wait_for(gw, "/api/v1/analytics/rvol", "rvol");
     wait_for(session, "/api/session/current", "MARKET_OPEN");
     ok(p.run(&["check"]));
-    ok(p.run(&["checkpoint", "--label", "backup/pre-phase-1-migration"]));
+    ok(p.run(&["checkpoint", "--branch", "backup/pre-phase-1-migration"]));
     let caps_before = psql(
         &db_url,
         "select string_agg(symbol || '=' || market_cap, ',' order by symbol) from ticker_metadata",
@@ -362,6 +362,11 @@ fn microservices_example_rolls_back_each_phase_and_the_whole_migration() {
     assert_eq!(get(fundamental, "/health"), None);
     assert!(!dir.join("services/ticker-metadata-service").exists());
     assert_eq!(p.git(&["log", "-1", "--format=%s"]), "feat: Add ticker metadata modal");
+    assert_eq!(
+        p.git(&["rev-parse", "HEAD"]),
+        p.git(&["rev-parse", "backup/pre-phase-1-migration"]),
+        "back at the seed's backup branch"
+    );
     let v = ok(p.run(&["verify"]));
     assert!(v.contains("[pass] sesión"), "{v}");
 }
