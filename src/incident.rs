@@ -129,19 +129,50 @@ pub async fn respond(
         ));
     }
 
+    let incident = assemble(
+        ws,
+        id,
+        t.verdict,
+        t.deploy_at,
+        t.first_bad_at,
+        t.verdict_at,
+        rb,
+        checks,
+        diagnostics,
+    )?;
+    let path = report::write(ws, &incident)?;
+    ws.oplog.set_incident_report(incident_id, &path)?;
+    notifier.finish(ws, t.watch_op, NOTIFY_WAIT).await;
+    Ok((incident, path))
+}
+
+/// Puts an incident together from what happened: the verdict, the rollback, the
+/// checks, the diagnostics, and the samples, baselines and thresholds for charts.
+#[allow(clippy::too_many_arguments)]
+pub fn assemble(
+    ws: &Workspace,
+    id: String,
+    verdict: Verdict,
+    deploy_at: Option<i64>,
+    first_bad_at: Option<i64>,
+    verdict_at: i64,
+    rollback: crate::rollback::RollbackReport,
+    verification: Vec<CheckResult>,
+    diagnostics: Vec<crate::report::Diagnostic>,
+) -> anyhow::Result<Incident> {
     let baselines = baselines(ws)?;
-    let from = t.deploy_at.or(t.first_bad_at).unwrap_or(t.verdict_at) - ws.plan.baseline_for.as_millis() as i64;
+    let from = deploy_at.or(first_bad_at).unwrap_or(verdict_at) - ws.plan.baseline_for.as_millis() as i64;
     let samples = ws.oplog.samples_between(from, ws.now_ms())?;
     let mut incident = Incident {
         id,
         plan: ws.plan.name.clone(),
         limits: limits(ws, &baselines),
-        verdict: t.verdict,
-        deploy_at: t.deploy_at,
-        first_bad_at: t.first_bad_at,
-        verdict_at: t.verdict_at,
-        rollback: rb,
-        verification: checks,
+        verdict,
+        deploy_at,
+        first_bad_at,
+        verdict_at,
+        rollback,
+        verification,
         rto_ms: ws.plan.rto.map(|d| d.as_millis() as u64),
         timeline: Vec::new(),
         baselines,
@@ -151,9 +182,47 @@ pub async fn respond(
         lessons: None,
     };
     incident.timeline = report::timeline(&incident);
+    Ok(incident)
+}
+
+/// Writes the report of a rollback run by hand (`backout rollback`, any level):
+/// an incident of its own, so every rollback leaves the same record.
+pub fn report_manual(
+    ws: &Workspace,
+    rb: crate::rollback::RollbackReport,
+    checks: Vec<CheckResult>,
+    diagnostics: Vec<crate::report::Diagnostic>,
+) -> anyhow::Result<(Incident, std::path::PathBuf)> {
+    let verdict = Verdict {
+        outcome: crate::watch::Outcome::Rollback,
+        rule: "manual".into(),
+        when: format!("backout rollback ({})", rb.label),
+        probe: String::new(),
+        value: None,
+        threshold: None,
+        baseline: None,
+        window: String::new(),
+        samples: 0,
+        failed_samples: 0,
+        first_sample_at: None,
+        last_sample_at: None,
+        explanation: format!("rollback ({}) to {} requested by hand", rb.label, rb.checkpoint),
+    };
+    let at = rb.started_at;
+    let incident_id = ws.oplog.open_incident(rb.op, at, &serde_json::to_value(&verdict)?)?;
+    let incident = assemble(
+        ws,
+        format!("inc-{incident_id}"),
+        verdict,
+        None,
+        None,
+        at,
+        rb,
+        checks,
+        diagnostics,
+    )?;
     let path = report::write(ws, &incident)?;
     ws.oplog.set_incident_report(incident_id, &path)?;
-    notifier.finish(ws, t.watch_op, NOTIFY_WAIT).await;
     Ok((incident, path))
 }
 

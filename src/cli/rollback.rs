@@ -76,7 +76,8 @@ pub async fn run(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, CommandError
     };
     if args.resume {
         let rb = crate::rollback::resume(&ws, &opts, on).await?;
-        return finish(ctx, &ws, rb).await;
+        // A resumed rollback has no evidence from before its first step: the first run changed things already.
+        return finish(ctx, &ws, rb, Vec::new()).await;
     }
     // A phase goes back to the checkpoint taken before it, when there is one.
     let phase_cp = match (&args.to, &args.phase) {
@@ -183,12 +184,19 @@ pub async fn run(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, CommandError
             )));
         }
     }
+    // Evidence first, as for an automatic rollback: nothing has changed yet.
+    let diagnostics = crate::diagnostics::capture(&ws).await;
     let rb = crate::rollback::execute(&ws, &cp, &sel, &opts, on).await?;
-    finish(ctx, &ws, rb).await
+    finish(ctx, &ws, rb, diagnostics).await
 }
 
 /// Verifies a finished rollback and reports it with its timing.
-async fn finish(ctx: &Ctx, ws: &crate::workspace::Workspace, rb: RollbackReport) -> Result<ExitCode, CommandError> {
+async fn finish(
+    ctx: &Ctx,
+    ws: &crate::workspace::Workspace,
+    rb: RollbackReport,
+    diagnostics: Vec<crate::report::Diagnostic>,
+) -> Result<ExitCode, CommandError> {
     let p = &ctx.printer;
     let checks = if rb.ok {
         crate::incident::verify_all(
@@ -208,7 +216,8 @@ async fn finish(ctx: &Ctx, ws: &crate::workspace::Workspace, rb: RollbackReport)
         Vec::new()
     };
     let verified = rb.ok && checks.iter().all(|c| c.passed);
-    p.data(&serde_json::json!({ "rollback": rb, "verification": checks, "verified": verified }));
+    let (incident, report) = crate::incident::report_manual(ws, rb.clone(), checks.clone(), diagnostics)?;
+    p.data(&serde_json::json!({ "rollback": rb, "verification": checks, "verified": verified, "incident": incident.id, "report": report }));
     p.out(format!(
         "rollback ({}) to {} {}{} in {}; safety checkpoint {} (`backout undo` takes it back)",
         rb.label,
@@ -231,6 +240,7 @@ async fn finish(ctx: &Ctx, ws: &crate::workspace::Workspace, rb: RollbackReport)
             ));
         }
     }
+    p.out(format!("report: {}", report.display()));
     for op in &rb.abandoned {
         p.warn(format!(
             "op-{op} was an interrupted rollback; it is closed as abandoned (this rollback's safety checkpoint holds the state it left)"

@@ -271,6 +271,20 @@ steps = [
         !p.join("venv/lib/werkzeug.txt").exists(),
         "a file the checkpoint did not have is removed"
     );
+    // A rollback by hand leaves an incident report like an automatic one.
+    assert!(out.contains("report: "), "{out}");
+    let mut reports: Vec<_> = std::fs::read_dir(p.join(".backout/reports"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    reports.sort();
+    let md = std::fs::read_to_string(reports.last().unwrap().join("report.md")).unwrap();
+    assert!(md.contains("rule `manual`") && md.contains("requested by hand"), "{md}");
+    assert!(
+        md.contains("restored venv from cp-") && md.contains("change venv: venv/lib/flask.txt"),
+        "the step and what it changed are in the report: {md}"
+    );
 
     // A resource the checkpoint does not hold fails before changing anything, and says why.
     std::fs::write(
