@@ -240,6 +240,14 @@ fn microservices_example_rolls_back_each_phase_and_the_whole_migration() {
     );
     let v = ok(p.run(&["verify"]));
     assert!(v.contains("[pass] modal de metadata funciona"), "{v}");
+    // The incident report of that rollback, measured against the plan's RTO.
+    let report = json(p.run(&["report", "--json"]));
+    assert_eq!(report["rto_ms"], 300_000, "{report}");
+    assert_eq!(report["rollback"]["timing"]["within_rto"], true, "{report}");
+    assert_eq!(
+        report["rollback"]["checkpoint"], "cp-2",
+        "the pre-phase-1 checkpoint `run` took"
+    );
 
     // The gateway fixed forward (right path): metadata through the new service.
     p.git(&["reset", "-q", "--hard", "HEAD"]);
