@@ -30,7 +30,7 @@ fn compose() -> &'static str {
     }
 }
 
-/// Takes the project down (containers and the images it built) and drops its
+/// Takes the project down (containers and every image it built) and drops its
 /// database however the test ends.
 struct Cleanup {
     dir: PathBuf,
@@ -44,7 +44,13 @@ impl Drop for Cleanup {
         let _ = std::process::Command::new("sh")
             .args([
                 "-c",
-                &format!("{} -p {} down --rmi local -v -t 1", compose(), self.project),
+                // `down --rmi local` knows only the services of the compose file
+                // as it is now: those a rollback removed from it go by name.
+                &format!(
+                    "{} -p {p} down --rmi local -v -t 1; docker images --format '{{{{.Repository}}}}' | grep -E '^{p}[-_]' | xargs -r docker rmi -f",
+                    compose(),
+                    p = self.project
+                ),
             ])
             .current_dir(&self.dir)
             .output();
