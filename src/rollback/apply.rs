@@ -2,13 +2,10 @@
 //! checkpoint of its own (the one its rollback options return to), and then
 //! verified with the phase's checks.
 
-use std::time::Instant;
-
 use serde::Serialize;
 
 use super::steps::{self, StepCtx};
 use super::{StepEvent, StepReport};
-use crate::exec;
 use crate::oplog::{CheckpointRow, OpId};
 use crate::plan::Phase;
 use crate::resource::{self, Resources};
@@ -61,7 +58,6 @@ pub async fn apply_phase(
             seq,
             name: step.name.clone(),
         });
-        let t = Instant::now();
         let cx = StepCtx {
             ws,
             op,
@@ -70,26 +66,8 @@ pub async fn apply_phase(
             checkpoint: &cp,
             interrupted: false,
         };
-        let (ok, exit_code, output) = steps::run(&cx, step).await;
-        let s = StepReport {
-            seq,
-            name: step.name.clone(),
-            command,
-            ok,
-            exit_code,
-            output: exec::tail_lines(&output, 40),
-            started_at: at,
-            duration_ms: t.elapsed().as_millis() as u64,
-            already_done: false,
-        };
-        ws.oplog.step_end(
-            op,
-            seq,
-            if ok { "ok" } else { "failed" },
-            exit_code,
-            &s.output,
-            ws.now_ms(),
-        )?;
+        let s = steps::run_recorded(&cx, step, command, at).await?;
+        let ok = s.ok;
         on(&StepEvent::Finished(s.clone()));
         report.steps.push(s);
         if !ok {

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::exec;
 use crate::oplog::{CheckpointRow, OpId};
 use crate::plan::StepKind;
 use crate::resource::{self, Resources};
@@ -333,7 +332,6 @@ async fn drive(
             seq,
             name: step.name.clone(),
         });
-        let t = Instant::now();
         let sctx = steps::StepCtx {
             ws,
             op,
@@ -342,26 +340,8 @@ async fn drive(
             checkpoint,
             interrupted,
         };
-        let (ok, exit_code, output) = steps::run(&sctx, step).await;
-        let s = StepReport {
-            seq,
-            name: step.name.clone(),
-            command,
-            ok,
-            exit_code,
-            output: exec::tail_lines(&output, 40),
-            started_at: at,
-            duration_ms: t.elapsed().as_millis() as u64,
-            already_done: false,
-        };
-        ws.oplog.step_end(
-            op,
-            seq,
-            if ok { "ok" } else { "failed" },
-            exit_code,
-            &s.output,
-            ws.now_ms(),
-        )?;
+        let s = steps::run_recorded(&sctx, step, command, at).await?;
+        let ok = s.ok;
         crash_if(opts, CrashPoint::End(seq));
         if ok && matches!(step.kind, StepKind::Wait { .. }) {
             report.healthy_at = Some(ws.now_ms());

@@ -89,6 +89,34 @@ pub fn describe(plan: &crate::plan::Plan, step: &Step, target: &Resources) -> Op
     }
 }
 
+/// Runs `step` (already journaled as begun at `at`) and journals how it ended:
+/// its exit code, the tail of its output and its duration.
+pub async fn run_recorded(
+    cx: &StepCtx<'_>,
+    step: &Step,
+    command: Option<String>,
+    at: i64,
+) -> anyhow::Result<super::StepReport> {
+    let t = std::time::Instant::now();
+    let (ok, exit_code, output) = run(cx, step).await;
+    let s = super::StepReport {
+        seq: cx.seq,
+        name: step.name.clone(),
+        command,
+        ok,
+        exit_code,
+        output: crate::exec::tail_lines(&output, 40),
+        started_at: at,
+        duration_ms: t.elapsed().as_millis() as u64,
+        already_done: false,
+    };
+    let outcome = if ok { "ok" } else { "failed" };
+    cx.ws
+        .oplog
+        .step_end(cx.op, cx.seq, outcome, exit_code, &s.output, cx.ws.now_ms())?;
+    Ok(s)
+}
+
 /// Cleans up after a step a crash interrupted: whatever it had started (its
 /// recorded process groups) is killed, so it cannot race its second run.
 pub fn recover(ws: &Workspace, op: OpId, seq: i64) {
