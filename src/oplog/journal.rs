@@ -115,7 +115,7 @@ impl Oplog {
         self.operations_where(&format!("ended_at IS NOT NULL AND kind IN ({list})"), params![], limit)
     }
 
-    fn operations_where(
+    pub(super) fn operations_where(
         &self,
         cond: &str,
         p: impl rusqlite::Params,
@@ -125,20 +125,7 @@ impl Oplog {
             "SELECT id, kind, args, started_at, ended_at, outcome, error FROM operations WHERE {cond} ORDER BY id DESC LIMIT {limit}"
         );
         let mut stmt = self.conn.prepare(&sql).map_err(self.q())?;
-        let rows = stmt
-            .query_map(p, |r| {
-                let args: String = r.get(2)?;
-                Ok(OperationRow {
-                    id: r.get(0)?,
-                    kind: r.get(1)?,
-                    args: serde_json::from_str(&args).unwrap_or(serde_json::Value::Null),
-                    started_at: r.get(3)?,
-                    ended_at: r.get(4)?,
-                    outcome: r.get(5)?,
-                    error: r.get(6)?,
-                })
-            })
-            .map_err(self.q())?;
+        let rows = stmt.query_map(p, Self::operation_from_row).map_err(self.q())?;
         rows.collect::<Result<_, _>>().map_err(self.q())
     }
 }

@@ -583,7 +583,7 @@ impl Oplog {
         Ok(())
     }
 
-    fn operation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OperationRow> {
+    pub(super) fn operation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OperationRow> {
         let args: String = r.get(2)?;
         Ok(OperationRow {
             id: r.get(0)?,
@@ -608,20 +608,12 @@ impl Oplog {
         since: i64,
         limit: usize,
     ) -> Result<Vec<OperationRow>, OplogError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT id, kind, args, started_at, ended_at, outcome, error FROM operations
-                 WHERE (?1 IS NULL OR kind = ?1) AND started_at >= ?2 ORDER BY id DESC LIMIT ?3",
-            )
-            .map_err(self.q())?;
-        let rows = stmt
-            .query_map(
-                params![kind, since, limit.min(i64::MAX as usize) as i64],
-                Self::operation_from_row,
-            )
-            .map_err(self.q())?;
-        rows.collect::<Result<_, _>>().map_err(self.q())
+        let limit = limit.min(i64::MAX as usize);
+        self.operations_where(
+            "(?1 IS NULL OR kind = ?1) AND started_at >= ?2",
+            params![kind, since],
+            limit,
+        )
     }
 }
 

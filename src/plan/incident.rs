@@ -80,17 +80,9 @@ impl Validator<'_> {
 
     pub(super) fn notify(&mut self, n: &S<raw::RawNotify>) -> Notify {
         let r = n.get_ref();
-        let webhook = self.text(&r.webhook);
-        if reqwest::Url::parse(&webhook.value)
-            .map(|u| !matches!(u.scheme(), "http" | "https"))
-            .unwrap_or(true)
-        {
-            self.error(
-                r.webhook.span(),
-                format!("{:?} is not an http(s) URL", r.webhook.get_ref()),
-                "write the webhook URL, usually as \"${SLACK_WEBHOOK_URL}\"",
-            );
-        } else if !webhook.has_secret() {
+        let (webhook, webhook_ok) =
+            self.http_url(&r.webhook, "write the webhook URL, usually as \"${SLACK_WEBHOOK_URL}\"");
+        if webhook_ok && !webhook.has_secret() {
             self.warn(
                 &r.webhook.span(),
                 "the webhook URL is written in clear text; webhook URLs are credentials: write it as ${ENV}",

@@ -580,6 +580,17 @@ impl Validator<'_> {
         }
     }
 
+    /// An http(s) URL (after `${ENV}`): the text, and whether it is one; a located
+    /// error with `hint` when it is not.
+    fn http_url(&mut self, s: &S<String>, hint: &str) -> (Text, bool) {
+        let url = self.text(s);
+        let ok = reqwest::Url::parse(&url.value).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+        if !ok {
+            self.error(s.span(), format!("{:?} is not an http(s) URL", s.get_ref()), hint);
+        }
+        (url, ok)
+    }
+
     fn name(&mut self, s: &S<String>, what: &str, seen: &mut BTreeSet<String>) -> String {
         let n = s.get_ref();
         if n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
@@ -863,17 +874,8 @@ impl Validator<'_> {
             None if other.is_some() => other.expect("checked"),
             Some(h) => {
                 let h = h.get_ref();
-                let url = self.text(&h.url);
-                if reqwest::Url::parse(&url.value)
-                    .map(|u| !matches!(u.scheme(), "http" | "https"))
-                    .unwrap_or(true)
-                {
-                    self.error(
-                        h.url.span(),
-                        format!("{:?} is not an http(s) URL", h.url.get_ref()),
-                        "write a full URL like http://127.0.0.1:8000/health",
-                    );
-                } else if !url.has_secret() && url_has_password(&url.value) {
+                let (url, url_ok) = self.http_url(&h.url, "write a full URL like http://127.0.0.1:8000/health");
+                if url_ok && !url.has_secret() && url_has_password(&url.value) {
                     self.warn(&h.url.span(), format!("probe {name:?}: the URL holds a password in clear text; write it as ${{ENV}} so it stays secret"));
                 }
                 // A password in a URL is a secret however it was written.

@@ -290,17 +290,7 @@ impl Validator<'_> {
         }
         if let Some(p) = &r.prometheus {
             let p = p.get_ref();
-            let url = self.text(&p.url);
-            if reqwest::Url::parse(&url.value)
-                .map(|u| !matches!(u.scheme(), "http" | "https"))
-                .unwrap_or(true)
-            {
-                self.error(
-                    p.url.span(),
-                    format!("{:?} is not an http(s) URL", p.url.get_ref()),
-                    "write the server's base URL, like http://127.0.0.1:9090",
-                );
-            }
+            let (url, _) = self.http_url(&p.url, "write the server's base URL, like http://127.0.0.1:9090");
             if p.query.get_ref().trim().is_empty() {
                 self.error(
                     p.query.span(),

@@ -57,13 +57,13 @@ where
     }
 }
 
-fn database<'p>(plan: &'p Plan, name: &str) -> anyhow::Result<&'p Database> {
+pub(super) fn database<'p>(plan: &'p Plan, name: &str) -> anyhow::Result<&'p Database> {
     plan.capture.databases.iter().find(|d| d.name == name).with_context(|| {
         format!("the plan names no database {name:?} under [capture] databases; restore needs its path or url")
     })
 }
 
-fn capture_command<'p>(plan: &'p Plan, name: &str) -> anyhow::Result<&'p CaptureCommand> {
+pub(super) fn capture_command<'p>(plan: &'p Plan, name: &str) -> anyhow::Result<&'p CaptureCommand> {
     plan.capture.commands.iter().find(|c| c.name == name).with_context(|| {
         format!("the plan names no command {name:?} under [capture] commands; restore needs its restore command")
     })
@@ -95,20 +95,33 @@ fn take(cx: &Cx<'_>, hash: Hash, dir: &Path, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(super) fn capture_db(db: &Database, cx: &Cx<'_>, batch: &Batch<'_>) -> anyhow::Result<(DbState, Summary)> {
-    let dir = scratch(cx, "db", &db.name)?;
-    let snapshot = block_on(db::capture(db, &dir))?;
+/// Moves a finished dump from its scratch `dir` into the store; returns its
+/// object and what capturing it took.
+fn keep(batch: &Batch<'_>, dir: &Path, file: &str, name: &str, kind: String) -> anyhow::Result<(Hash, Summary)> {
     let before = batch.stored_bytes();
-    let (hash, size) = put(batch, &dir, &snapshot.file.name)?;
-    let _ = std::fs::remove_dir_all(&dir);
+    let (hash, size) = put(batch, dir, file)?;
+    let _ = std::fs::remove_dir_all(dir);
     let summary = Summary {
-        name: db.name.clone(),
-        kind: format!("database ({})", snapshot.kind),
+        name: name.to_string(),
+        kind,
         files: 1,
         bytes: size,
         stored: batch.stored_bytes() - before,
     };
-    Ok((DbState { snapshot, object: hash }, summary))
+    Ok((hash, summary))
+}
+
+pub(super) fn capture_db(db: &Database, cx: &Cx<'_>, batch: &Batch<'_>) -> anyhow::Result<(DbState, Summary)> {
+    let dir = scratch(cx, "db", &db.name)?;
+    let snapshot = block_on(db::capture(db, &dir))?;
+    let (object, summary) = keep(
+        batch,
+        &dir,
+        &snapshot.file.name,
+        &db.name,
+        format!("database ({})", snapshot.kind),
+    )?;
+    Ok((DbState { snapshot, object }, summary))
 }
 
 pub(super) fn capture_cmd(
@@ -118,17 +131,8 @@ pub(super) fn capture_cmd(
 ) -> anyhow::Result<(CommandState, Summary)> {
     let dir = scratch(cx, "cmd", &c.name)?;
     let snapshot = block_on(command::capture(c, &dir))?;
-    let before = batch.stored_bytes();
-    let (hash, size) = put(batch, &dir, &snapshot.file.name)?;
-    let _ = std::fs::remove_dir_all(&dir);
-    let summary = Summary {
-        name: c.name.clone(),
-        kind: "command".into(),
-        files: 1,
-        bytes: size,
-        stored: batch.stored_bytes() - before,
-    };
-    Ok((CommandState { snapshot, object: hash }, summary))
+    let (object, summary) = keep(batch, &dir, &snapshot.file.name, &c.name, "command".into())?;
+    Ok((CommandState { snapshot, object }, summary))
 }
 
 fn verify_object(cx: &Cx<'_>, hash: Hash, name: &str) -> anyhow::Result<()> {

@@ -219,25 +219,13 @@ fn capture_one(
             Ok(s)
         }
         Spec::Database(n) => {
-            let db = cx
-                .plan
-                .capture
-                .databases
-                .iter()
-                .find(|d| d.name == *n)
-                .with_context(|| format!("the plan names no database {n:?}"))?;
+            let db = dumps::database(cx.plan, n)?;
             let (state, s) = dumps::capture_db(db, cx, batch).with_context(|| format!("capturing database {n}"))?;
             into.databases.push(state);
             Ok(s)
         }
         Spec::Command(n) => {
-            let c = cx
-                .plan
-                .capture
-                .commands
-                .iter()
-                .find(|c| c.name == *n)
-                .with_context(|| format!("the plan names no command {n:?}"))?;
+            let c = dumps::capture_command(cx.plan, n)?;
             let (state, s) = dumps::capture_cmd(c, cx, batch).with_context(|| format!("capturing {n}"))?;
             into.commands.push(state);
             Ok(s)
