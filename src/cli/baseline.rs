@@ -5,6 +5,7 @@ use clap::Args;
 use super::Ctx;
 use crate::error::{CommandError, ExitCode};
 use crate::plan::units;
+use crate::watch::BaselineStats;
 
 /// Sample every probe before the change and store each one's statistics
 ///
@@ -28,12 +29,25 @@ pub async fn run(ctx: &Ctx, args: BaselineArgs) -> Result<ExitCode, CommandError
     measure(ctx, &ws, args.duration.unwrap_or(ws.plan.baseline_for)).await
 }
 
-/// Measures a baseline for the plan's `[baseline] for` (the caller holds the lock).
-pub async fn record(ctx: &Ctx, ws: &crate::workspace::Workspace) -> Result<ExitCode, CommandError> {
-    measure(ctx, ws, ws.plan.baseline_for).await
+/// Measures a baseline for the plan's `[baseline] for` and prints nothing but
+/// the progress line: `checkpoint` folds the result into its own JSON document.
+/// The caller holds the lock.
+pub async fn record(ctx: &Ctx, ws: &crate::workspace::Workspace) -> Result<Vec<(String, BaselineStats)>, CommandError> {
+    sample(ctx, ws, ws.plan.baseline_for).await
 }
 
 async fn measure(ctx: &Ctx, ws: &crate::workspace::Workspace, d: Duration) -> Result<ExitCode, CommandError> {
+    let stats = sample(ctx, ws, d).await?;
+    ctx.printer.data(&stats);
+    print_text(ctx, &stats);
+    Ok(ExitCode::Ok)
+}
+
+async fn sample(
+    ctx: &Ctx,
+    ws: &crate::workspace::Workspace,
+    d: Duration,
+) -> Result<Vec<(String, BaselineStats)>, CommandError> {
     let op = ws.oplog.begin(
         "baseline",
         &serde_json::json!({ "for_ms": d.as_millis() as u64 }),
@@ -46,8 +60,12 @@ async fn measure(ctx: &Ctx, ws: &crate::workspace::Workspace, d: Duration) -> Re
     ));
     let stats = crate::watch::measure_baseline(ws, op, d, |_| {}).await?;
     ws.oplog.finish(op, "ok", None, ws.now_ms())?;
-    ctx.printer.data(&stats);
-    for (probe, s) in &stats {
+    Ok(stats)
+}
+
+/// The text form of a baseline: one line per probe, one per measured field.
+pub fn print_text(ctx: &Ctx, stats: &[(String, BaselineStats)]) {
+    for (probe, s) in stats {
         let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}ms"));
         ctx.printer.out(format!(
             "{probe}: {} samples, error rate {}%, latency median {}, p95 {}, mean {}",
@@ -74,5 +92,4 @@ async fn measure(ctx: &Ctx, ws: &crate::workspace::Workspace, d: Duration) -> Re
                 .warn(format!("{probe} took no sample: its baseline is empty"));
         }
     }
-    Ok(ExitCode::Ok)
 }

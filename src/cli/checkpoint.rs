@@ -81,19 +81,12 @@ pub async fn run(ctx: &Ctx, args: CheckpointArgs) -> Result<ExitCode, CommandErr
             let name = resource::checkpoint_name(cp.id);
             let res = Resources::from_row(&cp);
             let stored: u64 = res.summary.iter().map(|s| s.stored).sum();
-            ctx.printer.data(&serde_json::json!({
-                "checkpoint": name,
-                "bytes": res.bytes(),
-                "stored": stored,
-                "ms": started.elapsed().as_millis() as u64,
-                "summary": res.summary,
-                "resources": cp.resources,
-            }));
+            let ms = started.elapsed().as_millis() as u64;
             ctx.printer.out(format!(
                 "checkpoint {name} complete: {} captured, {} new in the store ({} ms)",
                 bytes(res.bytes()),
                 bytes(stored),
-                started.elapsed().as_millis()
+                ms
             ));
             if let Some(g) = &res.git {
                 let head = g
@@ -129,9 +122,24 @@ pub async fn run(ctx: &Ctx, args: CheckpointArgs) -> Result<ExitCode, CommandErr
                     bytes(s.stored)
                 ));
             }
-            if ws.plan.baseline_on_checkpoint {
-                super::baseline::record(ctx, &ws).await?;
-            }
+            // One JSON document for scripts, the baseline folded in when the
+            // plan takes one with every checkpoint.
+            let baseline = if ws.plan.baseline_on_checkpoint {
+                let stats = super::baseline::record(ctx, &ws).await?;
+                super::baseline::print_text(ctx, &stats);
+                Some(stats)
+            } else {
+                None
+            };
+            ctx.printer.data(&serde_json::json!({
+                "checkpoint": name,
+                "bytes": res.bytes(),
+                "stored": stored,
+                "ms": ms,
+                "summary": res.summary,
+                "resources": cp.resources,
+                "baseline": baseline,
+            }));
             Ok(ExitCode::Ok)
         }
         Err(e) => {

@@ -290,3 +290,29 @@ pub fn last_checkpoint(ws: &Workspace) -> Result<crate::oplog::CheckpointRow, Co
         .context("no complete checkpoint yet; run `backout checkpoint` before the change")
         .map_err(CommandError::usage)
 }
+
+/// One finished step on stderr: its outcome and time, then what it printed —
+/// always when it failed, with `-v` when it passed (a migration's own output is
+/// what an operator wants to read there).
+fn print_step(p: &Printer, indent: &str, s: &crate::rollback::StepReport) {
+    let state = if s.already_done {
+        "done before"
+    } else if s.ok {
+        "ok"
+    } else {
+        "FAILED"
+    };
+    p.status(format!(
+        "{indent}step {} {}: {state} ({}ms)",
+        s.seq, s.name, s.duration_ms
+    ));
+    if (!s.ok || p.verbose()) && !s.output.trim().is_empty() {
+        let body: Vec<String> = s
+            .output
+            .trim_end()
+            .lines()
+            .map(|l| format!("{indent}  | {l}"))
+            .collect();
+        p.status(body.join("\n"));
+    }
+}

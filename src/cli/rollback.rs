@@ -61,17 +61,7 @@ pub async fn run(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, CommandError
     };
     let on = |e: &StepEvent| {
         if let StepEvent::Finished(s) = e {
-            let state = if s.already_done {
-                "done before"
-            } else if s.ok {
-                "ok"
-            } else {
-                "FAILED"
-            };
-            p.status(format!("step {} {}: {state} ({}ms)", s.seq, s.name, s.duration_ms));
-            if !s.ok {
-                p.status(s.output.clone());
-            }
+            super::print_step(p, "", s);
         }
     };
     if args.resume {

@@ -45,16 +45,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode, CommandError> {
     }
     let on = |e: &StepEvent| {
         if let StepEvent::Finished(s) = e {
-            p.status(format!(
-                "  step {} {}: {} ({}ms)",
-                s.seq,
-                s.name,
-                if s.ok { "ok" } else { "FAILED" },
-                s.duration_ms
-            ));
-            if !s.ok {
-                p.status(s.output.clone());
-            }
+            super::print_step(p, "  ", s);
         }
     };
     let mut done = Vec::new();

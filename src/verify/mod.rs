@@ -196,29 +196,27 @@ pub fn file_check(
             .filter(|(_, l)| re.is_match(l))
             .map(|(i, _)| i + 1)
             .collect();
-        let lines = hits
-            .iter()
-            .take(10)
-            .map(usize::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
+        // " (lines 1, 3)", nothing when no line matched (an expected count of 0).
+        let lines = if hits.is_empty() {
+            String::new()
+        } else {
+            let more = if hits.len() > 10 { ", ..." } else { "" };
+            let shown: Vec<_> = hits.iter().take(10).map(usize::to_string).collect();
+            format!(" (lines {}{more})", shown.join(", "))
+        };
         match count {
             Some(n) if hits.len() != *n => {
                 return (
                     false,
                     format!(
-                        "{shown}: {} line(s) match /{}/, expected {n} (lines {lines})",
+                        "{shown}: {} line(s) match /{}/, expected {n}{lines}",
                         hits.len(),
                         re.as_str()
                     ),
                 );
             }
             None if hits.is_empty() => return (false, format!("{shown}: no line matches /{}/", re.as_str())),
-            _ => seen.push(format!(
-                "{} line(s) match /{}/ (lines {lines})",
-                hits.len(),
-                re.as_str()
-            )),
+            _ => seen.push(format!("{} line(s) match /{}/{lines}", hits.len(), re.as_str())),
         }
     }
     (true, seen.join(", "))
@@ -285,6 +283,21 @@ mod tests {
         let (ok, why) = file_check("f", text, None, Some("b"), None);
         assert!(!ok && why == "f:2 contains \"b\"", "{why}");
         assert!(!file_check("f", text, Some("nope"), None, None).0);
-        assert!(!file_check("f", "x", None, None, Some(&(re, None))).0);
+        assert!(!file_check("f", "x", None, None, Some(&(re.clone(), None))).0);
+    }
+
+    #[test]
+    fn an_expected_count_of_zero_names_no_lines() {
+        let re = regex::Regex::new("TODO").unwrap();
+        let (ok, why) = file_check("f", "a\nb\n", None, None, Some(&(re.clone(), Some(0))));
+        assert!(ok);
+        assert_eq!(why, "0 line(s) match /TODO/");
+        let many = "TODO\n".repeat(12);
+        let (ok, why) = file_check("f", &many, None, None, Some(&(re, Some(0))));
+        assert!(!ok);
+        assert_eq!(
+            why,
+            "f: 12 line(s) match /TODO/, expected 0 (lines 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, ...)"
+        );
     }
 }

@@ -55,6 +55,10 @@ pub struct Reading {
     pub missing: Option<String>,
 }
 
+/// Samples a `[success]` criterion needs in its window before it can hold (a
+/// window of fewer samples needs them all); the default `min-samples` of rules.
+pub const SUCCESS_MIN_SAMPLES: usize = 3;
+
 /// Samples a rule needs to detect a total failure (every sample bad).
 pub fn samples_needed(r: &Rule) -> usize {
     match r.condition.metric.field {
@@ -338,7 +342,13 @@ impl Evaluator {
         for (i, s) in self.success.iter().enumerate() {
             let c = &s.condition;
             let samples = self.samples.get(&c.metric.probe).unwrap_or(&empty);
-            let reading = read(c, samples, now, 1, self.baselines.get(&c.metric.probe));
+            // Success is the confident side: like a rule, it needs a few samples
+            // in its window before it can hold (one good sample proves little).
+            let min = match c.window {
+                Some(Window::Samples(n)) => n.clamp(1, SUCCESS_MIN_SAMPLES),
+                _ => SUCCESS_MIN_SAMPLES,
+            };
+            let reading = read(c, samples, now, min, self.baselines.get(&c.metric.probe));
             let held_for = track_hold(&mut self.success_since, i, reading.holds == Some(true), now);
             let ok = reading.holds == Some(true) && c.hold.is_none_or(|h| held_for >= h.as_millis() as i64);
             all &= ok;
@@ -548,11 +558,34 @@ mod tests {
         e.push(s(0, true, 1.0));
         assert!(!e.success(0));
         e.push(s(1000, true, 1.0));
+        assert!(!e.success(1000), "two samples are not enough to hold");
+        e.push(s(2000, true, 1.0));
+        assert!(!e.success(2000), "holds from now on, for 0s");
+        e.push(s(3000, true, 1.0));
+        assert!(!e.success(3000));
+        e.push(s(4000, true, 1.0));
+        assert!(e.success(4000), "held for 2s");
+        e.push(s(5000, false, 1.0));
+        assert!(!e.success(5000));
+    }
+
+    #[test]
+    fn success_without_for_is_not_met_by_one_sample() {
+        let p = plan("[success]\nwhen = [\"api.error_rate == 0 over 1m\"]\n");
+        let mut e = Evaluator::new(&p, HashMap::new());
+        e.push(s(0, true, 1.0));
+        assert!(!e.success(0));
+        e.push(s(1000, true, 1.0));
         assert!(!e.success(1000));
         e.push(s(2000, true, 1.0));
         assert!(e.success(2000));
-        e.push(s(3000, false, 1.0));
-        assert!(!e.success(3000));
+        // A window of fewer samples than the minimum needs them all.
+        let p = plan("[success]\nwhen = [\"api.error_rate == 0 over 2 samples\"]\n");
+        let mut e = Evaluator::new(&p, HashMap::new());
+        e.push(s(0, true, 1.0));
+        assert!(!e.success(0));
+        e.push(s(1000, true, 1.0));
+        assert!(e.success(1000));
     }
 
     fn with_fields(probe: &str, at: i64, fields: &[(&str, f64)], value: Option<f64>) -> SampleRow {

@@ -151,6 +151,32 @@ fn run_rolls_back_a_failed_phase_with_its_default_option_and_stops() {
     assert_eq!(std::fs::read_to_string(p.join("app.txt")).unwrap(), "v2\n");
 }
 
+/// Regression: `run` printed a step's output only when it failed; with `-v` a
+/// migration's own output is shown under its step, without `-v` it is not.
+#[test]
+fn run_shows_what_each_step_printed_with_verbose() {
+    let plan = r#"
+[plan]
+name = "out"
+rto = "5m"
+[capture]
+git = true
+[[phase]]
+name = "migrate"
+apply = [{ run = ["sh", "-c", "echo 'applied migration 0042'; echo 'rows: 17'"] }]
+"#;
+    let d = project(plan);
+    let p = d.path();
+    let (c, out) = code(p, &["run", "-v"]);
+    assert_eq!(c, 0, "{out}");
+    assert!(out.contains("  | applied migration 0042") && out.contains("  | rows: 17"), "{out}");
+    let d = project(plan);
+    let (c, out) = code(d.path(), &["run"]);
+    assert_eq!(c, 0, "{out}");
+    assert!(!out.contains("  | applied migration 0042"), "{out}");
+    assert!(out.contains("step 1"), "{out}");
+}
+
 #[test]
 fn a_component_rollback_restores_only_its_paths() {
     let d = project(LEVELS);

@@ -203,6 +203,14 @@ tcp = {{ address = "127.0.0.1:{port}" }}
     let ops: serde_json::Value = serde_json::from_str(&log.stdout()).unwrap();
     assert_eq!(ops.as_array().unwrap().len(), 1, "{ops}");
     assert_eq!(ops[0]["outcome"], "ok");
+    // --json: one document with the baseline folded in (it printed two).
+    let r = p.run(&["checkpoint", "--json"]);
+    r.success();
+    let doc: serde_json::Value =
+        serde_json::from_str(&r.stdout()).unwrap_or_else(|e| panic!("not one JSON document ({e}): {}", r.stdout()));
+    assert!(doc["checkpoint"].is_string(), "{doc}");
+    assert_eq!(doc["baseline"][0][0], "db", "{doc}");
+    assert!(doc["baseline"][0][1]["count"].as_u64().unwrap() >= 1, "{doc}");
 }
 
 /// The prometheus probe in a real watch against the Prometheus `scripts/test`
