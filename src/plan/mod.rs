@@ -813,7 +813,8 @@ impl Validator<'_> {
             })
             .unwrap_or_default();
         let reviews = self.reviews(&raw.reviews, &probes);
-        let decision = self.decision(raw.decision.as_ref());
+        let probe_names: BTreeSet<String> = probes.iter().map(|p| p.name.clone()).collect();
+        let decision = self.decision(raw.decision.as_ref(), &probe_names);
 
         let mut plan = Plan {
             path: self.path.to_path_buf(),

@@ -277,6 +277,9 @@ pub struct RawDecision {
     pub matrix: Vec<S<RawDecisionRow>>,
     /// The action when no row matches (default `rollback`: if in doubt, roll back).
     pub otherwise: Option<S<String>>,
+    /// The probes a share is counted over (seed 004's "endpoints"); default all.
+    #[serde(default)]
+    pub probes: Vec<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -3,6 +3,7 @@
 //! (`[decision]`, seed 004's severity × share of probes affected), rule
 //! severities, and the plan's time scale for rehearsals.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -108,6 +109,10 @@ pub struct DecisionRow {
 pub struct Decision {
     pub matrix: Vec<DecisionRow>,
     pub otherwise: Action,
+    /// The probes a share is counted over (`share = ">25%"` of these), so a
+    /// log or process probe does not dilute seed 004's "share of endpoints";
+    /// empty: every probe of the plan.
+    pub probes: Vec<String>,
 }
 
 impl Default for Decision {
@@ -129,6 +134,7 @@ impl Default for Decision {
                 row(Severity::Minor, Share::Any, Action::Investigate, 0),
             ],
             otherwise: Action::Rollback,
+            probes: Vec::new(),
         }
     }
 }
@@ -213,11 +219,15 @@ impl Validator<'_> {
         out
     }
 
-    pub(super) fn decision(&mut self, raw: Option<&S<raw::RawDecision>>) -> Decision {
+    pub(super) fn decision(&mut self, raw: Option<&S<raw::RawDecision>>, probes: &BTreeSet<String>) -> Decision {
         let Some(d) = raw else {
             return Decision::default();
         };
         let d = d.get_ref();
+        for p in &d.probes {
+            self.probe_ref(p, probes);
+        }
+        let counted: Vec<String> = d.probes.iter().map(|p| p.get_ref().clone()).collect();
         let otherwise = d.otherwise.as_ref().map_or(Action::Rollback, |o| self.action(o));
         let matrix = if d.matrix.is_empty() {
             Decision::default().matrix
@@ -235,7 +245,11 @@ impl Validator<'_> {
                 })
                 .collect()
         };
-        Decision { matrix, otherwise }
+        Decision {
+            matrix,
+            otherwise,
+            probes: counted,
+        }
     }
 
     fn share(&mut self, s: &S<String>) -> Share {

@@ -7,7 +7,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::verdict::{Outcome, Verdict};
-use crate::plan::{Action, Decision, Rule, Severity};
+use crate::plan::{Action, Decision, Rule, Severity, Share};
 
 /// Rewrites the outcome of every tripped rule that has a severity. `since`
 /// remembers when each rule's decided action was first called for, for rows
@@ -25,11 +25,18 @@ pub fn apply(
         .iter()
         .filter_map(|r| Some((r.name.as_str(), r.severity?)))
         .collect();
+    // The share is of the decision's probes when it names them, else of all.
+    let counted = |probe: &str| decision.probes.is_empty() || decision.probes.iter().any(|p| p == probe);
+    let total_probes = if decision.probes.is_empty() {
+        total_probes
+    } else {
+        decision.probes.len()
+    };
     // Probes affected at each severity or worse.
     let affected = |s: Severity| -> usize {
         verdicts
             .iter()
-            .filter(|v| tripped(v) && severity_of.get(v.rule.as_str()).is_some_and(|x| *x >= s))
+            .filter(|v| tripped(v) && counted(&v.probe) && severity_of.get(v.rule.as_str()).is_some_and(|x| *x >= s))
             .map(|v| v.probe.as_str())
             .collect::<BTreeSet<_>>()
             .len()
@@ -50,7 +57,9 @@ pub fn apply(
         let row = decision
             .matrix
             .iter()
-            .find(|r| r.severity == sev && r.share.matches(n, total_probes));
+            // `any` holds for this rule's own trip, even on a probe the share
+            // is not counted over (a log probe beside the endpoints).
+            .find(|r| r.severity == sev && (r.share == Share::Any || r.share.matches(n, total_probes)));
         let (action, within, why) = match row {
             Some(r) => (r.action, r.within, format!("{} × {} of probes", sev.name(), r.share)),
             None => (
@@ -167,6 +176,47 @@ mod tests {
         let vs = e.evaluate(0);
         assert_eq!(outcome(&vs, "b-down"), Outcome::Rollback);
         assert!(vs.iter().any(|v| v.explanation.contains("no matrix row matches")));
+    }
+
+    #[test]
+    fn the_share_counts_only_the_decisions_probes() {
+        // Seed 004's "share of endpoints": a, b and c are endpoints, d a log.
+        let p = plan("[decision]\nprobes = [\"a\", \"b\", \"c\"]\n");
+        let mut e = Evaluator::new(&p, HashMap::new());
+        e.push(s("d", 0, 500));
+        let vs = e.evaluate(0);
+        assert_eq!(
+            outcome(&vs, "d-down"),
+            Outcome::Investigate,
+            "not an endpoint; major × any"
+        );
+        let v = vs.iter().find(|v| v.rule == "d-down").unwrap();
+        assert!(v.explanation.contains("0 of 3 affected"), "{}", v.explanation);
+        e.push(s("a", 0, 500));
+        let vs = e.evaluate(0);
+        assert_eq!(
+            outcome(&vs, "a-down"),
+            Outcome::Rollback,
+            "1 of 3 endpoints is above 25%"
+        );
+        // Over all four probes, the same two failures are 2 of 4 — and with d
+        // healthy, 1 of 4 is not above 25%.
+        let p = plan("");
+        let mut e = Evaluator::new(&p, HashMap::new());
+        e.push(s("a", 0, 500));
+        assert_eq!(outcome(&e.evaluate(0), "a-down"), Outcome::Investigate);
+    }
+
+    #[test]
+    fn decision_probes_must_exist() {
+        let src = "[plan]\nname = \"t\"\nrto = \"1m\"\n[[probe]]\nname = \"api\"\nevery = \"1s\"\ntimeout = \"1s\"\nhttp = { url = \"http://127.0.0.1:1/\" }\n[decision]\nprobes = [\"api\", \"apx\"]\n";
+        let e = Plan::parse(Path::new("/p/backout.toml"), src, &Env::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no probe named \"apx\"") && e.contains("backout.toml:10:18"),
+            "{e}"
+        );
     }
 
     #[test]

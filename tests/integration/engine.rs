@@ -169,7 +169,10 @@ apply = [{ run = ["sh", "-c", "echo 'applied migration 0042'; echo 'rows: 17'"] 
     let p = d.path();
     let (c, out) = code(p, &["run", "-v"]);
     assert_eq!(c, 0, "{out}");
-    assert!(out.contains("  | applied migration 0042") && out.contains("  | rows: 17"), "{out}");
+    assert!(
+        out.contains("  | applied migration 0042") && out.contains("  | rows: 17"),
+        "{out}"
+    );
     let d = project(plan);
     let (c, out) = code(d.path(), &["run"]);
     assert_eq!(c, 0, "{out}");
