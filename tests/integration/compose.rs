@@ -1,8 +1,9 @@
 //! Compose services for real: a two-service compose project built locally from
 //! the `backout-test-busybox` image (FROM scratch, built by ./scripts/test; no
 //! registry is reachable). One service is rolled back while the other keeps
-//! serving, one is stopped for degraded mode, then the whole project is rolled
-//! back.
+//! serving, one is stopped for degraded mode, each undone and redone (services
+//! back to their state from before, rebuilt onto the restored code), then the
+//! whole project is rolled back.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -71,6 +72,12 @@ fn container(dir: &Path, project: &str, svc: &str) -> String {
         "docker-compose"
     };
     sh(dir, &format!("{prog} -p {project} ps -q {svc}")).trim().to_string()
+}
+
+/// The services degraded mode stopped, as `backout status` reports them.
+fn degraded(dir: &Path) -> Option<serde_json::Value> {
+    let j: serde_json::Value = serde_json::from_str(&ok(dir, &["status", "--json"])).unwrap();
+    j.get("degraded").map(|d| d["services"].clone())
 }
 
 fn ok(dir: &Path, args: &[&str]) -> String {
@@ -196,6 +203,19 @@ rollback = [
     );
     assert_eq!(get(web), None, "degraded: web is stopped");
     assert_eq!(get(api).as_deref(), Some("api v1"), "degraded: api keeps serving");
+    assert_eq!(degraded(p), Some(serde_json::json!(["web"])));
+    // Undo starts web again (it ran before the rollback) and clears degraded
+    // mode; redo stops it again. api is never touched.
+    let api_id = container(p, &project, "api");
+    let undo = ok(p, &["undo", "--json"]);
+    assert!(undo.contains("\"restart web\""), "{undo}");
+    // v2 was committed but never built: web comes back on the image it ran.
+    wait_for(web, "web v1");
+    assert_eq!(degraded(p), None);
+    ok(p, &["redo"]);
+    assert_eq!(get(web), None, "redo: web is stopped again");
+    assert_eq!(degraded(p), Some(serde_json::json!(["web"])));
+    assert_eq!(container(p, &project, "api"), api_id, "api's container was not touched");
     sh(p, "git reset -q --hard HEAD");
 
     // Roll back web alone while api is polled the whole time.
@@ -239,6 +259,25 @@ rollback = [
     );
     assert!(polls.load(Ordering::Relaxed) > 5);
     assert_eq!(failures.load(Ordering::Relaxed), 0, "api failed while web rolled back");
+    // The rollback restored web/ and rebuilt web: undo puts web/ back and
+    // rebuilds it onto that code (a restart would keep the rolled-back image),
+    // waiting for its probe; redo rebuilds it onto the rolled-back code again.
+    let j: serde_json::Value = serde_json::from_str(&ok(p, &["undo", "--json"])).unwrap();
+    let names: Vec<&str> = j["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names[1..], ["rebuild web", "wait for web"], "{j}");
+    assert_eq!(get(web).as_deref(), Some("web v2"), "web runs the restored code");
+    ok(p, &["redo"]);
+    assert_eq!(get(web).as_deref(), Some("web v1"));
+    assert_eq!(
+        container(p, &project, "api"),
+        api_before,
+        "api's container was not touched"
+    );
 
     // Full rollback of the project: both services changed, both back.
     sh(p, "git checkout -q -- . && git clean -qfd");

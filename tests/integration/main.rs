@@ -13,6 +13,7 @@ mod examples;
 mod notify;
 mod report;
 mod resume;
+mod services;
 mod store;
 mod verify;
 mod watch;
