@@ -15,6 +15,7 @@ mod report;
 mod resume;
 mod services;
 mod store;
+mod systemd;
 mod verify;
 mod watch;
 mod watching;
