@@ -200,7 +200,10 @@ pub fn set_degraded(ws: &Workspace, op: OpId, services: &[String], always: bool)
         let b: BTreeSet<&String> = services.iter().collect();
         a == b
     };
-    if same && !(always && !services.is_empty()) {
+    // Unchanged: nothing to record, unless a rollback stopped services for
+    // degraded mode again, which its timeline should show.
+    let again = always && !services.is_empty();
+    if same && !again {
         return Ok(());
     }
     if services.is_empty() {
