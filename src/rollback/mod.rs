@@ -281,12 +281,21 @@ async fn drive(
             &serde_json::json!({ "services": reaped }),
         )?;
     }
+    let journal: HashMap<i64, Option<String>> = ws.oplog.steps(op)?.into_iter().map(|r| (r.seq, r.outcome)).collect();
     // The services the steps act on, as they are before the first step (kept
-    // from the first run when resumed): what `undo` brings back.
-    let before = services::ensure_recorded(ws, op, &services::touched(&ws.plan, &sel.steps))?;
+    // from the first run when resumed): what `undo` brings back. A rollback
+    // begun by an older backout has steps but no record: what the services do
+    // now is not their state from before, so nothing is recorded.
+    let before = match services::recorded(ws, op)? {
+        Some(r) => r,
+        None if !journal.is_empty() => services::ServicesBefore {
+            services: Vec::new(),
+            degraded: services::degraded_now(ws)?.map(|d| d.services).unwrap_or_default(),
+        },
+        None => services::ensure_recorded(ws, op, &services::touched(&ws.plan, &sel.steps))?,
+    };
     let mut relaunched = std::collections::BTreeSet::new();
     let target = Resources::from_row(checkpoint);
-    let journal: HashMap<i64, Option<String>> = ws.oplog.steps(op)?.into_iter().map(|r| (r.seq, r.outcome)).collect();
     let mut report = RollbackReport {
         op,
         checkpoint: resource::checkpoint_name(checkpoint.id),

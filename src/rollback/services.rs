@@ -219,3 +219,96 @@ pub fn set_degraded(ws: &Workspace, op: OpId, services: &[String], always: bool)
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::context::{Clock, Env};
+    use crate::plan::Plan;
+    use crate::redact::Redactor;
+
+    const PLAN: &str = r#"
+[plan]
+name = "t"
+[[service]]
+name = "api"
+start = "sleep 300"
+[[service]]
+name = "web"
+kind = "command"
+start = "true"
+stop = "true"
+[[service]]
+name = "cron"
+kind = "command"
+start = "true"
+stop = "true"
+status = "false"
+[rollback]
+steps = [{ service = "all", action = "restart" }, { service = "web", action = "rebuild" }, { degraded = ["cron"] }]
+"#;
+
+    fn workspace(dir: &std::path::Path) -> Workspace {
+        let plan = Plan::parse(&dir.join("backout.toml"), PLAN, &Env::default()).unwrap();
+        let clock = Clock::fixed(jiff::Timestamp::from_second(1_700_000_000).unwrap());
+        Workspace::open(plan, clock, Redactor::new()).unwrap()
+    }
+
+    #[test]
+    fn touched_services_in_plan_order_rebuilt_when_a_step_rebuilt_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = workspace(dir.path());
+        let steps = &ws.plan.rollback;
+        assert_eq!(
+            touched(&ws.plan, steps),
+            [
+                ("api".to_string(), Relaunch::Restart),
+                ("web".to_string(), Relaunch::Rebuild),
+                ("cron".to_string(), Relaunch::Restart),
+            ]
+        );
+        assert_eq!(
+            touched(&ws.plan, &steps[2..]),
+            [("cron".to_string(), Relaunch::Restart)]
+        );
+    }
+
+    #[test]
+    fn a_snapshot_says_running_stopped_or_unknown_and_is_recorded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = workspace(dir.path());
+        let op = ws.oplog.begin("rollback", &serde_json::json!({}), 1).unwrap();
+        let all = touched(&ws.plan, &ws.plan.rollback);
+        let first = ensure_recorded(&ws, op, &all).unwrap();
+        let states: Vec<Was> = first.services.iter().map(|r| r.state).collect();
+        // api never started (no pid file); web has no status command; cron's says stopped.
+        assert_eq!(states, [Was::Stopped, Was::Unknown, Was::Stopped]);
+        // Recorded once: a resumed operation keeps what it found first.
+        set_degraded(&ws, op, &["cron".to_string()], true).unwrap();
+        assert_eq!(ensure_recorded(&ws, op, &all).unwrap(), first);
+        assert_eq!(recorded(&ws, op).unwrap(), Some(first));
+    }
+
+    #[test]
+    fn degraded_mode_follows_the_latest_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = workspace(dir.path());
+        let op = ws.oplog.begin("rollback", &serde_json::json!({}), 1).unwrap();
+        assert_eq!(degraded_now(&ws).unwrap(), None);
+        set_degraded(&ws, op, &["cron".to_string()], false).unwrap();
+        let d = degraded_now(&ws).unwrap().unwrap();
+        assert_eq!((d.services, d.op), (vec!["cron".to_string()], op));
+        // Unchanged: no new event unless asked for.
+        set_degraded(&ws, op, &["cron".to_string()], false).unwrap();
+        assert_eq!(ws.oplog.events_of(op, "degraded").unwrap().len(), 1);
+        // Cleared, at the same millisecond: the later record wins.
+        let undo = ws.oplog.begin("undo", &serde_json::json!({}), 2).unwrap();
+        set_degraded(&ws, undo, &[], false).unwrap();
+        assert_eq!(degraded_now(&ws).unwrap(), None);
+        ws.clock.advance(Duration::from_secs(1));
+        set_degraded(&ws, undo, &["api".to_string(), "cron".to_string()], false).unwrap();
+        assert_eq!(degraded_now(&ws).unwrap().unwrap().services, ["api", "cron"]);
+    }
+}
