@@ -200,6 +200,15 @@ pub fn main() -> i32 {
             return ExitCode::Failure as i32;
         }
     };
+    // Test hook (documented with BACKOUT_TEST_CRASH_AT in the README): kill -9
+    // right after spawning a process service, before its pid is recorded.
+    if let Some(name) = ctx
+        .env
+        .var("BACKOUT_TEST_CRASH_AT")
+        .and_then(|v| v.strip_prefix("spawned:").map(str::to_string))
+    {
+        let _ = crate::service::CRASH_AFTER_SPAWN.set(name);
+    }
     let result = runtime.block_on(dispatch(&ctx, cli.command));
     match result {
         Ok(code) => code as i32,
@@ -224,8 +233,8 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CommandError>
         Command::Run(a) => run::run(ctx, a).await,
         Command::Status(a) => status::run(ctx, a),
         Command::Rollback(a) => rollback::run(ctx, a).await,
-        Command::Undo(a) => undo::run(ctx, a),
-        Command::Redo(a) => redo::run(ctx, a),
+        Command::Undo(a) => undo::run(ctx, a).await,
+        Command::Redo(a) => redo::run(ctx, a).await,
         Command::Verify(a) => verify::run(ctx, a).await,
         Command::Log(a) => log::run(ctx, a),
         Command::Show(a) => show::run(ctx, a),

@@ -5,17 +5,19 @@ use crate::error::{CommandError, ExitCode};
 
 /// Reapply what the last `backout undo` took back
 ///
-/// Puts the repository back as it was just before that undo, from the undo's own
-/// safety checkpoint. Only while nothing was rolled back since.
+/// Puts the project back as it was just before that undo, from the undo's own
+/// safety checkpoint, and its services as they were then (running ones
+/// restarted onto that code, stopped ones stopped, degraded mode as it was).
+/// Only while nothing was rolled back since.
 ///
 /// Example: backout redo
 #[derive(Debug, Args)]
 pub struct RedoArgs {}
 
-pub fn run(ctx: &Ctx, _args: RedoArgs) -> Result<ExitCode, CommandError> {
+pub async fn run(ctx: &Ctx, _args: RedoArgs) -> Result<ExitCode, CommandError> {
     let ws = ctx.workspace()?;
     let _lock = ws.lock("redo")?;
-    let r = crate::rollback::undo::redo(&ws)?;
+    let r = crate::rollback::undo::redo(&ws).await?;
     super::undo::report(ctx, &r);
     Ok(ExitCode::Ok)
 }

@@ -105,7 +105,7 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode, CommandError> {
         ));
     } else {
         p.out(format!(
-            "restored {} ({what}): {} change(s); to undo: backout restore {}",
+            "restored {} ({what}): {} change(s); safety checkpoint {} (`backout undo` takes it back)",
             outcome.checkpoint,
             outcome.changes.len(),
             outcome.safety_checkpoint.as_deref().unwrap_or("?")

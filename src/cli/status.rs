@@ -9,8 +9,10 @@ use crate::watch::status::{self, ReviewState, WatchState};
 
 /// Show the current watch: whether it runs, the last verdicts, which reviews passed, which are due
 ///
-/// Reads the operation log only, so it works while a watch runs elsewhere and
-/// after one was interrupted (continue it with `backout watch --resume`).
+/// Also says when the system runs in degraded mode (services a rollback
+/// stopped), and since when. Reads the operation log only, so it works while a
+/// watch runs elsewhere and after one was interrupted (continue it with
+/// `backout watch --resume`).
 ///
 /// Example: backout status --json
 #[derive(Debug, Args)]
@@ -20,13 +22,26 @@ pub fn run(ctx: &Ctx, _args: StatusArgs) -> Result<ExitCode, CommandError> {
     let ws = ctx.workspace()?;
     let now = ws.now_ms();
     let p = &ctx.printer;
+    let ms = |v: i64| format_duration(Duration::from_millis(v.max(0) as u64));
+    let degraded = crate::rollback::services::degraded_now(&ws)?;
+    if let Some(d) = &degraded {
+        p.out(p.yellow(&format!(
+            "degraded mode: {} stopped by op-{} at {} ({} ago); the rest keep running",
+            d.services.join(", "),
+            d.op,
+            super::when(d.since),
+            ms(now - d.since)
+        )));
+    }
     let Some(s) = status::load(&ws, now)? else {
-        p.data(&serde_json::json!({ "watch": null }));
+        match &degraded {
+            Some(d) => p.data(&serde_json::json!({ "watch": null, "degraded": d })),
+            None => p.data(&serde_json::json!({ "watch": null })),
+        }
         p.out("no watch yet: start one with `backout watch`");
         return Ok(ExitCode::Ok);
     };
     p.data(&s);
-    let ms = |v: i64| format_duration(Duration::from_millis(v.max(0) as u64));
     let state = match &s.state {
         WatchState::Running => p.green("running"),
         WatchState::Ended(o) => format!("ended: {o}"),

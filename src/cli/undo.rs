@@ -3,30 +3,43 @@ use clap::Args;
 use super::Ctx;
 use crate::error::{CommandError, ExitCode};
 
-/// Take back the last rollback or restore: put the repository back as it was
-/// before it (HEAD, branch, index, work tree, untracked files)
+/// Take back the last rollback or restore: put the project back as it was
+/// before it, services included
 ///
 /// The state comes from the safety checkpoint the rollback took before its first
-/// step. The undo is itself an operation with its own safety checkpoint, so
-/// `backout redo` can reapply what it took back.
+/// step: git (HEAD, branch, index, work tree, untracked files), captured paths,
+/// databases and command-captured state. Every service the rollback touched goes
+/// back to the state it had before: running ones are restarted (rebuilt when the
+/// rollback rebuilt them) so they run the restored code, and waited for when
+/// they have a readiness probe; stopped ones are stopped; degraded mode is
+/// recorded as it was. The undo is itself an operation with its own safety
+/// checkpoint, so `backout redo` can reapply what it took back.
 ///
 /// Example: backout undo
 #[derive(Debug, Args)]
 pub struct UndoArgs {}
 
-pub fn run(ctx: &Ctx, _args: UndoArgs) -> Result<ExitCode, CommandError> {
+pub async fn run(ctx: &Ctx, _args: UndoArgs) -> Result<ExitCode, CommandError> {
     let ws = ctx.workspace()?;
     let _lock = ws.lock("undo")?;
-    let r = crate::rollback::undo::undo(&ws)?;
+    let r = crate::rollback::undo::undo(&ws).await?;
     report(ctx, &r);
     Ok(ExitCode::Ok)
 }
 
 pub fn report(ctx: &Ctx, r: &crate::rollback::undo::UndoReport) {
     ctx.printer.data(r);
+    let p = &ctx.printer;
+    for s in &r.steps {
+        let state = if s.already_done { "done before" } else { "ok" };
+        p.status(format!("step {} {}: {state} ({}ms)", s.seq, s.name, s.duration_ms));
+    }
+    for n in &r.notes {
+        p.status(format!("note: {n}"));
+    }
     let verb = if r.kind == "undo" { "took back" } else { "reapplied" };
-    ctx.printer.out(format!(
-        "{}: {verb} op-{}; the repository matches {} ({}ms{}); safety checkpoint {}",
+    p.out(format!(
+        "{}: {verb} op-{}; the project matches {} ({}ms{}); safety checkpoint {}",
         r.kind,
         r.target_op,
         r.restored,
@@ -34,4 +47,16 @@ pub fn report(ctx: &Ctx, r: &crate::rollback::undo::UndoReport) {
         if r.resumed { ", finished an interrupted run" } else { "" },
         r.safety_checkpoint
     ));
+    let services: Vec<&str> = r.steps.iter().skip(1).map(|s| s.name.as_str()).collect();
+    if !services.is_empty() {
+        p.out(format!("services: {}", services.join(", ")));
+    }
+    match r.degraded.as_deref() {
+        Some([]) => {}
+        Some(d) => p.out(format!(
+            "degraded mode: {} stopped; the rest keep running",
+            d.join(", ")
+        )),
+        None => {}
+    }
 }

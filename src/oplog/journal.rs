@@ -54,6 +54,31 @@ impl Oplog {
         rows.collect::<Result<_, _>>().map_err(self.q())
     }
 
+    /// The newest event of one of `kinds`, by time and then by insertion.
+    pub fn latest_event_of(&self, kinds: &[&str]) -> Result<Option<EventRow>, OplogError> {
+        let list = kinds
+            .iter()
+            .map(|k| format!("'{}'", k.replace('\'', "")))
+            .collect::<Vec<_>>()
+            .join(",");
+        self.conn
+            .query_row(
+                &format!("SELECT op_id, at, kind, detail FROM events WHERE kind IN ({list}) ORDER BY at DESC, id DESC LIMIT 1"),
+                [],
+                |r| {
+                    let detail: String = r.get(3)?;
+                    Ok(EventRow {
+                        op_id: r.get(0)?,
+                        at: r.get(1)?,
+                        kind: r.get(2)?,
+                        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+                    })
+                },
+            )
+            .optional()
+            .map_err(self.q())
+    }
+
     /// The complete checkpoint an operation took with `label`, if any.
     pub fn checkpoint_of(&self, op: OpId, label: &str) -> Result<Option<CheckpointRow>, OplogError> {
         let id: Option<i64> = self

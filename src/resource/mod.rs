@@ -414,6 +414,50 @@ pub fn restore(
     Ok(outcome)
 }
 
+/// Puts back every resource `cp` holds except git, planned, staged and checked
+/// before anything is written, with no safety checkpoint or journal of its own:
+/// for undo and redo, which took their safety checkpoint first and journal this
+/// as their step (git they put back themselves). Idempotent. Returns the names
+/// of the resources restored.
+pub fn restore_all_but_git(ws: &Workspace, cp: &CheckpointRow) -> anyhow::Result<Vec<String>> {
+    let cp_name = checkpoint_name(cp.id);
+    let res = Resources::from_row(cp);
+    let chosen: Vec<&dyn Held> = res.held().into_iter().filter(|h| h.spec() != Spec::Git).collect();
+    if chosen.is_empty() {
+        return Ok(Vec::new());
+    }
+    let store = ws.store()?;
+    let history = history(ws)?;
+    let cx = Cx {
+        root: ws.root(),
+        plan: &ws.plan,
+        store: &store,
+        scratch: ws.state_dir.join("tmp").join(format!("undo-{}", std::process::id())),
+        history: &history,
+        progress: &(),
+    };
+    let result = (|| {
+        let mut prepared = Vec::new();
+        for h in &chosen {
+            let p = h
+                .plan_restore(&cx)
+                .with_context(|| format!("cannot restore {} from {cp_name}", h.name()))?;
+            prepared.push(
+                p.prepare(&cx)
+                    .with_context(|| format!("cannot restore {} from {cp_name}", h.name()))?,
+            );
+        }
+        for (h, p) in chosen.iter().zip(prepared) {
+            p.commit(&cx)
+                .with_context(|| format!("restoring {} from {cp_name}", h.name()))?;
+        }
+        anyhow::Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&cx.scratch);
+    result?;
+    Ok(chosen.iter().map(|h| h.name()).collect())
+}
+
 /// Restores each prepared resource as one journaled step of `op`.
 fn commit_all(
     ws: &Workspace,

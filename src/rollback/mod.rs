@@ -7,11 +7,13 @@
 //! kind is idempotent or checks whether it already took effect.
 //!
 //! Levels and options live in [`select`], the step kinds in [`steps`], undo and
-//! redo in [`undo`].
+//! redo in [`undo`], the record of the services a rollback touches (what undo
+//! brings back) and of degraded mode in [`services`].
 
 pub mod apply;
 pub mod resources;
 pub mod select;
+pub mod services;
 pub mod steps;
 pub mod undo;
 
@@ -268,8 +270,32 @@ async fn drive(
         _ => resource::checkpoint(ws, op, Some(SAFETY_LABEL), None)?,
     };
     let safety_checkpoint_ms = t.elapsed().as_millis() as u64;
-    let target = Resources::from_row(checkpoint);
+    // A start a crash interrupted before its pid was recorded leaves no orphan
+    // behind to race the steps below.
+    let reaped = crate::service::reap_interrupted_starts(&ws.plan, &ws.run_dir()?);
+    if !reaped.is_empty() {
+        ws.oplog.event(
+            op,
+            ws.now_ms(),
+            "orphans_ended",
+            &serde_json::json!({ "services": reaped }),
+        )?;
+    }
     let journal: HashMap<i64, Option<String>> = ws.oplog.steps(op)?.into_iter().map(|r| (r.seq, r.outcome)).collect();
+    // The services the steps act on, as they are before the first step (kept
+    // from the first run when resumed): what `undo` brings back. A rollback
+    // begun by an older backout has steps but no record: what the services do
+    // now is not their state from before, so nothing is recorded.
+    let before = match services::recorded(ws, op)? {
+        Some(r) => r,
+        None if !journal.is_empty() => services::ServicesBefore {
+            services: Vec::new(),
+            degraded: services::degraded_now(ws)?.map(|d| d.services).unwrap_or_default(),
+        },
+        None => services::ensure_recorded(ws, op, &services::touched(&ws.plan, &sel.steps))?,
+    };
+    let mut relaunched = std::collections::BTreeSet::new();
+    let target = Resources::from_row(checkpoint);
     let mut report = RollbackReport {
         op,
         checkpoint: resource::checkpoint_name(checkpoint.id),
@@ -312,9 +338,7 @@ async fn drive(
                 duration_ms: 0,
                 already_done: true,
             };
-            if let StepKind::Degraded { services } = &step.kind {
-                report.degraded.extend(services.iter().cloned());
-            }
+            note_services(&ws.plan, step, &mut report.degraded, &mut relaunched);
             on(&StepEvent::Finished(s.clone()));
             report.steps.push(s);
             continue;
@@ -346,8 +370,8 @@ async fn drive(
         if ok && matches!(step.kind, StepKind::Wait { .. }) {
             report.healthy_at = Some(ws.now_ms());
         }
-        if ok && let StepKind::Degraded { services } = &step.kind {
-            report.degraded.extend(services.iter().cloned());
+        if ok {
+            note_services(&ws.plan, step, &mut report.degraded, &mut relaunched);
         }
         on(&StepEvent::Finished(s.clone()));
         report.steps.push(s);
@@ -383,14 +407,16 @@ async fn drive(
         "rollback_end",
         &serde_json::json!({ "ok": report.ok }),
     )?;
-    if !report.degraded.is_empty() {
-        ws.oplog.event(
-            op,
-            report.ended_at,
-            "degraded",
-            &serde_json::json!({ "stopped": report.degraded }),
-        )?;
-    }
+    // Degraded mode from now: what was in force, less what this rollback
+    // brought back up, plus what it stopped for degraded mode.
+    let mut degraded: Vec<String> = before
+        .degraded
+        .iter()
+        .filter(|n| !relaunched.contains(*n) && !report.degraded.contains(n))
+        .cloned()
+        .collect();
+    degraded.extend(report.degraded.iter().cloned());
+    services::set_degraded(ws, op, &degraded, !report.degraded.is_empty())?;
     if let Some(h) = report.healthy_at {
         ws.oplog.event(op, h, "healthy", &serde_json::json!({}))?;
     }
@@ -402,6 +428,32 @@ async fn drive(
         .map(|s| format!("step {} ({}) failed", s.seq, s.name));
     ws.oplog.finish(op, outcome, error.as_deref(), report.ended_at)?;
     Ok(report)
+}
+
+/// Notes what a step that succeeded did to services: stopped them for degraded
+/// mode, or brought them (back) up.
+fn note_services(
+    plan: &crate::plan::Plan,
+    step: &crate::plan::Step,
+    degraded: &mut Vec<String>,
+    relaunched: &mut std::collections::BTreeSet<String>,
+) {
+    match &step.kind {
+        StepKind::Degraded { services } => degraded.extend(services.iter().cloned()),
+        StepKind::Service { service, action }
+            if *action != crate::plan::ServiceAction::Stop && *action != crate::plan::ServiceAction::Down =>
+        {
+            for s in plan
+                .services
+                .iter()
+                .filter(|s| service.as_ref().is_none_or(|n| *n == s.name))
+            {
+                relaunched.insert(s.name.clone());
+                degraded.retain(|d| *d != s.name);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Samples `probe` until it is healthy or `timeout` passes.

@@ -1,22 +1,36 @@
 //! `backout undo` and `backout redo`. Every rollback (and restore) is an
 //! operation that took a safety checkpoint before its first step; undo puts the
-//! repository back exactly as that checkpoint holds it (HEAD, branch, index,
-//! work tree, untracked files), and is itself an operation with its own safety
-//! checkpoint, which is what redo puts back. An undo or redo killed midway is
-//! finished by the next `undo`/`redo`, from its own journal.
+//! project back exactly as that checkpoint holds it (git — HEAD, branch, index,
+//! work tree, untracked files — and every captured path, database and
+//! command-captured resource), then brings every service the operation touched
+//! back to the state it recorded before its first step ([`super::services`]):
+//! running ones restarted (rebuilt when the rollback rebuilt them) so they run
+//! the restored code, and waited for when they have a readiness probe; stopped
+//! ones stopped; degraded mode as it was. The undo is itself an operation with
+//! its own safety checkpoint and its own record of those services, which is
+//! what redo puts back. Each part is a journaled step: an undo or redo killed
+//! midway is finished by the next `undo`/`redo`, from its journal, without
+//! repeating the steps it completed; one that failed can simply be run again.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::StepReport;
+use super::services::{self, ServicesBefore, Was};
 use crate::oplog::{CheckpointRow, OpId, OperationRow};
+use crate::plan::{Probe, Service, ServiceAction};
 use crate::resource::{self, Resources, git};
+use crate::service::control;
 use crate::workspace::Workspace;
 
 /// Operations that undo can take back.
 pub const UNDOABLE: &[&str] = &["rollback", "restore", "redo"];
+
+/// How long an undo gives one service action (a compose rebuild included).
+pub const SERVICE_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum UndoError {
@@ -30,8 +44,6 @@ pub enum UndoError {
         "op-{op} kept no safety checkpoint to go back to\n  = hint: `backout log` lists the operations and their checkpoints"
     )]
     NoSafetyCheckpoint { op: OpId },
-    #[error("cp-{checkpoint} holds no git state to put back (the plan did not capture git)")]
-    NoGitState { checkpoint: i64 },
     #[error("putting back cp-{checkpoint} failed")]
     Git {
         checkpoint: i64,
@@ -44,6 +56,16 @@ pub enum UndoError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "{kind} op-{op}: step {seq} ({name}) failed: {output}\n  = hint: the steps before it took effect (`backout show op-{op}`); fix the cause and run `backout {kind}` again"
+    )]
+    StepFailed {
+        kind: String,
+        op: OpId,
+        seq: i64,
+        name: String,
+        output: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -53,52 +75,72 @@ pub struct UndoReport {
     pub kind: String,
     /// The operation taken back (undo) or reapplied (redo).
     pub target_op: OpId,
-    /// The checkpoint the repository now matches.
+    /// The checkpoint the project now matches.
     pub restored: String,
     /// Taken first, so this can be taken back too.
     pub safety_checkpoint: String,
+    /// Putting the checkpoint back, then each service brought back.
+    pub steps: Vec<StepReport>,
+    /// Services left as they are, and why.
+    pub notes: Vec<String>,
+    /// The degraded mode now in force (empty: none), when the target recorded one.
+    pub degraded: Option<Vec<String>>,
     pub duration_ms: u64,
     pub resumed: bool,
 }
 
 /// The safety checkpoint an operation took before its first step.
 pub fn safety_of(ws: &Workspace, op: &OperationRow) -> anyhow::Result<Option<CheckpointRow>> {
-    Ok(ws.oplog.checkpoint_of(op.id, &format!("before {}", op.kind))?)
+    let label = match (op.kind.as_str(), op.args["checkpoint"].as_str()) {
+        // A restore labels it with the checkpoint it restores.
+        ("restore", Some(cp)) => format!("before restore of {cp}"),
+        (kind, _) => format!("before {kind}"),
+    };
+    Ok(ws.oplog.checkpoint_of(op.id, &label)?)
+}
+
+/// A restore run as a step of a rollback is part of that rollback: undoing the
+/// rollback (from the safety checkpoint it took before all its steps) takes it back.
+fn is_nested(op: &OperationRow) -> bool {
+    op.kind == "restore" && op.args["from"].as_str() == Some("rollback step")
 }
 
 /// Undoes the newest rollback, restore or redo not undone yet.
-pub fn undo(ws: &Workspace) -> anyhow::Result<UndoReport> {
+pub async fn undo(ws: &Workspace) -> anyhow::Result<UndoReport> {
     refuse_if_rollback_interrupted(ws)?;
-    if let Some(r) = finish_interrupted(ws)? {
+    if let Some(r) = finish_interrupted(ws).await? {
         return Ok(r);
     }
+    // An undo that failed took nothing back for good: its target can be undone again.
     let undone: BTreeSet<i64> = ws
         .oplog
         .finished(&["undo"], 1000)?
         .iter()
+        .filter(|u| u.outcome.as_deref() == Some("ok"))
         .filter_map(|u| u.args["undoes"].as_i64())
         .collect();
     let target = ws
         .oplog
         .finished(UNDOABLE, 1000)?
         .into_iter()
-        .find(|o| !undone.contains(&o.id))
+        .find(|o| !undone.contains(&o.id) && !is_nested(o))
         .ok_or(UndoError::NothingToUndo)?;
     let cp = safety_of(ws, &target)?.ok_or(UndoError::NoSafetyCheckpoint { op: target.id })?;
     let args = serde_json::json!({ "undoes": target.id, "checkpoint_id": cp.id });
-    perform(ws, "undo", target.id, &cp, &args, None)
+    perform(ws, "undo", target.id, &cp, &args, None).await
 }
 
 /// Reapplies what the newest undo took back, if nothing was rolled back since.
-pub fn redo(ws: &Workspace) -> anyhow::Result<UndoReport> {
+pub async fn redo(ws: &Workspace) -> anyhow::Result<UndoReport> {
     refuse_if_rollback_interrupted(ws)?;
-    if let Some(r) = finish_interrupted(ws)? {
+    if let Some(r) = finish_interrupted(ws).await? {
         return Ok(r);
     }
     let redone: BTreeSet<i64> = ws
         .oplog
         .finished(&["redo"], 1000)?
         .iter()
+        .filter(|u| u.outcome.as_deref() == Some("ok"))
         .filter_map(|u| u.args["redoes"].as_i64())
         .collect();
     let newest_change = ws.oplog.finished(&["rollback", "restore"], 1)?.first().map(|o| o.id);
@@ -106,12 +148,13 @@ pub fn redo(ws: &Workspace) -> anyhow::Result<UndoReport> {
         .oplog
         .finished(&["undo"], 1000)?
         .into_iter()
+        .filter(|o| o.outcome.as_deref() == Some("ok"))
         .find(|o| !redone.contains(&o.id))
         .filter(|o| newest_change.is_none_or(|c| o.id > c))
         .ok_or(UndoError::NothingToRedo)?;
     let cp = safety_of(ws, &target)?.ok_or(UndoError::NoSafetyCheckpoint { op: target.id })?;
     let args = serde_json::json!({ "redoes": target.id, "checkpoint_id": cp.id });
-    perform(ws, "redo", target.id, &cp, &args, None)
+    perform(ws, "redo", target.id, &cp, &args, None).await
 }
 
 /// Undoing around a half-done rollback would mix two states.
@@ -123,7 +166,7 @@ fn refuse_if_rollback_interrupted(ws: &Workspace) -> anyhow::Result<()> {
 }
 
 /// An undo or redo killed midway is finished before anything else.
-fn finish_interrupted(ws: &Workspace) -> anyhow::Result<Option<UndoReport>> {
+async fn finish_interrupted(ws: &Workspace) -> anyhow::Result<Option<UndoReport>> {
     let Some(op) = ws.oplog.interrupted(&["undo", "redo"])? else {
         return Ok(None);
     };
@@ -139,10 +182,91 @@ fn finish_interrupted(ws: &Workspace) -> anyhow::Result<Option<UndoReport>> {
         })?;
     let kind = op.kind.clone();
     let args = op.args.clone();
-    Ok(Some(perform(ws, &kind, target, &cp, &args, Some(op))?))
+    Ok(Some(perform(ws, &kind, target, &cp, &args, Some(op)).await?))
 }
 
-fn perform(
+/// One step of an undo or redo.
+enum Action<'a> {
+    /// Git, paths, databases and command-captured state from the checkpoint.
+    PutBack,
+    Service(&'a Service, ServiceAction),
+    Wait(&'a Probe, Duration),
+}
+
+struct Planned<'a> {
+    name: String,
+    command: Option<String>,
+    action: Action<'a>,
+}
+
+/// The steps that bring back what `wanted` recorded: the checkpoint first, then
+/// stopped services stopped, then running ones relaunched and waited for.
+fn plan_steps<'a>(
+    ws: &'a Workspace,
+    cp: &CheckpointRow,
+    target_op: OpId,
+    wanted: Option<&ServicesBefore>,
+) -> (Vec<Planned<'a>>, Vec<String>) {
+    let mut steps = vec![Planned {
+        name: format!("put back {}", resource::checkpoint_name(cp.id)),
+        command: None,
+        action: Action::PutBack,
+    }];
+    let mut notes = Vec::new();
+    let Some(wanted) = wanted else {
+        return (steps, notes);
+    };
+    let known = |name: &str, notes: &mut Vec<String>| {
+        let svc = ws.plan.service(name);
+        if svc.is_none() {
+            notes.push(format!("{name}: no longer a service of the plan; left as it is"));
+        }
+        svc
+    };
+    for r in wanted.services.iter().filter(|r| r.state == Was::Stopped) {
+        if let Some(svc) = known(&r.name, &mut notes) {
+            steps.push(Planned {
+                name: format!("stop {}", r.name),
+                command: Some(control::describe(svc, ServiceAction::Stop)),
+                action: Action::Service(svc, ServiceAction::Stop),
+            });
+        }
+    }
+    for r in &wanted.services {
+        match r.state {
+            Was::Stopped => {}
+            Was::Unknown => notes.push(format!(
+                "{}: its state before op-{target_op} is unknown (no status command, or its manager did not answer); left as it is",
+                r.name
+            )),
+            Was::Running => {
+                let Some(svc) = known(&r.name, &mut notes) else {
+                    continue;
+                };
+                let action = r.relaunch.action();
+                let verb = serde_json::to_value(action)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                steps.push(Planned {
+                    name: format!("{verb} {}", r.name),
+                    command: Some(control::describe(svc, action)),
+                    action: Action::Service(svc, action),
+                });
+                if let Some(probe) = svc.ready.as_deref().and_then(|p| ws.plan.probe(p)) {
+                    steps.push(Planned {
+                        name: format!("wait for {}", probe.name),
+                        command: None,
+                        action: Action::Wait(probe, svc.ready_timeout),
+                    });
+                }
+            }
+        }
+    }
+    (steps, notes)
+}
+
+async fn perform(
     ws: &Workspace,
     kind: &str,
     target_op: OpId,
@@ -162,47 +286,133 @@ fn perform(
         Some(s) => s,
         None => resource::checkpoint(ws, op, Some(&label), None)?,
     };
-    let state = Resources::from_row(cp)
-        .git
-        .ok_or(UndoError::NoGitState { checkpoint: cp.id })?;
-    let name = format!("put back {}", resource::checkpoint_name(cp.id));
-    let steps = ws.oplog.steps(op)?;
-    if steps.is_empty() {
-        ws.oplog.step_begin(op, 1, &name, None, ws.now_ms())?;
-    } else {
-        ws.oplog.step_rebegin(op, 1, &name, None, ws.now_ms())?;
+    let run_dir = ws.run_dir()?;
+    let mut notes = crate::service::reap_interrupted_starts(&ws.plan, &run_dir);
+    // What the target found before it began, and, recorded before this changes
+    // anything, the same services as they are now: what undoing this brings back.
+    let wanted = services::recorded(ws, target_op)?;
+    if let Some(w) = &wanted {
+        let same: Vec<_> = w.services.iter().map(|r| (r.name.clone(), r.relaunch)).collect();
+        services::ensure_recorded(ws, op, &same)?;
     }
-    let result = put_back(&state, resumed).map_err(|source| match source {
-        PutBackError::Git(source) => UndoError::Git {
-            checkpoint: cp.id,
-            source,
-        },
-        PutBackError::Remove(path, source) => UndoError::Remove { path, source },
-    });
-    let (outcome, output) = match &result {
-        Ok(()) => (
-            "ok",
-            format!("the repository matches {}", resource::checkpoint_name(cp.id)),
-        ),
-        Err(e) => ("failed", format!("{e:#}")),
-    };
-    ws.oplog.step_end(op, 1, outcome, None, &output, ws.now_ms())?;
-    ws.oplog.finish(
-        op,
-        outcome,
-        result.as_ref().err().map(|e| e.to_string()).as_deref(),
-        ws.now_ms(),
-    )?;
-    result?;
+    let (planned, more) = plan_steps(ws, cp, target_op, wanted.as_ref());
+    notes.extend(more);
+    let journal: HashMap<i64, Option<String>> = ws.oplog.steps(op)?.into_iter().map(|r| (r.seq, r.outcome)).collect();
+    let mut steps = Vec::new();
+    let mut failed = None;
+    for (i, p) in planned.iter().enumerate() {
+        let seq = i as i64 + 1;
+        let at = ws.now_ms();
+        match journal.get(&seq) {
+            Some(Some(o)) if o == "ok" => {
+                steps.push(StepReport {
+                    seq,
+                    name: p.name.clone(),
+                    command: p.command.clone(),
+                    ok: true,
+                    exit_code: Some(0),
+                    output: "done before the interruption; not run again".into(),
+                    started_at: at,
+                    duration_ms: 0,
+                    already_done: true,
+                });
+                continue;
+            }
+            Some(_) => ws.oplog.step_rebegin(op, seq, &p.name, p.command.as_deref(), at)?,
+            None => ws.oplog.step_begin(op, seq, &p.name, p.command.as_deref(), at)?,
+        }
+        let st = Instant::now();
+        let (ok, output) = match &p.action {
+            Action::PutBack => match put_back_all(ws, cp, resumed || journal.contains_key(&seq)) {
+                Ok(out) => (true, out),
+                Err(e) => (false, format!("{e:#}")),
+            },
+            Action::Service(svc, action) => match control::act(svc, *action, &run_dir, SERVICE_TIMEOUT).await {
+                Ok(line) => (true, line),
+                Err(e) => (false, format!("{e:#}")),
+            },
+            Action::Wait(probe, timeout) => {
+                let (ok, _, out) = super::wait_healthy(ws, probe, *timeout).await;
+                (ok, out)
+            }
+        };
+        let output = crate::exec::tail_lines(&output, 40);
+        let outcome = if ok { "ok" } else { "failed" };
+        ws.oplog
+            .step_end(op, seq, outcome, ok.then_some(0), &output, ws.now_ms())?;
+        steps.push(StepReport {
+            seq,
+            name: p.name.clone(),
+            command: p.command.clone(),
+            ok,
+            exit_code: ok.then_some(0),
+            output: output.clone(),
+            started_at: at,
+            duration_ms: st.elapsed().as_millis() as u64,
+            already_done: false,
+        });
+        if !ok {
+            failed = Some(UndoError::StepFailed {
+                kind: kind.to_string(),
+                op,
+                seq,
+                name: p.name.clone(),
+                output,
+            });
+            break;
+        }
+    }
+    let mut degraded = None;
+    if failed.is_none()
+        && let Some(w) = &wanted
+    {
+        services::set_degraded(ws, op, &w.degraded, false)?;
+        degraded = Some(w.degraded.clone());
+    }
+    let error = failed.as_ref().map(|e| e.to_string());
+    let outcome = if failed.is_none() { "ok" } else { "failed" };
+    ws.oplog.finish(op, outcome, error.as_deref(), ws.now_ms())?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
     Ok(UndoReport {
         op,
         kind: kind.to_string(),
         target_op,
         restored: resource::checkpoint_name(cp.id),
         safety_checkpoint: resource::checkpoint_name(safety.id),
+        steps,
+        notes,
+        degraded,
         duration_ms: t.elapsed().as_millis() as u64,
         resumed,
     })
+}
+
+/// Puts back everything `cp` holds: git first (it removes untracked files the
+/// checkpoint did not have), then paths, databases and command-captured state.
+fn put_back_all(ws: &Workspace, cp: &CheckpointRow, after_crash: bool) -> anyhow::Result<String> {
+    let mut done = Vec::new();
+    if let Some(state) = Resources::from_row(cp).git {
+        put_back(&state, after_crash).map_err(|source| match source {
+            PutBackError::Git(source) => UndoError::Git {
+                checkpoint: cp.id,
+                source,
+            },
+            PutBackError::Remove(path, source) => UndoError::Remove { path, source },
+        })?;
+        done.push("git".to_string());
+    }
+    done.extend(resource::restore_all_but_git(ws, cp)?);
+    Ok(format!(
+        "{} as {} holds them",
+        if done.is_empty() {
+            "nothing to put back".to_string()
+        } else {
+            done.join(", ")
+        },
+        resource::checkpoint_name(cp.id)
+    ))
 }
 
 enum PutBackError {

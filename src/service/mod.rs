@@ -1,7 +1,20 @@
 //! Services backout starts, stops and restarts. Kind `process`: backout spawns the
 //! command in its own process group, sends stdout and stderr to
-//! `.backout/run/<name>.log`, and remembers it in `.backout/run/<name>.pid` (pid and
-//! kernel start time, so a recycled pid is never mistaken for the service).
+//! `.backout/run/<name>.log`, and remembers it in `.backout/run/<name>.pid` (pid,
+//! kernel start time, so a recycled pid is never mistaken for the service, and
+//! the instance's token).
+//!
+//! Every spawned instance carries a unique token in its environment
+//! (`BACKOUT_SERVICE_ID=<name>-<random>`), which its descendants inherit. The
+//! token is written durably to `.backout/run/<name>.spawn` *before* the spawn,
+//! and that intent file is removed only once the pid file holds the instance. So
+//! when backout is killed between the spawn and the pid file, the next start or
+//! stop of the service (and every rollback, resumed or new, and every undo or
+//! redo) finds the intent, looks the token up in `/proc/*/environ`, and ends
+//! every process that carries it — no orphan survives to hold the port or run
+//! the old code next to the new instance. A stop also ends the descendants of
+//! the instance that left its process group, by the same token.
+//!
 //! Kinds `compose`, `systemd` and `command` are driven through their own tools
 //! ([`control`]).
 
@@ -9,6 +22,7 @@ pub mod control;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::plan::{Service, ServiceKind};
@@ -31,6 +45,8 @@ pub enum ServiceError {
     },
     #[error("service {name:?} (pid {pid}) did not stop within {timeout:?}, even after KILL")]
     StopTimeout { name: String, pid: i32, timeout: Duration },
+    #[error("service {name:?}: {count} process(es) carrying {SERVICE_ID_VAR}={token} survived TERM and KILL")]
+    Orphans { name: String, token: String, count: usize },
     #[error("service {name:?}: `{command}` failed ({how})\n{output}")]
     Control {
         name: String,
@@ -54,11 +70,21 @@ pub enum Status {
     Unknown,
 }
 
-/// Where a service's pid file and log live.
+/// The environment variable holding a spawned instance's token.
+pub const SERVICE_ID_VAR: &str = "BACKOUT_SERVICE_ID";
+
+/// Test hook (`BACKOUT_TEST_CRASH_AT=spawned:NAME`, set by the CLI): kill -9
+/// backout right after it spawned service NAME, before the pid file is written.
+pub static CRASH_AFTER_SPAWN: OnceLock<String> = OnceLock::new();
+
+/// Where a service's pid file, log and spawn intent live.
 #[derive(Debug, Clone)]
 pub struct ServiceFiles {
     pub pidfile: PathBuf,
     pub log: PathBuf,
+    /// The token of an instance being spawned, written before the spawn and
+    /// removed once the pid file holds it.
+    pub intent: PathBuf,
 }
 
 impl ServiceFiles {
@@ -66,8 +92,168 @@ impl ServiceFiles {
         ServiceFiles {
             pidfile: run_dir.join(format!("{name}.pid")),
             log: run_dir.join(format!("{name}.log")),
+            intent: run_dir.join(format!("{name}.spawn")),
         }
     }
+}
+
+/// A fresh token for one instance of `name`.
+fn new_token(name: &str) -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 8];
+    let random = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if random.is_err() {
+        let seed = format!("{name} {} {:?}", std::process::id(), std::time::SystemTime::now());
+        bytes.copy_from_slice(&blake3::hash(seed.as_bytes()).as_bytes()[..8]);
+    }
+    let name: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{name}-{:016x}", u64::from_le_bytes(bytes))
+}
+
+/// Live processes whose environment holds `BACKOUT_SERVICE_ID=token`, as (pid,
+/// process group), found by reading `/proc/*/environ` (a process's environment
+/// as it was exec'd; descendants inherit it). Zombies and this process are left out.
+pub fn processes_with_token(token: &str) -> Vec<(i32, i32)> {
+    let needle = format!("{SERVICE_ID_VAR}={token}");
+    let me = std::process::id() as i32;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        // Unreadable (another user's process, or gone): not ours.
+        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if !env.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
+            continue;
+        }
+        if let Some(pgid) = group_of(pid) {
+            found.push((pid, pgid));
+        }
+    }
+    found
+}
+
+/// The process group of a live, non-zombie `pid`.
+fn group_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    if matches!(fields.first(), Some(&"Z") | Some(&"X")) {
+        return None;
+    }
+    fields.get(2)?.parse().ok()
+}
+
+/// Ends every process carrying `token`: TERM to each one's process group and to
+/// itself, KILL to what is left after `grace`. Returns how many it found.
+fn end_token(name: &str, token: &str, grace: Duration) -> Result<usize, ServiceError> {
+    let found = processes_with_token(token);
+    if found.is_empty() {
+        return Ok(0);
+    }
+    let own_group = rustix::process::getpgrp().as_raw_nonzero().get();
+    let signal_all = |procs: &[(i32, i32)], sig: rustix::process::Signal| {
+        for &(pid, pgid) in procs {
+            if pgid > 1
+                && pgid != own_group
+                && let Some(pg) = rustix::process::Pid::from_raw(pgid)
+            {
+                let _ = rustix::process::kill_process_group(pg, sig);
+            }
+            if let Some(p) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(p, sig);
+            }
+        }
+    };
+    let wait = |timeout: Duration| -> Vec<(i32, i32)> {
+        let until = Instant::now() + timeout;
+        loop {
+            let left = processes_with_token(token);
+            if left.is_empty() || Instant::now() >= until {
+                return left;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    signal_all(&found, rustix::process::Signal::TERM);
+    let left = wait(grace);
+    if !left.is_empty() {
+        signal_all(&left, rustix::process::Signal::KILL);
+        let left = wait(Duration::from_secs(5));
+        if !left.is_empty() {
+            return Err(ServiceError::Orphans {
+                name: name.to_string(),
+                token: token.to_string(),
+                count: left.len(),
+            });
+        }
+    }
+    Ok(found.len())
+}
+
+/// Ends what an interrupted start left: when the intent file names an instance
+/// the pid file does not hold, every process carrying its token. Returns how
+/// many it ended.
+pub fn reap_interrupted_start(svc: &Service, files: &ServiceFiles) -> Result<usize, ServiceError> {
+    let Ok(token) = std::fs::read_to_string(&files.intent) else {
+        return Ok(0);
+    };
+    let token = token.trim();
+    let held = read_pidfile(&files.pidfile).and_then(|p| p.token);
+    let ended = if token.is_empty() || held.as_deref() == Some(token) {
+        0
+    } else {
+        let n = end_token(&svc.name, token, svc.stop_timeout)?;
+        if n > 0 {
+            tracing::warn!(
+                service = svc.name,
+                token,
+                processes = n,
+                "ended the processes of a start that was interrupted before its pid was recorded"
+            );
+        }
+        n
+    };
+    let _ = std::fs::remove_file(&files.intent);
+    Ok(ended)
+}
+
+/// [`reap_interrupted_start`] for every process service of the plan: run before
+/// a rollback, undo or redo changes anything.
+pub fn reap_interrupted_starts(plan: &crate::plan::Plan, run_dir: &Path) -> Vec<String> {
+    let mut notes = Vec::new();
+    for svc in plan.services.iter().filter(|s| s.kind == ServiceKind::Process) {
+        let files = ServiceFiles::new(run_dir, &svc.name);
+        if !files.intent.exists() {
+            continue;
+        }
+        match reap_interrupted_start(svc, &files) {
+            Ok(0) => {}
+            Ok(n) => notes.push(format!(
+                "{}: ended {n} process(es) of a start interrupted before its pid was recorded",
+                svc.name
+            )),
+            Err(e) => notes.push(format!("{e}")),
+        }
+    }
+    notes
 }
 
 /// The kernel's start time of `pid` (field 22 of /proc/PID/stat), `None` when the
@@ -86,17 +272,28 @@ pub fn start_time(pid: i32) -> Option<u64> {
 pub fn status(svc: &Service, files: &ServiceFiles) -> Status {
     match svc.kind {
         ServiceKind::Process => match read_pidfile(&files.pidfile) {
-            Some((pid, started)) if start_time(pid) == Some(started) => Status::Running { pid },
+            Some(p) if start_time(p.pid) == Some(p.started) => Status::Running { pid: p.pid },
             _ => Status::Stopped,
         },
         _ => control::status_blocking(svc),
     }
 }
 
-fn read_pidfile(path: &Path) -> Option<(i32, u64)> {
+/// What a pid file holds: `PID START [TOKEN]` (older ones have no token).
+struct PidFile {
+    pid: i32,
+    started: u64,
+    token: Option<String>,
+}
+
+fn read_pidfile(path: &Path) -> Option<PidFile> {
     let text = std::fs::read_to_string(path).ok()?;
     let mut parts = text.split_whitespace();
-    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+    Some(PidFile {
+        pid: parts.next()?.parse().ok()?,
+        started: parts.next()?.parse().ok()?,
+        token: parts.next().map(str::to_string),
+    })
 }
 
 /// Starts the service unless it already runs; returns its pid.
@@ -104,12 +301,17 @@ pub fn start(svc: &Service, files: &ServiceFiles) -> Result<i32, ServiceError> {
     if let Status::Running { pid } = status(svc, files) {
         return Ok(pid);
     }
+    reap_interrupted_start(svc, files)?;
     let argv = svc.start.resolved();
     let io = |path: &Path| {
         let name = svc.name.clone();
         let path = path.to_path_buf();
         move |source| ServiceError::Io { name, path, source }
     };
+    // The intent is durable before the process exists: whatever happens next,
+    // the token finds the instance.
+    let token = new_token(&svc.name);
+    write_atomic(&files.intent, format!("{token}\n").as_bytes()).map_err(io(&files.intent))?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -121,6 +323,7 @@ pub fn start(svc: &Service, files: &ServiceFiles) -> Result<i32, ServiceError> {
     cmd.args(&argv[1..])
         .current_dir(&svc.cwd)
         .envs(svc.env.iter().map(|(k, v)| (k, &v.value)))
+        .env(SERVICE_ID_VAR, &token)
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log2));
@@ -130,18 +333,28 @@ pub fn start(svc: &Service, files: &ServiceFiles) -> Result<i32, ServiceError> {
         source,
     })?;
     let pid = child.id() as i32;
+    if CRASH_AFTER_SPAWN.get().is_some_and(|n| *n == svc.name) {
+        // A real kill -9 between the spawn and the pid file: nothing but the intent is durable.
+        let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+        std::thread::sleep(Duration::from_secs(10));
+    }
     // Reap the child when it exits while we still run, so it never lingers as a
     // zombie; if we exit first, init adopts it and the service keeps running.
     std::thread::spawn(move || {
         let _ = child.wait();
     });
     let started = start_time(pid).unwrap_or(0);
-    write_atomic(&files.pidfile, format!("{pid} {started}\n").as_bytes()).map_err(io(&files.pidfile))?;
+    write_atomic(&files.pidfile, format!("{pid} {started} {token}\n").as_bytes()).map_err(io(&files.pidfile))?;
+    let _ = std::fs::remove_file(&files.intent);
     Ok(pid)
 }
 
-/// Stops the service's whole process group: TERM, then KILL after its stop timeout.
+/// Stops the service's whole process group: TERM, then KILL after its stop
+/// timeout; then every process still carrying its token (descendants that left
+/// the group), and whatever an interrupted start left.
 pub fn stop(svc: &Service, files: &ServiceFiles) -> Result<(), ServiceError> {
+    reap_interrupted_start(svc, files)?;
+    let token = read_pidfile(&files.pidfile).and_then(|p| p.token);
     if let Status::Running { pid } = status(svc, files) {
         let pg = rustix::process::Pid::from_raw(pid).expect("a running pid is positive");
         let _ = rustix::process::kill_process_group(pg, rustix::process::Signal::TERM);
@@ -155,6 +368,9 @@ pub fn stop(svc: &Service, files: &ServiceFiles) -> Result<(), ServiceError> {
                 });
             }
         }
+    }
+    if let Some(token) = token {
+        end_token(&svc.name, &token, svc.stop_timeout)?;
     }
     let _ = std::fs::remove_file(&files.pidfile);
     Ok(())
@@ -242,6 +458,86 @@ mod tests {
         let pid = start(&s, &files).unwrap();
         stop(&s, &files).unwrap();
         assert!(start_time(pid).is_none());
+    }
+
+    fn alive(pid: i32) -> bool {
+        start_time(pid).is_some()
+    }
+
+    #[test]
+    fn each_instance_carries_its_token_and_a_stop_ends_descendants_that_left_the_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = ServiceFiles::new(dir.path(), "t");
+        // The child moves to a session (and group) of its own: the group kill misses it.
+        let s = svc("setsid sleep 300 & echo $! > escaped; exec sleep 300");
+        let s = Service {
+            cwd: dir.path().to_path_buf(),
+            ..s
+        };
+        let pid = start(&s, &files).unwrap();
+        assert!(!files.intent.exists(), "the intent is gone once the pid is recorded");
+        let token = read_pidfile(&files.pidfile).unwrap().token.unwrap();
+        assert!(token.starts_with("t-"), "{token}");
+        let escaped_file = dir.path().join("escaped");
+        let escaped: i32 = (0..250)
+            .find_map(|_| {
+                std::thread::sleep(Duration::from_millis(20));
+                std::fs::read_to_string(&escaped_file).ok()?.trim().parse().ok()
+            })
+            .expect("the shell wrote its child's pid");
+        let carrying: Vec<i32> = (0..100)
+            .map(|_| {
+                std::thread::sleep(Duration::from_millis(20));
+                processes_with_token(&token)
+                    .into_iter()
+                    .map(|(p, _)| p)
+                    .collect::<Vec<_>>()
+            })
+            .find(|v| v.contains(&pid) && v.contains(&escaped))
+            .expect("both the instance and its escaped child carry the token");
+        assert!(carrying.len() >= 2);
+        stop(&s, &files).unwrap();
+        assert!(
+            !alive(pid) && !alive(escaped),
+            "the escaped child was ended by its token"
+        );
+        assert!(processes_with_token(&token).is_empty());
+    }
+
+    #[test]
+    fn a_start_interrupted_before_its_pid_was_recorded_leaves_no_orphan() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = ServiceFiles::new(dir.path(), "t");
+        let s = svc("exec sleep 300");
+        // What a kill -9 right after the spawn leaves: the intent, a process
+        // carrying its token in a group of its own, and no pid file.
+        let token = new_token("t");
+        write_atomic(&files.intent, format!("{token}\n").as_bytes()).unwrap();
+        let mut orphan = std::process::Command::new("sh");
+        std::os::unix::process::CommandExt::process_group(&mut orphan, 0);
+        let mut orphan = orphan
+            .args(["-c", "sleep 300 & exec sleep 300"])
+            .env(SERVICE_ID_VAR, &token)
+            .spawn()
+            .unwrap();
+        let opid = orphan.id() as i32;
+        assert!(
+            (0..100).any(|_| {
+                std::thread::sleep(Duration::from_millis(20));
+                processes_with_token(&token).len() == 2
+            }),
+            "the orphan and its child carry the token"
+        );
+        let pid = start(&s, &files).unwrap();
+        let _ = orphan.wait();
+        assert!(!alive(opid) || start_time(opid).is_none());
+        assert!(
+            processes_with_token(&token).is_empty(),
+            "no process of the interrupted start is left"
+        );
+        assert!(!files.intent.exists());
+        assert_eq!(status(&s, &files), Status::Running { pid });
+        stop(&s, &files).unwrap();
     }
 
     #[test]

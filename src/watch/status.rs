@@ -50,6 +50,9 @@ pub struct WatchStatus {
     /// The latest verdict of each rule, as recorded.
     pub verdicts: Vec<serde_json::Value>,
     pub reviews: Vec<ReviewStatus>,
+    /// The degraded mode in force, if any (services a rollback stopped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<crate::rollback::services::Degraded>,
 }
 
 /// The status of the latest watch, or `None` when there was none.
@@ -120,6 +123,7 @@ pub fn load(ws: &Workspace, now: i64) -> anyhow::Result<Option<WatchStatus>> {
         elapsed_ms: now - deploy_at,
         verdicts: verdicts.into_values().collect(),
         reviews,
+        degraded: crate::rollback::services::degraded_now(ws)?,
     }))
 }
 

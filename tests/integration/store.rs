@@ -77,7 +77,8 @@ fn checkpoint_list_dry_run_restore_and_undo() {
     let only = p.run(&["restore", "cp-1", "--only", "api/venv", "--only", "config/"]);
     only.success();
     assert!(
-        only.stdout().contains("to undo: backout restore cp-2"),
+        only.stdout()
+            .contains("safety checkpoint cp-2 (`backout undo` takes it back)"),
         "{}",
         only.stdout()
     );
@@ -93,8 +94,15 @@ fn checkpoint_list_dry_run_restore_and_undo() {
         "--only left git alone"
     );
 
-    // Undo: the safety checkpoint holds what the restore replaced.
-    p.run(&["restore", "cp-2"]).success();
+    // Undo: the safety checkpoint holds what the restore replaced; redo puts
+    // the restore back, and undo takes it back again.
+    p.run(&["undo"]).success();
+    assert!(p.path().join("api/venv/lib/site/werkzeug.py").is_file());
+    assert!(!p.path().join("config").exists());
+    p.run(&["redo"]).success();
+    assert!(!p.path().join("api/venv/lib/site/werkzeug.py").exists());
+    assert!(p.path().join("config/app.toml").is_file());
+    p.run(&["undo"]).success();
     assert!(p.path().join("api/venv/lib/site/werkzeug.py").is_file());
     assert!(!p.path().join("config").exists());
 
