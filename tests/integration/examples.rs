@@ -608,9 +608,24 @@ fn exchange_endpoint_monitoring_triggers_pool_complaints_and_cpu() {
     assert_eq!(pool()["in_use"], 0, "sessions are closed again");
 
     // Users write to support while the monitor runs: one confused, then four
-    // "still broken". Reports filed before a watch starts are not new to it.
+    // "still broken". Reports filed before a watch starts are not new to it, so
+    // they wait until `backout status` says the watch runs.
+    let status = p.cmd(&["status", "--json"]);
+    let (program, cwd) = (status.get_program().to_owned(), dir.clone());
     let tickets = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_millis(800));
+        for _ in 0..100 {
+            let out = Command::new(&program)
+                .args(["status", "--json"])
+                .current_dir(&cwd)
+                .env("EXCHANGE_TOKEN", "tok-7f3a")
+                .output()
+                .unwrap();
+            if json(&String::from_utf8_lossy(&out.stdout))["state"] == "running" {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
         let mut statuses = vec![
             post(
                 port,
