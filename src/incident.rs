@@ -103,7 +103,8 @@ pub async fn respond(
     let mut checks = Vec::new();
     if rb.ok {
         on(&ResponseEvent::Verifying);
-        checks = verify_all(ws, |c| on(&ResponseEvent::Check(c.clone())), |_, _| {}).await?;
+        let level = rollback::select::level_checks(&ws.plan, &rb.selection);
+        checks = verify_all(ws, &level, |c| on(&ResponseEvent::Check(c.clone())), |_, _| {}).await?;
         let failed: Vec<&str> = checks.iter().filter(|c| !c.passed).map(|c| c.name.as_str()).collect();
         let (severity, message) = if checks.is_empty() {
             (
@@ -262,15 +263,19 @@ fn limits(ws: &Workspace, baselines: &BTreeMap<String, BaselineStats>) -> Vec<Li
         .collect()
 }
 
-/// Runs the plan's checks and its stable-for period as one `verify` operation;
-/// `progress` hears how much of the stable-for period has passed.
+/// Runs a level's own checks (`level`: `[rollback] verify`, a phase option's or
+/// a component's `verify`; empty for none), then the plan's `[verify]` checks
+/// and its stable-for period, as one `verify` operation; `progress` hears how
+/// much of the stable-for period has passed.
 pub async fn verify_all(
     ws: &Workspace,
+    level: &[crate::plan::Check],
     mut on: impl FnMut(&CheckResult),
     mut progress: impl FnMut(Duration, Duration),
 ) -> anyhow::Result<Vec<CheckResult>> {
     let op = ws.oplog.begin("verify", &serde_json::json!({}), ws.now_ms())?;
-    let mut checks = verify::run_checks(ws, &mut on).await;
+    let mut checks = verify::run_list(ws, level, &mut on).await;
+    checks.extend(verify::run_checks(ws, &mut on).await);
     if let Some(d) = ws.plan.verify.stable_for {
         let c = verify::stable_for(ws, d, |elapsed| progress(elapsed, d)).await;
         on(&c);

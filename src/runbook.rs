@@ -269,6 +269,7 @@ pub fn build(plan: &Plan, log: Option<&Oplog>) -> Vec<Block> {
         b.push(Heading(3, format!("{}. {} (timeout {})", i + 1, s.name, d(s.timeout))));
         b.push(Code(by_hand(plan, s)));
     }
+    level_checks(&mut b, plan, &plan.rollback_verify);
     for ph in &plan.phases {
         b.push(Heading(3, format!("Level 2 — phase {}{}", ph.name, level(ph.target))));
         if let Some(desc) = &ph.description {
@@ -301,6 +302,7 @@ pub fn build(plan: &Plan, log: Option<&Oplog>) -> Vec<Block> {
             if !steps.is_empty() {
                 b.push(Code(steps.join("\n")));
             }
+            level_checks(&mut b, plan, &o.verify);
         }
     }
     for c in &plan.components {
@@ -316,9 +318,21 @@ pub fn build(plan: &Plan, log: Option<&Oplog>) -> Vec<Block> {
         if !steps.is_empty() {
             b.push(Code(steps.join("\n")));
         }
+        level_checks(&mut b, plan, &c.verify);
     }
 
     b.push(Heading(2, "Validation checklist".into()));
+    if !plan.rollback_verify.is_empty()
+        || plan
+            .phases
+            .iter()
+            .any(|p| p.options.iter().any(|o| !o.verify.is_empty()))
+        || plan.components.iter().any(|c| !c.verify.is_empty())
+    {
+        b.push(Para(
+            "After every rollback, at any level, after that level's own checks (above):".into(),
+        ));
+    }
     let mut checks: Vec<String> = plan
         .verify
         .checks
@@ -444,6 +458,22 @@ fn check_by_hand(plan: &Plan, c: &crate::plan::Check) -> String {
         }
         CheckKind::Probe { probe } => format!("backout verify   # probe {probe} healthy"),
     }
+}
+
+/// A level's own checks, as a checklist under its steps.
+fn level_checks(b: &mut Vec<Block>, plan: &Plan, checks: &[crate::plan::Check]) {
+    if checks.is_empty() {
+        return;
+    }
+    b.push(Block::Para(
+        "Then check (before the validation checklist below):".into(),
+    ));
+    b.push(Block::Checklist(
+        checks
+            .iter()
+            .map(|c| format!("{}: `{}`", c.name, check_by_hand(plan, c)))
+            .collect(),
+    ));
 }
 
 pub fn markdown(blocks: &[Block]) -> String {

@@ -1,15 +1,18 @@
 """Market-data API (seed 004's market-data.py, cut down to what the rollback needs).
 
-Written against Flask 2.3: it uses `flask.escape` (deprecated in Flask 2.3,
-removed in Flask 3.0) for the pair labels and `werkzeug.urls.url_quote`
-(removed in Werkzeug 3.0) for the news links. Upgrading to Flask 3.x
-therefore breaks every endpoint but /health: the seed's "multiple endpoints
-failing" case.
+Written against Flask 2.3 and pandas 1.5: it uses `flask.escape` (deprecated
+in Flask 2.3, removed in Flask 3.0) for the pair labels, `werkzeug.urls.url_quote`
+(removed in Werkzeug 3.0) for the news links and `DataFrame.append` (deprecated
+in pandas 1.4, removed in pandas 2.0) for the analysis. Upgrading to Flask 3.x,
+pandas 2.x and NumPy 2.x therefore breaks every endpoint but /health: the seed's
+"multiple endpoints failing" case.
 """
 
 import os
 
 import flask
+import numpy as np
+import pandas as pd
 from flask import Flask, jsonify
 
 app = Flask(__name__)
@@ -38,7 +41,13 @@ def known(pair):
 def health():
     from importlib.metadata import version
 
-    return jsonify(status="healthy", flask=version("flask"), werkzeug=version("werkzeug"))
+    return jsonify(
+        status="healthy",
+        flask=version("flask"),
+        werkzeug=version("werkzeug"),
+        pandas=pd.__version__,
+        numpy=np.__version__,
+    )
 
 
 @app.get("/api/price/<pair>")
@@ -50,16 +59,20 @@ def price(pair):
 @app.get("/api/analysis/<pair>")
 def analysis(pair):
     pair = known(pair)
-    closes = HISTORY[pair]
-    sma = sum(closes) / len(closes)
-    trend = "up" if closes[-1] > sma else "down"
-    return jsonify(pair=label(pair), sma5=round(sma, 5), trend=trend)
+    frame = pd.DataFrame({"close": HISTORY[pair]})
+    # The live price as the newest close (DataFrame.append: gone in pandas 2.0).
+    frame = frame.append({"close": PRICES[pair]}, ignore_index=True)
+    sma = frame["close"].rolling(5).mean().iloc[-1]
+    trend = "up" if frame["close"].iloc[-1] > sma else "down"
+    return jsonify(pair=label(pair), sma5=round(float(sma), 5), trend=trend)
 
 
 @app.get("/api/chart/<pair>")
 def chart(pair):
     pair = known(pair)
-    return jsonify(pair=label(pair), closes=HISTORY[pair])
+    closes = np.asarray(HISTORY[pair])
+    returns = np.round(np.diff(closes) / closes[:-1], 6)
+    return jsonify(pair=label(pair), closes=closes.tolist(), returns=returns.tolist())
 
 
 @app.get("/api/news")

@@ -50,6 +50,7 @@ pub fn run(ctx: &Ctx, _args: CheckArgs) -> Result<ExitCode, CommandError> {
         "time_scale": plan.time_scale,
         "rollback": plan.rollback.iter().map(|s| &s.name).collect::<Vec<_>>(),
         "verify": plan.verify.checks.iter().map(|c| &c.name).collect::<Vec<_>>(),
+        "rollback_verify": plan.rollback_verify.iter().map(|c| &c.name).collect::<Vec<_>>(),
         "stable_for_ms": plan.verify.stable_for.map(|s| s.as_millis() as u64),
         "warnings": plan.warnings.iter().map(|w| json!({"line": w.line, "message": w.message})).collect::<Vec<_>>(),
     }));
@@ -196,6 +197,9 @@ pub fn run(ctx: &Ctx, _args: CheckArgs) -> Result<ExitCode, CommandError> {
         };
         p.out(format!("  {}. {}{extra}", i + 1, s.name));
     }
+    if !plan.rollback_verify.is_empty() {
+        p.out(format!("  then {} check(s) of its own", plan.rollback_verify.len()));
+    }
 
     for ph in &plan.phases {
         p.out(format!(
@@ -216,8 +220,13 @@ pub fn run(ctx: &Ctx, _args: CheckArgs) -> Result<ExitCode, CommandError> {
             if i == ph.default_option {
                 facts.push("default".into());
             }
+            let checks = if o.verify.is_empty() {
+                String::new()
+            } else {
+                format!(", {} check(s)", o.verify.len())
+            };
             p.out(format!(
-                "  option {:?}: {} step(s) [{}]",
+                "  option {:?}: {} step(s){checks} [{}]",
                 o.name,
                 o.steps.len(),
                 facts.join(", ")
@@ -226,7 +235,7 @@ pub fn run(ctx: &Ctx, _args: CheckArgs) -> Result<ExitCode, CommandError> {
     }
     for c in &plan.components {
         p.out(format!(
-            "\n{} {}: paths {}; services {}; {} step(s)",
+            "\n{} {}: paths {}; services {}; {} step(s); {} check(s)",
             p.bold("component"),
             c.name,
             if c.paths.is_empty() {
@@ -239,7 +248,8 @@ pub fn run(ctx: &Ctx, _args: CheckArgs) -> Result<ExitCode, CommandError> {
             } else {
                 c.services.join(", ")
             },
-            c.steps.len()
+            c.steps.len(),
+            c.verify.len()
         ));
     }
 

@@ -189,8 +189,10 @@ async fn finish(
 ) -> Result<ExitCode, CommandError> {
     let p = &ctx.printer;
     let checks = if rb.ok {
+        let level = select::level_checks(&ws.plan, &rb.selection);
         crate::incident::verify_all(
             ws,
+            &level,
             |c| {
                 p.status(format!(
                     "[{}] {}: {}",

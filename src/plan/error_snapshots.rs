@@ -185,3 +185,22 @@ fn command_of_the_wrong_type() {
 fn missing_plan_table() {
     insta::assert_snapshot!(report(&broken("[plan]\nname = \"api\"\nrto = \"5m\"\n", "")));
 }
+
+/// A level's own checks (`[rollback] verify`) are validated like `[verify]`'s:
+/// a typo in a key is an error there too.
+#[test]
+fn unknown_key_in_a_level_check() {
+    insta::assert_snapshot!(report(&broken(
+        "{ wait = \"health\", timeout = \"30s\" }]\n",
+        "{ wait = \"health\", timeout = \"30s\" }]\nverify = [{ file = \"app.py\", contain = \"fixed\" }]\n"
+    )));
+}
+
+/// ...and a check naming a probe the plan does not have.
+#[test]
+fn level_check_names_unknown_probe() {
+    insta::assert_snapshot!(report(&broken(
+        "{ wait = \"health\", timeout = \"30s\" }]\n",
+        "{ wait = \"health\", timeout = \"30s\" }]\nverify = [{ probe = \"helth\" }]\n"
+    )));
+}

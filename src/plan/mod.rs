@@ -64,6 +64,8 @@ pub struct Plan {
     pub rollback: Vec<Step>,
     /// Level 1 target: how long the full rollback may take.
     pub rollback_target: Option<Duration>,
+    /// Checks proper to a level-1 rollback (`[rollback] verify`), run before `[verify]`'s.
+    pub rollback_verify: Vec<Check>,
     /// `[[phase]]`s in order, each with its rollback options.
     pub phases: Vec<Phase>,
     /// `[[component]]`s: the unit of a level-3 rollback.
@@ -206,6 +208,9 @@ pub struct HttpProbe {
     /// Expected JSON fields (dotted paths) and their values.
     pub json: Vec<(String, serde_json::Value)>,
     pub body_match: Option<regex::Regex>,
+    /// Picks the probe's `value` out of the body (a pool's saturation in a
+    /// metrics document, a queue's depth).
+    pub number: Option<regex::Regex>,
 }
 
 /// Which HTTP statuses count as healthy.
@@ -792,6 +797,17 @@ impl Validator<'_> {
             .rollback
             .as_ref()
             .and_then(|r| r.get_ref().target.as_ref().and_then(|t| self.duration(t)));
+        let rollback_verify = raw
+            .rollback
+            .as_ref()
+            .map(|r| {
+                r.get_ref()
+                    .verify
+                    .iter()
+                    .filter_map(|c| self.check(c, &probe_names))
+                    .collect()
+            })
+            .unwrap_or_default();
         let phases = self.phases(&raw.phases, &probe_names, &service_names);
         let components = self.components(&raw.components, &probe_names, &service_names, &services);
 
@@ -830,6 +846,7 @@ impl Validator<'_> {
             success,
             rollback,
             rollback_target,
+            rollback_verify,
             phases,
             components,
             verify,
@@ -950,6 +967,7 @@ impl Validator<'_> {
                             None
                         }
                     });
+                let number = h.number.as_ref().and_then(|m| self.regex(m, "`number`"));
                 ProbeKind::Http(HttpProbe {
                     url,
                     method,
@@ -958,6 +976,7 @@ impl Validator<'_> {
                     body,
                     json,
                     body_match,
+                    number,
                 })
             }
             None if r.compose.is_some() => ProbeKind::Compose {
@@ -981,6 +1000,7 @@ impl Validator<'_> {
                     body: None,
                     json: Vec::new(),
                     body_match: None,
+                    number: None,
                 })
             }
         };

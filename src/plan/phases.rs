@@ -50,6 +50,8 @@ pub struct RollbackOption {
     pub estimate: Option<Duration>,
     pub risk: Option<Risk>,
     pub steps: Vec<Step>,
+    /// Checks proper to this option, run before the plan's `[verify]` checks.
+    pub verify: Vec<Check>,
 }
 
 /// A named part of the system rolled back on its own.
@@ -61,6 +63,8 @@ pub struct Component {
     pub steps: Vec<Step>,
     /// Level 3 target.
     pub target: Option<Duration>,
+    /// Checks proper to this component's rollback, run before `[verify]`'s.
+    pub verify: Vec<Check>,
 }
 
 impl Validator<'_> {
@@ -133,6 +137,7 @@ impl Validator<'_> {
                 estimate: ro.time.as_ref().and_then(|t| self.duration(t)),
                 risk,
                 steps: ro.steps.iter().filter_map(|s| self.step(s, probes, services)).collect(),
+                verify: ro.verify.iter().filter_map(|c| self.check(c, probes)).collect(),
             });
         }
         if defaults.len() > 1 {
@@ -217,6 +222,7 @@ impl Validator<'_> {
                 services: svc,
                 steps,
                 target: r.target.as_ref().and_then(|t| self.duration(t)),
+                verify: r.verify.iter().filter_map(|c| self.check(c, probes)).collect(),
             });
         }
         out
@@ -421,6 +427,61 @@ target = "30m"
         );
         let e = errors(&with("tickr"));
         assert!(e.contains("no service named \"tickr\""), "{e}");
+    }
+
+    /// Seed 002's validations differ by level: each level's own checks are
+    /// kept with it, and a rollback at that level runs them (before `[verify]`).
+    #[test]
+    fn each_level_keeps_its_own_checks() {
+        use crate::rollback::select::{Request, Selection, level_checks, select};
+        let src = SEED
+            .replace(
+                "steps = [{ git = \"reset\", to = \"checkpoint\" }, { service = \"all\", action = \"restart\" }]",
+                "steps = [{ git = \"reset\", to = \"checkpoint\" }]\nverify = [{ name = \"lazy init back\", file = \"rest_base.py\", contains = \"Optional[RestManager]\" }]",
+            )
+            .replace(
+                "steps = [{ degraded = [\"ticker-metadata\"] }] }",
+                "steps = [{ degraded = [\"ticker-metadata\"] }], verify = [{ http = \"http://127.0.0.1:8000/health\" }, { run = \"true\" }] }",
+            )
+            .replace("target = \"30m\"", "target = \"30m\"\nverify = [{ name = \"mexc imports\", run = \"python -c 'import mexc'\" }]");
+        let plan = parse(&src).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(plan.rollback_verify.len(), 1);
+        assert_eq!(plan.rollback_verify[0].name, "lazy init back");
+        let phase = plan.phase("ticker-metadata-service").unwrap();
+        assert_eq!(phase.option("C: degraded").unwrap().verify.len(), 2);
+        assert!(phase.option("A: direct fix").unwrap().verify.is_empty());
+        assert_eq!(plan.component("mexc").unwrap().verify[0].name, "mexc imports");
+
+        let names = |req: Request| -> Vec<String> {
+            select(&plan, &req)
+                .unwrap()
+                .checks
+                .into_iter()
+                .map(|c| c.name)
+                .collect()
+        };
+        assert_eq!(names(Request::default()), ["lazy init back"]);
+        let c = Request {
+            phase: Some("ticker-metadata-service".into()),
+            option: Some("C: degraded".into()),
+            component: None,
+        };
+        assert_eq!(names(c).len(), 2);
+        let default = Request {
+            phase: Some("ticker-metadata-service".into()),
+            ..Request::default()
+        };
+        assert!(names(default).is_empty(), "option B has none of its own");
+        let mexc = Request {
+            component: Some("mexc".into()),
+            ..Request::default()
+        };
+        assert_eq!(names(mexc), ["mexc imports"]);
+        // A recorded selection the plan no longer has: no level checks.
+        let gone = Selection::Component {
+            component: "gone".into(),
+        };
+        assert!(level_checks(&plan, &gone).is_empty());
     }
 
     #[test]

@@ -97,6 +97,9 @@ impl ProbeKind {
                 if let Some(re) = &h.body_match {
                     expect.push(format!("body ~ /{}/", re.as_str()));
                 }
+                if let Some(re) = &h.number {
+                    expect.push(format!("a number in /{}/", re.as_str()));
+                }
                 (format!("{} {}", h.method, h.url), expect.join(", "))
             }
             ProbeKind::Tcp(t) => (format!("connect to {}", t.address), "it accepts".into()),

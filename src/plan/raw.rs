@@ -244,6 +244,8 @@ pub struct RawHttp {
     /// A regex the response body must match.
     #[serde(rename = "match")]
     pub body_match: Option<S<String>>,
+    /// A regex whose first group (or whole match) in the body is the probe's number.
+    pub number: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -305,6 +307,9 @@ pub struct RawRollback {
     pub steps: Vec<S<RawStep>>,
     /// Level 1 target: how long the full rollback may take (e.g. "5m").
     pub target: Option<S<String>>,
+    /// Checks proper to a level-1 rollback, run before `[verify]`'s.
+    #[serde(default)]
+    pub verify: Vec<S<RawCheck>>,
 }
 
 /// One rollback step; exactly one of `git`, `service`, `wait` or `run` is set.
@@ -370,6 +375,9 @@ pub struct RawOption {
     pub risk: Option<S<String>>,
     pub steps: Vec<S<RawStep>>,
     pub default: Option<S<bool>>,
+    /// Checks proper to this option, run before `[verify]`'s after it.
+    #[serde(default)]
+    pub verify: Vec<S<RawCheck>>,
 }
 
 /// `[[component]]`: a named set of paths and services rolled back on their own.
@@ -386,6 +394,9 @@ pub struct RawComponent {
     pub steps: Option<Vec<S<RawStep>>>,
     /// Level 3 target.
     pub target: Option<S<String>>,
+    /// Checks proper to this component's rollback, run before `[verify]`'s.
+    #[serde(default)]
+    pub verify: Vec<S<RawCheck>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,4 +1,5 @@
-//! The HTTP probe: status, JSON fields and body match, with latency and size.
+//! The HTTP probe: status, JSON fields and body match, with latency and size,
+//! and a number read out of the body (`number`) as the probe's value.
 //! Bodies are read up to [`BODY_LIMIT`] so a huge response cannot exhaust memory.
 
 use std::sync::OnceLock;
@@ -76,6 +77,12 @@ pub async fn sample(h: &HttpProbe, timeout: Duration) -> SampleRow {
             row.status = Some(status);
             row.size = Some(body.len() as u64);
             row.error = judge(h, status, &body, truncated);
+            if let Some(re) = &h.number {
+                row.value = super::command::parse_number(re, &String::from_utf8_lossy(&body));
+                if row.error.is_none() && row.value.is_none() {
+                    row.error = Some(format!("no number matching /{}/ in the body", re.as_str()));
+                }
+            }
             row.ok = row.error.is_none();
         }
     }
@@ -157,6 +164,7 @@ mod tests {
                 ("db.up".into(), serde_json::json!(1)),
             ],
             body_match: Some(regex::Regex::new("healthy").unwrap()),
+            number: None,
         }
     }
 
@@ -175,6 +183,43 @@ mod tests {
             judge(&h, 200, br#"{"status":"healthy"}"#, true)
                 .unwrap()
                 .contains("larger")
+        );
+    }
+
+    /// A number read out of a metrics document is the sample's value; a body
+    /// without it fails the sample.
+    #[tokio::test]
+    async fn number_reads_the_value_out_of_the_body() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _serve = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let bodies = [r#"{"db_pool": {"saturation_percent": 92.5}}"#, r#"{"db_pool": {}}"#];
+            for body in bodies {
+                let (mut c, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = c.read(&mut buf).await;
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                c.write_all(reply.as_bytes()).await.unwrap();
+            }
+        });
+        let mut h = probe();
+        h.url = Text::plain(format!("http://{addr}/api/metrics"));
+        h.json.clear();
+        h.body_match = None;
+        h.number = Some(regex::Regex::new(r#""saturation_percent": ([0-9.]+)"#).unwrap());
+        let s = sample(&h, Duration::from_secs(5)).await;
+        assert!(s.ok, "{s:?}");
+        assert_eq!(s.value, Some(92.5));
+        let s = sample(&h, Duration::from_secs(5)).await;
+        assert!(!s.ok);
+        assert_eq!(s.value, None);
+        assert!(
+            s.error.unwrap().contains("no number matching"),
+            "a body without the number fails"
         );
     }
 

@@ -20,6 +20,7 @@ fn probe(url: String) -> HttpProbe {
         body: None,
         json: vec![],
         body_match: None,
+        number: None,
     }
 }
 

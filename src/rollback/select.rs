@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{Plan, Step};
+use crate::plan::{Check, Plan, Step};
 
 /// The level of a rollback, as recorded in the operation log (so `--resume`
 /// rebuilds exactly the same steps).
@@ -31,6 +31,9 @@ pub struct Selected {
     pub target: Option<Duration>,
     /// The option's own estimate, when it has one.
     pub estimate: Option<Duration>,
+    /// The level's own checks (`[rollback] verify`, the option's or the
+    /// component's `verify`), run before the plan's `[verify]` checks.
+    pub checks: Vec<Check>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +107,7 @@ pub fn resolve(plan: &Plan, sel: &Selection) -> Result<Selected, SelectError> {
             steps: plan.rollback.clone(),
             target: plan.rollback_target,
             estimate: None,
+            checks: plan.rollback_verify.clone(),
         },
         Selection::Phase { phase, option } => {
             let p = plan.phase(phase).ok_or_else(|| SelectError::UnknownPhase {
@@ -121,6 +125,7 @@ pub fn resolve(plan: &Plan, sel: &Selection) -> Result<Selected, SelectError> {
                 steps: o.steps.clone(),
                 target: p.target,
                 estimate: o.estimate,
+                checks: o.verify.clone(),
             }
         }
         Selection::Component { component } => {
@@ -134,6 +139,7 @@ pub fn resolve(plan: &Plan, sel: &Selection) -> Result<Selected, SelectError> {
                 steps: c.steps.clone(),
                 target: c.target,
                 estimate: None,
+                checks: c.verify.clone(),
             }
         }
     };
@@ -141,6 +147,12 @@ pub fn resolve(plan: &Plan, sel: &Selection) -> Result<Selected, SelectError> {
         return Err(SelectError::NoSteps { label: selected.label });
     }
     Ok(selected)
+}
+
+/// The level's own checks of a recorded selection (none when the plan no
+/// longer has it).
+pub fn level_checks(plan: &Plan, sel: &Selection) -> Vec<Check> {
+    resolve(plan, sel).map(|s| s.checks).unwrap_or_default()
 }
 
 impl Selected {

@@ -164,6 +164,16 @@ pub async fn act(
             how: "could not start it".into(),
             output: format!("{e:#}"),
         })?;
+        // Stopping a service its compose file does not define (yet, or any more:
+        // a phase adds it, a git reset took it out) has nothing to stop.
+        if !out.success()
+            && matches!(action, ServiceAction::Stop | ServiceAction::Down)
+            && matches!(svc.control, ServiceControl::Compose { .. })
+            && out.output.to_lowercase().contains("no such service")
+        {
+            lines.push(format!("{}: not in the compose file, nothing to stop", svc.name));
+            continue;
+        }
         if !out.success() {
             return Err(ServiceError::Control {
                 name: svc.name.clone(),

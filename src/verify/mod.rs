@@ -58,6 +58,7 @@ async fn run_check(ws: &Workspace, c: &Check) -> (bool, String) {
                 body: None,
                 json: json.clone(),
                 body_match: None,
+                number: None,
             };
             let s = crate::probe::http::sample(&h, c.timeout).await;
             let lat = s.latency_ms.unwrap_or_default();

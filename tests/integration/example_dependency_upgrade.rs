@@ -1,5 +1,6 @@
 //! examples/dependency-upgrade (seed 004) end to end, for real: a Flask API in a
-//! venv upgraded from Flask 2.3.3 to 3.0.3, which breaks most endpoints; the
+//! venv upgraded from Flask 2.3.3 / pandas 1.5.3 / NumPy 1.24.3 to Flask 3.0.3 /
+//! pandas 2.2.3 / NumPy 2.0.2, which breaks most endpoints; the
 //! watch detects it and the decision matrix rolls back by the seed's Method 1
 //! (requirements backup + force reinstall of the `pip freeze` the checkpoint
 //! captured); then a fix forward where only one
@@ -75,11 +76,22 @@ fn wheels() -> PathBuf {
             .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with(prefix)))
             .unwrap_or(false)
     };
-    assert!(
-        has("flask-2.3.3") && has("flask-3.0.3") && has("werkzeug-2.3.7") && has("werkzeug-3.0.6"),
-        "the Flask wheels are missing from {}: ./scripts/test downloads them",
-        w.display()
-    );
+    for wheel in [
+        "flask-2.3.3",
+        "flask-3.0.3",
+        "werkzeug-2.3.7",
+        "werkzeug-3.0.6",
+        "pandas-1.5.3",
+        "pandas-2.2.3",
+        "numpy-1.24.3",
+        "numpy-2.0.2",
+    ] {
+        assert!(
+            has(wheel),
+            "{wheel} is missing from {}: ./scripts/test downloads the example's wheels",
+            w.display()
+        );
+    }
     w
 }
 
@@ -106,6 +118,15 @@ fn ok(r: Run) -> String {
 pub fn json(r: Run) -> serde_json::Value {
     r.success();
     serde_json::from_str(&r.stdout()).unwrap_or_else(|e| panic!("{e}: {}", r.stdout()))
+}
+
+/// Flask, Werkzeug, pandas and NumPy before and after the upgrade.
+const OLD: [&str; 4] = ["2.3.3", "2.3.7", "1.5.3", "1.24.3"];
+const NEW: [&str; 4] = ["3.0.3", "3.0.6", "2.2.3", "2.0.2"];
+
+/// The installed versions of Flask, Werkzeug, pandas and NumPy.
+fn versions(p: &Path) -> [String; 4] {
+    ["flask", "werkzeug", "pandas", "numpy"].map(|n| installed(p, n))
 }
 
 const ENDPOINTS: [&str; 5] = [
@@ -137,15 +158,17 @@ fn dependency_upgrade_example_rolls_back_flask_3_by_each_of_the_seeds_methods() 
     p.git(&["commit", "-qm", "market-data API on Flask 2.3.3"]);
     ok(p.run(&["check"]));
 
-    // Known-good state: the pinned Flask 2.3.3 stack, every endpoint serving.
+    // Known-good state: the pinned Flask 2.3.3 / pandas 1.5.3 / NumPy 1.24.3
+    // stack, every endpoint serving.
     ok(p.run(&["run", "--phase", "install"]));
-    assert_eq!(installed(dir, "flask"), "2.3.3");
+    assert_eq!(versions(dir), OLD);
     assert_eq!(statuses(port), [200; 5]);
 
-    // The change: update-python-deps.sh pins Flask 3.0.3 / Werkzeug 3.0.6. The
-    // app still calls flask.escape and werkzeug.urls.url_quote: 4 of 5 endpoints 500.
+    // The change: update-python-deps.sh pins Flask 3.0.3 / Werkzeug 3.0.6,
+    // pandas 2.2.3, NumPy 2.0.2. The app still calls flask.escape,
+    // werkzeug.urls.url_quote and DataFrame.append: 4 of 5 endpoints 500.
     ok(p.run(&["run", "--phase", "flask-3"]));
-    assert_eq!(installed(dir, "flask"), "3.0.3");
+    assert_eq!(versions(dir), NEW);
     assert_eq!(statuses(port), [200, 500, 500, 500, 500]);
     assert!(dir.join("requirements.txt.backup").exists());
 
@@ -159,8 +182,7 @@ fn dependency_upgrade_example_rolls_back_flask_3_by_each_of_the_seeds_methods() 
     assert!(out.contains("rollback in 15s unless it clears"), "{out}");
     assert!(out.contains("recovered in"), "{out}");
     assert!(out.contains("force reinstall old versions: ok"), "{out}");
-    assert_eq!(installed(dir, "flask"), "2.3.3");
-    assert_eq!(installed(dir, "werkzeug"), "2.3.7");
+    assert_eq!(versions(dir), OLD);
     assert_eq!(statuses(port), [200; 5], "every endpoint serves after the rollback");
     assert!(
         std::fs::read_to_string(dir.join("requirements.txt"))
@@ -168,7 +190,13 @@ fn dependency_upgrade_example_rolls_back_flask_3_by_each_of_the_seeds_methods() 
             .contains("Flask==2.3.3")
     );
     let verify = ok(p.run(&["verify"]));
-    assert!(verify.contains("[pass] Flask version == 2.3.3"), "{verify}");
+    for check in [
+        "[pass] Flask version == 2.3.3",
+        "[pass] Pandas version == 1.5.3",
+        "[pass] NumPy version == 1.24.3",
+    ] {
+        assert!(verify.contains(check), "{check}\n{verify}");
+    }
     assert!(verify.contains("5/5 endpoints pass"), "{verify}");
 
     // The report: the recovery time against the plan's RTO (10m) and target (5m).
@@ -199,20 +227,20 @@ fn dependency_upgrade_example_rolls_back_flask_3_by_each_of_the_seeds_methods() 
         ("Method 2: manual rollback (backup missing)", false),
     ] {
         ok(p.run(&["run", "--phase", "flask-3"]));
-        assert_eq!(installed(dir, "flask"), "3.0.3");
+        assert_eq!(versions(dir), NEW, "{option}");
         std::fs::write(dir.join("venv/marker"), "from before").unwrap();
         let j = json(p.run(&["rollback", "--phase", "flask-3", "--option", option, "--yes", "--json"]));
         assert_eq!(j["rollback"]["ok"], true, "{option}: {j}");
         assert_eq!(j["rollback"]["timing"]["within_rto"], true, "{option}: {j}");
-        assert_eq!(installed(dir, "flask"), "2.3.3", "{option}");
-        assert_eq!(installed(dir, "werkzeug"), "2.3.7", "{option}");
+        assert_eq!(versions(dir), OLD, "{option}");
         assert_eq!(dir.join("venv/marker").exists(), !marker_gone, "{option}");
         assert_eq!(statuses(port), [200; 5], "{option}");
         ok(p.run(&["verify"]));
     }
 
-    // Fix forward: the labels move to markupsafe.escape; upgraded again, only the
-    // news endpoint (a minor feature) still fails: the matrix says investigate.
+    // Fix forward: the labels move to markupsafe.escape; upgraded again, only
+    // the analysis (one major endpoint of five: the seed's "Low, <25%") and the
+    // news (a minor feature) still fail: the matrix says investigate.
     let app = std::fs::read_to_string(dir.join("app.py")).unwrap();
     std::fs::write(
         dir.join("app.py"),
@@ -226,32 +254,41 @@ fn dependency_upgrade_example_rolls_back_flask_3_by_each_of_the_seeds_methods() 
         "labels: markupsafe.escape (flask.escape is gone in Flask 3)",
     ]);
     ok(p.run(&["run", "--phase", "flask-3"]));
-    assert_eq!(statuses(port), [200, 200, 200, 200, 500]);
+    assert_eq!(statuses(port), [200, 200, 500, 200, 500]);
     let out = ok(p.run(&["watch", "--auto-rollback", "--for", "6s"]));
     assert!(
-        out.contains("news-failing: INVESTIGATE") && out.contains("[minor × any of probes: 1 of 5 affected]"),
+        out.contains("analysis-failing: INVESTIGATE") && out.contains("[major × any of probes: 1 of 5 affected]"),
         "{out}"
     );
+    assert!(out.contains("news-failing: INVESTIGATE"), "{out}");
     assert!(
         !out.contains("ROLLBACK"),
         "one minor endpoint is no reason to roll back:\n{out}"
     );
-    assert_eq!(installed(dir, "flask"), "3.0.3", "no rollback: still on Flask 3");
+    assert_eq!(versions(dir), NEW, "no rollback: still on Flask 3, pandas 2, NumPy 2");
 
-    // ...and fixed forward: news builds its link with the standard library.
+    // ...and fixed forward: news builds its link with the standard library, the
+    // analysis appends the live price with pd.concat.
     let app = std::fs::read_to_string(dir.join("app.py")).unwrap();
-    std::fs::write(
-        dir.join("app.py"),
-        app.replace(
+    let fixed = app
+        .replace(
             "    from werkzeug.urls import url_quote  # removed in Werkzeug 3.0\n",
             "    from urllib.parse import quote as url_quote\n",
-        ),
-    )
-    .unwrap();
+        )
+        .replace(
+            "frame = frame.append({\"close\": PRICES[pair]}, ignore_index=True)",
+            "frame = pd.concat([frame, pd.DataFrame({\"close\": [PRICES[pair]]})], ignore_index=True)",
+        );
+    assert!(
+        !fixed.contains("from werkzeug.urls import"),
+        "the news import moved: fix the test"
+    );
+    assert!(fixed.contains("pd.concat"), "the analysis line moved: fix the test");
+    std::fs::write(dir.join("app.py"), fixed).unwrap();
     p.git(&[
         "commit",
         "-qam",
-        "news: urllib.parse.quote (werkzeug.urls.url_quote is gone in Werkzeug 3)",
+        "news: urllib.parse.quote; analysis: pd.concat (gone in Werkzeug 3 and pandas 2)",
     ]);
     ok(p.run(&["run", "--phase", "flask-3"]));
     assert!(
@@ -260,10 +297,10 @@ fn dependency_upgrade_example_rolls_back_flask_3_by_each_of_the_seeds_methods() 
             .contains("Flask==2.3.3"),
         "the backup still holds the Flask 2 pins"
     );
-    assert_eq!(installed(dir, "flask"), "3.0.3");
+    assert_eq!(versions(dir), NEW);
     assert_eq!(
         statuses(port),
         [200; 5],
-        "fixed forward: every endpoint serves on Flask 3"
+        "fixed forward: every endpoint serves on Flask 3, pandas 2 and NumPy 2"
     );
 }

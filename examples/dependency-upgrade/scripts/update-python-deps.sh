@@ -1,5 +1,6 @@
 #!/bin/sh
-# The seed's update script: back up requirements.txt, pin Flask 3.x, install.
+# The seed's update script: back up requirements.txt, pin Flask 3.x, pandas 2.x
+# and NumPy 2.x (pandas 2 needs tzdata too), install.
 # Usage: scripts/update-python-deps.sh [WHEELS_DIR]   (default: wheels)
 set -eu
 wheels="${1:-wheels}"
@@ -9,7 +10,12 @@ if grep -q '^Flask==3\.' requirements.txt; then
 else
   cp requirements.txt requirements.txt.backup
   sed -i -e 's/^Flask==.*/Flask==3.0.3/' -e 's/^Werkzeug==.*/Werkzeug==3.0.6/' \
-    -e 's/^# Core Framework.*/# Core Framework - Flask 3.x/' requirements.txt
+    -e 's/^numpy==.*/numpy==2.0.2/' -e 's/^pandas==.*/pandas==2.2.3/' \
+    -e 's/^# Core Framework.*/# Core Framework - Flask 3.x/' \
+    -e 's/^# Data Processing.*/# Data Processing - pandas 2.x, NumPy 2.x/' requirements.txt
+  echo 'tzdata==2026.6' >>requirements.txt
 fi
-venv/bin/pip install -q --no-index --find-links "$wheels" -r requirements.txt
-venv/bin/pip list 2>/dev/null | grep -E '^(Flask|Werkzeug) '
+# --no-compile: modules are compiled when first imported, which for NumPy and
+# pandas is a fraction of compiling all of them here.
+venv/bin/pip install -q --no-compile --no-index --find-links "$wheels" -r requirements.txt
+venv/bin/pip list 2>/dev/null | grep -E '^(Flask|Werkzeug|numpy|pandas) '

@@ -1,4 +1,5 @@
-"""The backend API (stdlib http.server): health, exchanges, Smart Scalper.
+"""The backend API (stdlib http.server): health, metrics, exchanges, Smart
+Scalper, support tickets.
 
 Run: APP_PORT=8000 APP_DB=app.db python3 -m backend.server
 """
@@ -11,7 +12,8 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-from backend.routes import exchanges, smart_scalper
+from backend.db import pool_stats
+from backend.routes import exchanges, smart_scalper, support
 
 REVISION = os.environ.get("APP_REVISION", "dev")
 
@@ -45,14 +47,16 @@ class Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         if method == "GET" and url.path == "/api/health":
             return 200, {"status": "ok", "message": "API is running", "revision": REVISION}
+        if method == "GET" and url.path == "/api/metrics":
+            return 200, {"db_pool": pool_stats()}
         if method == "GET" and url.path == "/api/smart-scalper/analysis":
             symbol = parse_qs(url.query).get("symbol", ["BTCUSDT"])[0]
             return smart_scalper.analyze(symbol)
-        if url.path == "/api/user/exchanges":
+        if url.path in ("/api/user/exchanges", "/api/support/tickets"):
             user = self._user()
             if user is None:
                 return 401, {"detail": "missing bearer token"}
-            if method == "GET":
+            if method == "GET" and url.path == "/api/user/exchanges":
                 return exchanges.list_user_exchanges(user)
             if method == "POST":
                 length = int(self.headers.get("Content-Length", "0"))
@@ -60,6 +64,8 @@ class Handler(BaseHTTPRequestHandler):
                     payload = json.loads(self.rfile.read(length) or b"{}")
                 except json.JSONDecodeError as e:
                     return 400, {"detail": f"invalid JSON: {e}"}
+                if url.path == "/api/support/tickets":
+                    return support.file_ticket(user, payload)
                 return exchanges.add_user_exchange(user, payload)
         return 404, {"detail": f"no route {method} {url.path}"}
 

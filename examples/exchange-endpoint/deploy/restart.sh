@@ -13,8 +13,9 @@ if [ -f "$RUN/app.pid" ]; then
     kill -9 "$pid" 2>/dev/null || true
   fi
 fi
+touch "$RUN/support.log"   # the support desk's inbox, watched by the monitoring plan
 cd "$LIVE"
-APP_PORT=$PORT APP_DB="$RUN/app.db" APP_REVISION=$REV \
+APP_PORT=$PORT APP_DB="$RUN/app.db" APP_SUPPORT_LOG="$RUN/support.log" APP_REVISION=$REV \
   setsid python3 -m backend.server >>"$RUN/app.log" 2>&1 </dev/null &
 echo $! >"$RUN/app.pid"
 i=0

@@ -1,8 +1,7 @@
-# analytics v1: publishes relative volume (RVOL) to the cache.
+# analytics v1: no API of its own; RVOL goes to the cache (publish.sh).
 route() {
   case "$1" in
     /health) respond "200 OK" '{"status":"healthy","service":"analytics","version":"1"}' ;;
-    /cache/rvol) respond "200 OK" "$(cat /srv/data/rvol.json)" ;;
     *) respond "404 Not Found" '{"error":"not found"}' ;;
   esac
 }

@@ -2,7 +2,7 @@
 route() {
   case "$1" in
     /health) respond "200 OK" '{"status":"healthy","service":"analytics","version":"2"}' ;;
-    /cache/rvol|/api/rvol) respond "200 OK" "$(cat /srv/data/rvol.json)" ;;
+    /api/rvol) respond "200 OK" "{\"rvol\":$(cat /srv/data/rvol.json),\"source\":\"analytics-api\"}" ;;
     *) respond "404 Not Found" '{"error":"not found"}' ;;
   esac
 }
