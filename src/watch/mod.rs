@@ -128,15 +128,20 @@ async fn watch_schedule(
     let mut first_bad: Option<i64> = None;
     let mut last: HashMap<String, Outcome> = HashMap::new();
     let all_reviews = !plan.reviews.is_empty();
-    // Reviews wait for this watch's first samples: one that fell due while no
-    // watch ran is judged on fresh data, not only on what was stored before.
-    let mut sampled = false;
+    // A review waits until this watch has sampled every probe it names (a probe
+    // that cannot answer still yields a failed sample at its timeout): one that
+    // fell due while no watch ran is judged on fresh data, and one due moments
+    // after the start is not failed for want of a first sample.
+    let mut sampled: BTreeSet<String> = BTreeSet::new();
+    let ready = |r: &crate::plan::Review, sampled: &BTreeSet<String>| {
+        r.expect.iter().all(|c| sampled.contains(&c.condition.metric.probe))
+    };
     loop {
         // Wake for the next sample, the next review, or the end, whichever comes first.
         let next_review = plan
             .reviews
             .iter()
-            .filter(|r| sampled && !schedule.done.contains(&r.name))
+            .filter(|r| ready(r, &sampled) && !schedule.done.contains(&r.name))
             .map(|r| schedule.deploy_at + r.at.as_millis() as i64)
             .min()
             .map(|due| tokio::time::Instant::now() + Duration::from_millis((due - ws.now_ms()).max(0) as u64));
@@ -163,7 +168,7 @@ async fn watch_schedule(
             None => {}
         }
         ws.oplog.insert_samples(op, &batch)?;
-        sampled |= !batch.is_empty();
+        sampled.extend(batch.iter().map(|s| s.probe.clone()));
         for sample in batch {
             on_event(&WatchEvent::Sample(sample.clone()));
             if !sample.ok && first_bad.is_none() && sample.at >= started {
@@ -194,12 +199,8 @@ async fn watch_schedule(
                 }
             }
         }
-        let due = if sampled {
-            review::due(plan, schedule.deploy_at, &schedule.done, now)
-        } else {
-            Vec::new()
-        };
-        for r in due {
+        let due = review::due(plan, schedule.deploy_at, &schedule.done, now);
+        for r in due.into_iter().filter(|r| ready(r, &sampled)) {
             let result = review::evaluate(r, &eval, schedule.deploy_at, now);
             schedule.done.insert(result.name.clone());
             ws.oplog.event(op, now, "review", &serde_json::to_value(&result)?)?;

@@ -169,6 +169,63 @@ min-samples = 1
     assert!(p.path().join(".backout/probes/errors.cursor").exists());
 }
 
+/// An HTTP server answering 200 after `delay`, on a thread the test leaves running.
+fn slow_http(delay: Duration) -> u16 {
+    let (l, port) = listener();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 1024];
+                let _ = std::io::Read::read(&mut c, &mut buf);
+                std::thread::sleep(delay);
+                let _ = c.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+            });
+        }
+    });
+    port
+}
+
+/// Regression: a review due moments after the start was judged as soon as any
+/// probe had answered, so a slower probe it names was "UNKNOWN" and the review
+/// failed (seed 003's +30m review at a steep time-scale).
+#[test]
+fn a_review_due_at_the_start_waits_for_every_probe_it_names() {
+    let (_db, port) = listener();
+    let slow = slow_http(Duration::from_millis(400));
+    let p = Project::new();
+    p.file(
+        "backout.toml",
+        &format!(
+            r#"[plan]
+name = "early-review"
+rto = "1m"
+time-scale = 3600
+[[probe]]
+name = "db"
+every = "6m"
+timeout = "1s"
+tcp = {{ address = "127.0.0.1:{port}" }}
+[[probe]]
+name = "api"
+every = "6m"
+timeout = "2s"
+http = {{ url = "http://127.0.0.1:{slow}/" }}
+[[review]]
+at = "1m"
+expect = ["db.up", "api.up"]
+"#
+        ),
+    );
+    let r = p.run(&["watch", "--for", "3s"]);
+    r.success();
+    assert!(
+        r.stdout().contains("review +1m: passed (2 expectation(s) held)"),
+        "{}",
+        r.stdout()
+    );
+}
+
 #[test]
 fn checkpoint_records_a_baseline_when_the_plan_asks() {
     let (_db, port) = listener();
