@@ -129,6 +129,9 @@ pub async fn run(ctx: &Ctx, args: CheckpointArgs) -> Result<ExitCode, CommandErr
                     bytes(s.stored)
                 ));
             }
+            for w in res.summary.iter().flat_map(|s| &s.warnings) {
+                ctx.printer.warn(w);
+            }
             if ws.plan.baseline_on_checkpoint {
                 super::baseline::record(ctx, &ws).await?;
             }
