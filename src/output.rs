@@ -206,6 +206,9 @@ impl crate::store::Progress for Bar {
         });
         self.bar.set_length(bytes);
         self.bar.reset();
+        // Every stage shows at least once, even right after a burst of
+        // updates used up the redraw budget (20 a second).
+        self.bar.force_draw();
     }
 
     fn advance(&self, files: u64, bytes: u64) {
