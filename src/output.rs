@@ -155,19 +155,28 @@ impl Printer {
         } else {
             indicatif::ProgressBar::hidden()
         };
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{prefix} [{bar:25}] {msg} files, {binary_bytes}/{binary_total_bytes} ({binary_bytes_per_sec}, {eta})",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
+        bar.set_style(bar_style());
         Bar {
             bar,
             files: Default::default(),
             total_files: Default::default(),
         }
     }
+}
+
+/// Files and bytes against their totals, with the rate and time left.
+fn bar_style() -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template(
+        "{prefix} [{bar:25}] {msg} files, {binary_bytes}/{binary_total_bytes} ({binary_bytes_per_sec}, {eta})",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("=> ")
+}
+
+/// A stage whose totals are not known yet (a walk): a count and a spinner.
+fn count_style() -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template("{prefix} {spinner} {msg} entries")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner())
 }
 
 /// The progress bar behind [`Printer::progress`].
@@ -183,19 +192,33 @@ impl crate::store::Progress for Bar {
         use std::sync::atomic::Ordering::Relaxed;
         self.files.store(0, Relaxed);
         self.total_files.store(files, Relaxed);
-        self.bar.reset();
-        self.bar.set_length(bytes);
-        self.bar.set_position(0);
+        // Style, prefix and totals first: the reset draws.
+        self.bar.set_style(if files == 0 && bytes == 0 {
+            count_style()
+        } else {
+            bar_style()
+        });
         self.bar.set_prefix(what.to_string());
-        self.bar.set_message(format!("0/{files}"));
+        self.bar.set_message(if files == 0 && bytes == 0 {
+            "0".to_string()
+        } else {
+            format!("0/{files}")
+        });
+        self.bar.set_length(bytes);
+        self.bar.reset();
+        // Every stage shows at least once, even right after a burst of
+        // updates used up the redraw budget (20 a second).
+        self.bar.force_draw();
     }
 
     fn advance(&self, files: u64, bytes: u64) {
         use std::sync::atomic::Ordering::Relaxed;
         let done = self.files.fetch_add(files, Relaxed) + files;
         self.bar.inc(bytes);
-        self.bar
-            .set_message(format!("{done}/{}", self.total_files.load(Relaxed)));
+        match self.total_files.load(Relaxed) {
+            0 => self.bar.set_message(done.to_string()),
+            total => self.bar.set_message(format!("{done}/{total}")),
+        }
     }
 
     fn end(&self) {

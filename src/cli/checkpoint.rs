@@ -122,6 +122,9 @@ pub async fn run(ctx: &Ctx, args: CheckpointArgs) -> Result<ExitCode, CommandErr
                     bytes(s.stored)
                 ));
             }
+            for w in res.summary.iter().flat_map(|s| &s.warnings) {
+                ctx.printer.warn(w);
+            }
             // One JSON document for scripts, the baseline folded in when the
             // plan takes one with every checkpoint.
             let baseline = if ws.plan.baseline_on_checkpoint {

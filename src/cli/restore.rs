@@ -96,6 +96,9 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode, CommandError> {
             rest.join(", ")
         ));
     }
+    for w in &outcome.warnings {
+        p.warn(w);
+    }
     let what = outcome.resources.join(", ");
     if outcome.dry_run {
         p.out(format!(

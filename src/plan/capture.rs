@@ -306,7 +306,7 @@ impl Validator<'_> {
                 Some("a path that leaves the plan root through `..`")
             } else if norm.split('/').next() == Some(crate::workspace::STATE_DIR) {
                 Some("backout's own state directory")
-            } else if check_rel_path(norm).is_err() {
+            } else if check_rel_path(norm.as_bytes()).is_err() {
                 Some("not a plain relative path")
             } else {
                 None

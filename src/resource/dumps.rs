@@ -107,6 +107,7 @@ fn keep(batch: &Batch<'_>, dir: &Path, file: &str, name: &str, kind: String) -> 
         files: 1,
         bytes: size,
         stored: batch.stored_bytes() - before,
+        warnings: Vec::new(),
     };
     Ok((hash, summary))
 }
@@ -149,7 +150,7 @@ impl Held for DbState {
     fn spec(&self) -> Spec {
         Spec::Database(self.snapshot.name.clone())
     }
-    fn verify(&self, cx: &Cx<'_>) -> anyhow::Result<()> {
+    fn verify(&self, cx: &Cx<'_>, _batch: &crate::store::Batch<'_>) -> anyhow::Result<()> {
         verify_object(cx, self.object, &self.snapshot.name)
     }
     fn plan_restore<'a>(&'a self, cx: &Cx<'_>) -> anyhow::Result<Box<dyn PlannedRestore + 'a>> {
@@ -211,7 +212,7 @@ impl Held for CommandState {
     fn spec(&self) -> Spec {
         Spec::Command(self.snapshot.name.clone())
     }
-    fn verify(&self, cx: &Cx<'_>) -> anyhow::Result<()> {
+    fn verify(&self, cx: &Cx<'_>, _batch: &crate::store::Batch<'_>) -> anyhow::Result<()> {
         verify_object(cx, self.object, &self.snapshot.name)
     }
     fn plan_restore<'a>(&'a self, cx: &Cx<'_>) -> anyhow::Result<Box<dyn PlannedRestore + 'a>> {

@@ -63,6 +63,9 @@ pub struct Summary {
     pub bytes: u64,
     /// Compressed bytes this capture added to the store (the rest was already there).
     pub stored: u64,
+    /// What was left out, and why (sockets, which belong to a running program).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// A resource to capture: named by the plan, or by a checkpoint being restored
@@ -137,13 +140,16 @@ pub struct Cx<'a> {
 }
 
 impl Cx<'_> {
+    /// Where the latest manifest of `path` is, for incremental capture and quick compare.
+    fn previous_state(&self, path: &str) -> Option<&paths::PathState> {
+        self.history
+            .iter()
+            .find_map(|r| r.paths.iter().find(|p| p.path == path))
+    }
+
     /// The latest manifest of `path`, for incremental capture and quick compare.
     fn previous_manifest(&self, path: &str) -> Option<Manifest> {
-        let st = self
-            .history
-            .iter()
-            .find_map(|r| r.paths.iter().find(|p| p.path == path))?;
-        Manifest::load(self.store, st.manifest).ok()
+        Manifest::load(self.store, self.previous_state(path)?.manifest).ok()
     }
 }
 
@@ -160,8 +166,9 @@ pub struct ChangeLine {
 pub trait Held {
     fn name(&self) -> String;
     fn spec(&self) -> Spec;
-    /// Checks, right after capture, that everything it names is stored.
-    fn verify(&self, cx: &Cx<'_>) -> anyhow::Result<()>;
+    /// Checks, right after capture (once `batch` is committed), that
+    /// everything it names is stored.
+    fn verify(&self, cx: &Cx<'_>, batch: &Batch<'_>) -> anyhow::Result<()>;
     /// The dry run: what restoring would change. Must read and check all it
     /// relies on, so a damaged checkpoint fails here, before any write.
     fn plan_restore<'a>(&'a self, cx: &Cx<'_>) -> anyhow::Result<Box<dyn PlannedRestore + 'a>>;
@@ -169,6 +176,10 @@ pub trait Held {
 
 pub trait PlannedRestore {
     fn changes(&self) -> Vec<ChangeLine>;
+    /// What the restore will not put back, and why.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Stages and checks everything; nothing the user sees changes.
     fn prepare<'a>(self: Box<Self>, cx: &Cx<'_>) -> anyhow::Result<Box<dyn PreparedRestore + 'a>>
     where
@@ -199,23 +210,41 @@ fn capture_one(
                 name: spec.name(),
                 kind: "git".into(),
                 files,
-                bytes: 0,
-                stored: 0,
+                ..Summary::default()
             })
         }
         Spec::Path(p) => {
             let before = batch.stored_bytes();
-            let prev = cx.previous_manifest(p);
-            let (state, _) = paths::capture(cx.root, p, prev.as_ref(), batch, cx.progress)
-                .with_context(|| format!("capturing {p}"))?;
+            let load = || cx.previous_manifest(p);
+            let prev = match cx.previous_state(p) {
+                Some(st) => paths::Previous::Lazy {
+                    files: st.files,
+                    load: &load,
+                },
+                None => paths::Previous::None,
+            };
+            let c = paths::capture(cx.root, p, prev, batch, cx.progress).with_context(|| format!("capturing {p}"))?;
+            let mut warnings = Vec::new();
+            if let Some(first) = c.skipped.first() {
+                let n = c.skipped.len();
+                let listed: Vec<&str> = c.skipped.iter().take(5).map(String::as_str).collect();
+                warnings.push(format!(
+                    "{p}: {n} socket{} skipped (a running program's, not state to restore): {}{}",
+                    if n == 1 { "" } else { "s" },
+                    listed.join(", "),
+                    if n > listed.len() { ", …" } else { "" }
+                ));
+                tracing::debug!(first, "sockets skipped");
+            }
             let s = Summary {
                 name: p.clone(),
                 kind: "path".into(),
-                files: state.files,
-                bytes: state.bytes,
+                files: c.state.files,
+                bytes: c.state.bytes,
                 stored: batch.stored_bytes() - before,
+                warnings,
             };
-            into.paths.push(state);
+            into.paths.push(c.state);
             Ok(s)
         }
         Spec::Database(n) => {
@@ -293,7 +322,8 @@ pub fn checkpoint_of(
     batch.commit().context("writing the captured objects")?;
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "objects durable");
     for h in res.held() {
-        h.verify(&cx).with_context(|| format!("verifying {}", h.name()))?;
+        h.verify(&cx, &batch)
+            .with_context(|| format!("verifying {}", h.name()))?;
     }
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "verified");
     let value = serde_json::to_value(&res)?;
@@ -316,6 +346,9 @@ pub struct RestoreOutcome {
     /// The checkpoint of the state before the restore, which undoes it.
     pub safety_checkpoint: Option<String>,
     pub changes: Vec<ChangeLine>,
+    /// What the restore does not put back, and why (owners when not root).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -376,11 +409,13 @@ pub fn restore(
     };
     let mut planned = Vec::new();
     let mut changes = Vec::new();
+    let mut warnings = Vec::new();
     for h in &chosen {
         let p = h
             .plan_restore(&cx)
             .with_context(|| format!("cannot restore {} from {cp_name}", h.name()))?;
         changes.extend(p.changes());
+        warnings.extend(p.warnings());
         planned.push(p);
     }
     let mut outcome = RestoreOutcome {
@@ -389,6 +424,7 @@ pub fn restore(
         resources: chosen.iter().map(|h| h.name()).collect(),
         safety_checkpoint: None,
         changes,
+        warnings,
     };
     let Some(op) = op.filter(|_| !dry_run) else {
         return Ok(outcome);
@@ -497,7 +533,7 @@ impl Held for git::GitState {
     fn spec(&self) -> Spec {
         Spec::Git
     }
-    fn verify(&self, _cx: &Cx<'_>) -> anyhow::Result<()> {
+    fn verify(&self, _cx: &Cx<'_>, _batch: &Batch<'_>) -> anyhow::Result<()> {
         Ok(git::verify(self)?)
     }
     fn plan_restore<'a>(&'a self, _cx: &Cx<'_>) -> anyhow::Result<Box<dyn PlannedRestore + 'a>> {
@@ -546,14 +582,17 @@ impl Held for paths::PathState {
     fn spec(&self) -> Spec {
         Spec::Path(self.path.clone())
     }
-    fn verify(&self, cx: &Cx<'_>) -> anyhow::Result<()> {
+    /// The manifest is read back (its hash checked) and validated; every
+    /// object it names must be one the batch found stored or wrote and named.
+    /// The batch knows both, so nothing is listed or re-read: an incremental
+    /// checkpoint of a large tree checks a few hundred new objects, not all.
+    fn verify(&self, cx: &Cx<'_>, batch: &Batch<'_>) -> anyhow::Result<()> {
         let m = Manifest::load(cx.store, self.manifest)?;
-        let stored: std::collections::HashSet<_> = cx.store.list()?.into_iter().collect();
         for e in &m.entries {
             if let Some(h) = e.hash
-                && !stored.contains(&h)
+                && !batch.is_stored(h)
             {
-                anyhow::bail!("the object {} of {} is not in the store", h.short(), e.path);
+                anyhow::bail!("the object {} of {} is not in the store", h.short(), e.shown());
             }
         }
         Ok(())
@@ -584,7 +623,7 @@ fn path_lines(name: &str, changes: &[paths::Change]) -> Vec<ChangeLine> {
                     .any(|o| o.path == c.path && o.action == paths::Action::Change)
         })
         .map(|c| {
-            let mut what = c.path.clone();
+            let mut what = crate::store::manifest::show(&c.path).into_owned();
             if c.kind == crate::store::manifest::Kind::Dir {
                 what.push('/');
             }
@@ -606,6 +645,9 @@ fn path_lines(name: &str, changes: &[paths::Change]) -> Vec<ChangeLine> {
 impl PlannedRestore for PathRestore {
     fn changes(&self) -> Vec<ChangeLine> {
         path_lines(&self.name, &self.planned.changes)
+    }
+    fn warnings(&self) -> Vec<String> {
+        self.planned.warnings.clone()
     }
     fn prepare<'b>(self: Box<Self>, cx: &Cx<'_>) -> anyhow::Result<Box<dyn PreparedRestore + 'b>>
     where

@@ -38,6 +38,7 @@ pub fn restore_checkpoint_resources(
             if out.changes.len() > 20 {
                 lines.push(format!("  ... {} more changes", out.changes.len() - 20));
             }
+            lines.extend(out.warnings.iter().map(|w| format!("  warning: {w}")));
             Ok(lines.join("\n"))
         }
         Err(e) => {

@@ -128,9 +128,15 @@ pub fn fsck(store: &Store, refs: &[Reference], progress: &(dyn Fn(u64) + Sync)) 
         for e in m.entries.iter().filter(|e| e.kind == Kind::File) {
             let h = e.hash.expect("validated: files have objects");
             if !present.contains(&h) {
-                mark(h, Problem::Missing, "file", "content of a file".into(), Some(&e.path));
+                mark(
+                    h,
+                    Problem::Missing,
+                    "file",
+                    "content of a file".into(),
+                    Some(&e.shown()),
+                );
             } else if corrupt.contains(&h) {
-                mark(h, Problem::Corrupt, "file", String::new(), Some(&e.path));
+                mark(h, Problem::Corrupt, "file", String::new(), Some(&e.shown()));
             }
         }
     }

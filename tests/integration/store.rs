@@ -200,6 +200,18 @@ fn fsck_reports_damage_and_restore_refuses_it() {
 #[test]
 fn gc_drops_old_checkpoints_and_only_their_objects() {
     let p = project();
+    // Files written within 2 s before a capture are marked to be read again
+    // next time, which changes their manifest; these are left alone from here
+    // on, so every checkpoint must share one manifest for each.
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    for f in [
+        "requirements.txt",
+        "api/venv/lib/site/flask/__init__.py",
+        "api/venv/bin/python",
+    ] {
+        let file = std::fs::File::options().write(true).open(p.path().join(f)).unwrap();
+        file.set_modified(an_hour_ago).unwrap();
+    }
     for i in 0..4 {
         p.file("config/app.toml", &format!("generation = {i}\n"));
         p.run(&["checkpoint"]).success();
@@ -333,4 +345,69 @@ fn kill_9_during_capture_leaves_a_consistent_store() {
         0
     );
     p.run(&["fsck"]).success();
+}
+
+/// Large captures and restores draw a progress bar with files, bytes and rate
+/// on a terminal; never with `--quiet` or `--json`, nor when stderr is not a
+/// terminal. The terminal is a pty from `script` (util-linux), when present.
+#[test]
+#[allow(clippy::print_stderr)]
+fn progress_is_drawn_only_on_a_terminal() {
+    let p = Project::new();
+    p.file(
+        "backout.toml",
+        "[plan]\nname = \"bar\"\nrto = \"5m\"\n\n[capture]\npaths = [\"data\"]\n",
+    );
+    // Incompressible, so that reading takes long enough to be drawn.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..300 {
+        let text: String = (0..40_000)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                char::from(b'!' + (x >> 58) as u8)
+            })
+            .collect();
+        p.file(&format!("data/d{}/f{i}.bin", i % 7), &text);
+    }
+    // Not a terminal: nothing but the result.
+    let r = p.run(&["checkpoint"]);
+    r.success();
+    assert_eq!(r.stderr(), "", "no progress without a terminal");
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped the terminal half: no `script` (util-linux)");
+        return;
+    }
+    let in_pty = |args: &str| {
+        let out = std::process::Command::new("script")
+            .args(["-qec", &format!("{} {args}", crate::bin().display()), "/dev/null"])
+            .current_dir(p.path())
+            .env("NO_COLOR", "1")
+            .env_remove("BACKOUT_LOG")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args}: {}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    std::fs::remove_dir_all(p.path().join(".backout")).unwrap();
+    let shown = in_pty("checkpoint");
+    assert!(shown.contains("scanning data"), "{shown}");
+    // Files, bytes and rate: each stage's first frame is always drawn.
+    assert!(shown.contains("reading data ["), "{shown}");
+    assert!(shown.contains("/300 files, ") && shown.contains(" MiB ("), "{shown}");
+    assert!(shown.contains("B/s, "), "a rate: {shown}");
+    let quiet = in_pty("--quiet checkpoint");
+    assert!(
+        !quiet.contains("reading data") && !quiet.contains("scanning"),
+        "{quiet}"
+    );
+    std::fs::remove_dir_all(p.path().join("data")).unwrap();
+    let restored = in_pty("restore cp-1");
+    assert!(
+        restored.contains("staging data [") && restored.contains("/300 files, "),
+        "{restored}"
+    );
+    let json = in_pty("--json restore cp-1");
+    assert!(!json.contains("restoring data") && !json.contains("scanning"), "{json}");
 }

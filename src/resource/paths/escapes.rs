@@ -1,22 +1,27 @@
 //! Crafted manifests that try to make a restore write outside its root or
 //! through a symlink. Each must be refused before anything is written, and a
-//! sentinel directory beside the root must stay byte for byte as it was.
+//! sentinel directory beside the root must stay byte for byte as it was. Each
+//! is tried in the current binary encoding and, where it can be written in it,
+//! in the version-1 JSON that older stores hold.
 
 use std::os::unix::fs::symlink;
 
 use super::tests::{Fixture, snapshot};
 use super::*;
 
-fn e(path: &str, kind: Kind) -> Entry {
+fn e(path: impl Into<Vec<u8>>, kind: Kind) -> Entry {
     Entry {
         path: path.into(),
         kind,
         mode: if kind == Kind::Dir { 0o755 } else { 0o644 },
+        owner: None,
         size: 6,
         mtime_ns: 1_600_000_000_000_000_000,
         ino: 1,
         hash: (kind == Kind::File).then(|| Hash::of(b"PWNED\n")),
-        target: (kind == Kind::Symlink).then(|| "../sentinel".to_string()),
+        target: (kind == Kind::Symlink).then(|| b"../sentinel".to_vec()),
+        rdev: 0,
+        recent: false,
     }
 }
 
@@ -31,6 +36,9 @@ fn link(p: &str, target: &str) -> Entry {
         target: Some(target.into()),
         ..e(p, Kind::Symlink)
     }
+}
+fn bytes_file(p: &[u8]) -> Entry {
+    e(p, Kind::File)
 }
 
 struct Arena {
@@ -51,7 +59,7 @@ impl Arena {
         Arena { f }
     }
 
-    fn sentinel(&self) -> BTreeMap<String, tests::Node> {
+    fn sentinel(&self) -> BTreeMap<Vec<u8>, tests::Node> {
         snapshot(self.f.dir.path(), "sentinel")
     }
 
@@ -68,13 +76,24 @@ impl Arena {
         }
     }
 
-    fn crafted(&self, state_path: &str, root: &str, entries: Vec<Entry>) -> PathState {
+    /// The manifest in every encoding that can hold it: version 2 always,
+    /// version 1 when every name is UTF-8 and every entry a file, directory or
+    /// symlink.
+    fn crafted(&self, state_path: &str, root: &str, entries: Vec<Entry>) -> Vec<PathState> {
         let m = Manifest {
-            version: 1,
             root: root.into(),
             entries,
         };
-        self.raw(state_path, &m.encode())
+        let mut v = vec![self.raw(state_path, &m.encode())];
+        let v1_can = m.entries.iter().all(|e| {
+            std::str::from_utf8(&e.path).is_ok()
+                && e.target.as_deref().is_none_or(|t| std::str::from_utf8(t).is_ok())
+                && matches!(e.kind, Kind::File | Kind::Dir | Kind::Symlink)
+        });
+        if v1_can {
+            v.push(self.raw(state_path, &crate::store::manifest::encode_v1(&m)));
+        }
+        v
     }
 
     /// Tries the restore; it must fail, and neither the root nor the sentinel change.
@@ -102,7 +121,7 @@ fn crafted_manifests_are_refused_before_writing() {
     let a = Arena::new();
     let long = "n".repeat(256);
     let deep = vec!["d"; 2100].join("/");
-    let cases: Vec<(&str, PathState)> = vec![
+    let cases: Vec<(&str, Vec<PathState>)> = vec![
         (
             "dot-dot entry",
             a.crafted("a", "a", vec![dir("a"), file("a/../../sentinel/keep")]),
@@ -278,24 +297,98 @@ fn crafted_manifests_are_refused_before_writing() {
             ),
         ),
         (
-            "unknown format version",
-            a.raw("a", br#"{"version":2,"root":"a","entries":[]}"#),
+            "NUL in a name that is not UTF-8",
+            a.crafted("a", "a", vec![dir("a"), bytes_file(b"a/\xff\0/../../sentinel/keep")]),
         ),
-        ("not JSON", a.raw("a", b"\x00\x01 definitely not a manifest")),
+        (
+            "dot-dot after a name that is not UTF-8",
+            a.crafted(
+                "a",
+                "a",
+                vec![
+                    dir("a"),
+                    e(b"a/\xe9", Kind::Dir),
+                    bytes_file(b"a/\xe9/../../sentinel/keep"),
+                ],
+            ),
+        ),
+        (
+            "file under a FIFO",
+            a.crafted("a", "a", vec![dir("a"), e("a/p", Kind::Fifo), file("a/p/keep")]),
+        ),
+        (
+            "file under a device node",
+            a.crafted("a", "a", vec![dir("a"), e("a/d", Kind::CharDevice), file("a/d/keep")]),
+        ),
+        (
+            "a socket entry",
+            a.crafted("a", "a", vec![dir("a"), e("a/s", Kind::Socket)]),
+        ),
+        (
+            "FIFO with file-type bits in the mode",
+            a.crafted(
+                "a",
+                "a",
+                vec![
+                    dir("a"),
+                    Entry {
+                        mode: 0o010644,
+                        ..e("a/p", Kind::Fifo)
+                    },
+                ],
+            ),
+        ),
+        (
+            "symlink target with a NUL",
+            a.crafted("a", "a", vec![dir("a"), link("a/l", "x\0y")]),
+        ),
+        (
+            "JSON of an unknown format version",
+            vec![a.raw("a", br#"{"version":2,"root":"a","entries":[]}"#)],
+        ),
+        (
+            "binary of an unknown format version",
+            vec![a.raw(
+                "a",
+                &[crate::store::manifest::MAGIC, &[3u8, 1, b'a', 0, 0][..]].concat(),
+            )],
+        ),
+        (
+            "binary cut short",
+            vec![a.raw("a", &{
+                let mut m = Manifest::new("a", vec![dir("a"), file("a/f")]).encode();
+                m.truncate(m.len() - 3);
+                m
+            })],
+        ),
+        (
+            "binary path sharing more than the previous one",
+            vec![a.raw(
+                "a",
+                &[crate::store::manifest::MAGIC, &[2u8, 1, b'a', 0, 1, 1, 40, 1, b'a'][..]].concat(),
+            )],
+        ),
+        ("not JSON", vec![a.raw("a", b"\x00\x01 definitely not a manifest")]),
         (
             "object that is missing",
-            PathState {
+            vec![PathState {
                 path: "a".into(),
                 manifest: Hash::of(b"never stored"),
                 files: 0,
                 bytes: 0,
-            },
+            }],
         ),
     ];
     assert!(cases.len() >= 20);
-    for (what, st) in &cases {
-        a.refused(what, st);
+    let mut tried = 0;
+    for (what, states) in &cases {
+        assert!(!states.is_empty());
+        for st in states {
+            a.refused(what, st);
+            tried += 1;
+        }
     }
+    assert!(tried >= 60, "{tried} crafted manifests");
 }
 
 #[test]

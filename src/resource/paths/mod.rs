@@ -3,7 +3,17 @@
 //! and put back exactly.
 //!
 //! Capture never follows a symlink and is incremental: a file whose size, mtime
-//! and inode match the previous capture keeps its hash without being read.
+//! and inode match the previous capture keeps its hash without being read. The
+//! walk runs on several threads and works relative to directory descriptors
+//! (`openat`/`fstatat` of one name each), so a large tree costs one `getdents`
+//! per directory and one `stat` per entry, without path lookups.
+//!
+//! Names are bytes: a name that is not UTF-8 is captured and restored as it is.
+//! Besides files, directories and symlinks, FIFOs and device nodes are recorded
+//! and recreated (device nodes only by root); sockets belong to a running
+//! program and are skipped with a warning at capture and left alone on restore.
+//! Owners are recorded; a restore run as root puts them back, otherwise it
+//! leaves them and says so.
 //!
 //! Restore has three stages, so that nothing is written unless everything can be:
 //! [`plan`] validates the manifest and compares it with what is on disk (this is
@@ -14,15 +24,18 @@
 //! symlink on disk is never followed and nothing lands outside the root.
 
 use std::collections::{BTreeSet, HashMap};
+use std::ffi::OsStr;
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
 
-use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, Timespec, Timestamps};
 use serde::{Deserialize, Serialize};
 
-use crate::store::manifest::{Entry, Kind, Manifest, ManifestError, check_rel_path};
+use crate::store::manifest::{Entry, Kind, Manifest, ManifestError, RACY_NS, check_rel_path, show};
 use crate::store::{Batch, Hash, Progress, Store, StoreError, parallel};
 
 #[derive(Debug, thiserror::Error)]
@@ -38,10 +51,12 @@ pub enum PathsError {
         "{path} goes through the symlink {link}; backout captures and restores only inside the plan root, without following symlinks"
     )]
     ThroughSymlink { path: String, link: String },
-    #[error("{path} is not a regular file, directory or symlink (a socket, FIFO or device); it cannot be captured")]
-    Special { path: PathBuf },
-    #[error("{path:?} has a name that is not UTF-8; it cannot be captured")]
-    NotUtf8 { path: PathBuf },
+    #[error("{path} is of a kind of file backout does not know (mode {mode:o}); it cannot be captured")]
+    Special { path: PathBuf, mode: u32 },
+    #[error(
+        "cannot recreate the device node {path}: creating device nodes needs root; nothing was written\n  = hint: run the restore as root, or restore the other resources with --only"
+    )]
+    DeviceNeedsRoot { path: String },
     #[error("the manifest is for {found:?}, but the checkpoint names it as {expected:?}")]
     WrongRoot { expected: String, found: String },
     #[error(transparent)]
@@ -60,6 +75,11 @@ fn rio(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(rustix::io::Er
     move |e| f(e.into())
 }
 
+/// `root/rel` as a path, whatever bytes `rel` holds.
+fn under(root: &Path, rel: &[u8]) -> PathBuf {
+    root.join(OsStr::from_bytes(rel))
+}
+
 /// What a checkpoint holds of one captured path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PathState {
@@ -70,17 +90,48 @@ pub struct PathState {
     pub bytes: u64,
 }
 
+/// One capture of a path.
+#[derive(Debug)]
+pub struct Captured {
+    pub state: PathState,
+    pub manifest: Manifest,
+    /// Sockets found and skipped (a running program's, not state to put back).
+    pub skipped: Vec<String>,
+}
+
+/// The same path's manifest in the last checkpoint, whose unchanged files keep
+/// their hashes without being read.
+#[derive(Clone, Copy)]
+pub enum Previous<'a> {
+    None,
+    Loaded(&'a Manifest),
+    /// Loaded on another thread while the tree is walked. `files`, the count
+    /// the checkpoint recorded, says whether many hashes will be reused (then
+    /// the store is listed meanwhile too, see [`Batch::stored_many`]).
+    Lazy {
+        files: u64,
+        load: &'a (dyn Fn() -> Option<Manifest> + Sync),
+    },
+}
+
+impl<'a> From<Option<&'a Manifest>> for Previous<'a> {
+    fn from(m: Option<&'a Manifest>) -> Previous<'a> {
+        m.map_or(Previous::None, Previous::Loaded)
+    }
+}
+
 /// Capture a path that the plan names `rel` (validated by the plan: relative,
-/// inside the root). `prev` is the same path's manifest in the last checkpoint.
+/// inside the root).
 pub fn capture(
     root: &Path,
     rel: &str,
-    prev: Option<&Manifest>,
+    prev: Previous<'_>,
     batch: &Batch<'_>,
     progress: &dyn Progress,
-) -> Result<(PathState, Manifest), PathsError> {
+) -> Result<Captured, PathsError> {
     let t = std::time::Instant::now();
-    let m = scan(root, rel, prev, Some(batch), &|_| true, progress)?;
+    let scan = scan(root, rel, prev, Some(batch), &|_| true, progress)?;
+    let m = scan.manifest;
     let hash = m.store(batch)?;
     tracing::debug!(
         path = rel,
@@ -94,34 +145,264 @@ pub fn capture(
         files: m.entries.iter().filter(|e| e.kind == Kind::File).count() as u64,
         bytes: m.bytes(),
     };
-    Ok((state, m))
+    Ok(Captured {
+        state,
+        manifest: m,
+        skipped: scan.sockets.iter().map(|p| show(p).into_owned()).collect(),
+    })
 }
 
-fn mtime_ns(m: &std::fs::Metadata) -> i64 {
-    m.mtime().saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec())
+fn mtime_ns(st: &rustix::fs::Stat) -> i64 {
+    st.st_mtime
+        .saturating_mul(1_000_000_000)
+        .saturating_add(st.st_mtime_nsec as i64)
 }
 
-/// Checks that every directory above `rel` is a real directory; returns false
-/// when one does not exist (so neither does `rel`).
-fn check_parents(root: &Path, rel: &str) -> Result<bool, PathsError> {
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+/// Opens the directory that holds `rel`, one component at a time from the plan
+/// root, never through a symlink. `None` when one of them does not exist or is
+/// not a directory (so neither does `rel`).
+fn open_parent(root: &Path, rel: &str) -> Result<Option<OwnedFd>, PathsError> {
+    let mut fd = rustix::fs::open(
+        root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(rio("open", root))?;
     let comps: Vec<&str> = rel.split('/').collect();
-    let mut p = root.to_path_buf();
     for (i, c) in comps[..comps.len() - 1].iter().enumerate() {
-        p.push(c);
-        match std::fs::symlink_metadata(&p) {
-            Ok(m) if m.file_type().is_symlink() => {
+        fd = match rustix::fs::openat(&fd, *c, DIR_FLAGS, Mode::empty()) {
+            Ok(f) => f,
+            Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => return Ok(None),
+            Err(rustix::io::Errno::LOOP) => {
                 return Err(PathsError::ThroughSymlink {
                     path: rel.to_string(),
                     link: comps[..=i].join("/"),
                 });
             }
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => return Ok(false),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(io("inspect", &p)(e)),
-        }
+            Err(e) => return Err(rio("open", root.join(comps[..=i].join("/")))(e)),
+        };
     }
-    Ok(true)
+    Ok(Some(fd))
+}
+
+/// A walk of one captured path, and its result.
+struct Scan {
+    manifest: Manifest,
+    /// Sockets skipped (capture only; a scan for restore lists them as entries).
+    sockets: Vec<Vec<u8>>,
+}
+
+/// A directory waiting to be read: `name` in `parent`, at `path` from the plan root.
+struct Job {
+    parent: Arc<OwnedFd>,
+    name: Vec<u8>,
+    path: Vec<u8>,
+}
+
+/// The `getdents` buffer of each walker thread: large enough for most
+/// directories in one call (`Dir`'s grows from 768 bytes, a dozen names).
+const DENTS_BUF: usize = 64 << 10;
+
+struct Walker<'a> {
+    root: &'a Path,
+    /// Files with an mtime from here on are [`Entry::recent`].
+    recent_from: i64,
+    batch: Option<&'a Batch<'a>>,
+    progress: &'a dyn Progress,
+}
+
+/// What one worker of the walk found, and its `getdents` buffer.
+#[derive(Default)]
+struct Found {
+    entries: Vec<Entry>,
+    sockets: Vec<Vec<u8>>,
+    buf: Vec<std::mem::MaybeUninit<u8>>,
+}
+
+impl Walker<'_> {
+    /// Looks at `name` in `dir` without following it and records it in
+    /// `found`. True when it is a directory to read; false when it is not, or
+    /// vanished meanwhile, or is a socket (skipped by a capture).
+    fn visit(&self, dir: BorrowedFd<'_>, name: &[u8], path: Vec<u8>, found: &mut Found) -> Result<bool, PathsError> {
+        let st = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(rustix::io::Errno::NOENT) => return Ok(false),
+            Err(e) => return Err(rio("inspect", under(self.root, &path))(e)),
+        };
+        let mut e = Entry {
+            path,
+            kind: Kind::File,
+            mode: st.st_mode & 0o7777,
+            owner: Some((st.st_uid, st.st_gid)),
+            size: 0,
+            mtime_ns: mtime_ns(&st),
+            ino: st.st_ino,
+            hash: None,
+            target: None,
+            rdev: 0,
+            recent: false,
+        };
+        let ft = FileType::from_raw_mode(st.st_mode);
+        match ft {
+            FileType::RegularFile => {
+                e.size = st.st_size as u64;
+                e.recent = e.mtime_ns >= self.recent_from;
+            }
+            FileType::Directory => e.kind = Kind::Dir,
+            FileType::Symlink => {
+                let t = match rustix::fs::readlinkat(dir, name, Vec::new()) {
+                    Ok(t) => t.into_bytes(),
+                    Err(rustix::io::Errno::NOENT) => return Ok(false),
+                    Err(err) => return Err(rio("read the link", under(self.root, &e.path))(err)),
+                };
+                e.kind = Kind::Symlink;
+                e.size = t.len() as u64;
+                e.target = Some(t);
+            }
+            FileType::Fifo => e.kind = Kind::Fifo,
+            FileType::CharacterDevice | FileType::BlockDevice => {
+                e.kind = match ft {
+                    FileType::CharacterDevice => Kind::CharDevice,
+                    _ => Kind::BlockDevice,
+                };
+                e.rdev = st.st_rdev;
+            }
+            FileType::Socket if self.batch.is_some() => {
+                found.sockets.push(e.path);
+                return Ok(false);
+            }
+            FileType::Socket => e.kind = Kind::Socket,
+            FileType::Unknown => {
+                return Err(PathsError::Special {
+                    path: under(self.root, &e.path),
+                    mode: st.st_mode,
+                });
+            }
+        }
+        let is_dir = e.kind == Kind::Dir;
+        found.entries.push(e);
+        Ok(is_dir)
+    }
+
+    /// Reads one directory: every entry in it is visited, subdirectories
+    /// become jobs in `subs`.
+    fn read_dir(&self, job: Job, found: &mut Found, subs: &mut Vec<Job>) -> Result<(), PathsError> {
+        let shown = || under(self.root, &job.path);
+        let fd = match rustix::fs::openat(&*job.parent, &job.name[..], DIR_FLAGS, Mode::empty()) {
+            Ok(fd) => fd,
+            // Removed since it was seen: as if it had been empty.
+            Err(rustix::io::Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(rio("open", shown())(e)),
+        };
+        if found.buf.is_empty() {
+            found.buf.resize(DENTS_BUF, std::mem::MaybeUninit::uninit());
+        }
+        let mut names = Vec::new();
+        let mut dents = rustix::fs::RawDir::new(&fd, &mut found.buf);
+        while let Some(ent) = dents.next() {
+            let ent = ent.map_err(rio("list", shown()))?;
+            let n = ent.file_name().to_bytes();
+            if n != b"." && n != b".." {
+                names.push(n.to_vec());
+            }
+        }
+        let dir = Arc::new(fd);
+        let fd = dir.as_fd();
+        let count = names.len() as u64;
+        for n in names {
+            let mut path = Vec::with_capacity(job.path.len() + 1 + n.len());
+            path.extend_from_slice(&job.path);
+            path.push(b'/');
+            path.extend_from_slice(&n);
+            if self.visit(fd, &n, path, found)? {
+                let path = found.entries.last().expect("just visited").path.clone();
+                subs.push(Job {
+                    parent: dir.clone(),
+                    name: n,
+                    path,
+                });
+            }
+        }
+        self.progress.advance(count, 0);
+        Ok(())
+    }
+
+    /// Reads `first` and every directory under it, on several threads.
+    fn walk(&self, first: Job, found: &mut Found) -> Result<(), PathsError> {
+        struct Queue {
+            jobs: Vec<Job>,
+            busy: usize,
+            failed: Option<PathsError>,
+        }
+        let queue = Mutex::new(Queue {
+            jobs: vec![first],
+            busy: 0,
+            failed: None,
+        });
+        let wake = Condvar::new();
+        // More threads than cores: a walk waits on the disk for directory
+        // blocks and inodes not in the cache, and others run meanwhile.
+        let threads = std::thread::available_parallelism()
+            .map_or(2, |n| n.get() * 4)
+            .clamp(4, 16);
+        let work = || {
+            let mut mine = Found::default();
+            let mut subs = Vec::new();
+            loop {
+                let job = {
+                    let mut q = queue.lock().expect("poisoned");
+                    loop {
+                        if q.failed.is_some() {
+                            return mine;
+                        }
+                        if let Some(j) = q.jobs.pop() {
+                            q.busy += 1;
+                            break j;
+                        }
+                        if q.busy == 0 {
+                            return mine;
+                        }
+                        q = wake.wait(q).expect("poisoned");
+                    }
+                };
+                let r = self.read_dir(job, &mut mine, &mut subs);
+                let mut q = queue.lock().expect("poisoned");
+                q.busy -= 1;
+                match r {
+                    Ok(()) => q.jobs.append(&mut subs),
+                    Err(e) => {
+                        subs.clear();
+                        q.failed.get_or_insert(e);
+                    }
+                }
+                drop(q);
+                wake.notify_all();
+            }
+        };
+        let results: Vec<Found> = std::thread::scope(|s| {
+            let others: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+            let mut all = vec![work()];
+            all.extend(
+                others
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
+            );
+            all
+        });
+        if let Some(e) = queue.into_inner().expect("poisoned").failed {
+            return Err(e);
+        }
+        for r in results {
+            found.entries.extend(r.entries);
+            found.sockets.extend(r.sockets);
+        }
+        Ok(())
+    }
 }
 
 /// Walks `root/rel` into a manifest. With a batch, new content is stored; without
@@ -129,100 +410,141 @@ fn check_parents(root: &Path, rel: &str) -> Result<bool, PathsError> {
 fn scan(
     root: &Path,
     rel: &str,
-    prev: Option<&Manifest>,
+    prev: Previous<'_>,
     batch: Option<&Batch<'_>>,
     want_hash: &(dyn Fn(&Entry) -> bool + Sync),
     progress: &dyn Progress,
-) -> Result<Manifest, PathsError> {
-    if !check_parents(root, rel)? {
-        return Ok(Manifest::new(rel, Vec::new()));
-    }
-    let top = root.join(rel);
-    match std::fs::symlink_metadata(&top) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Manifest::new(rel, Vec::new())),
-        Err(e) => return Err(io("inspect", &top)(e)),
-        Ok(_) => {}
-    }
-    let known: HashMap<&str, &Entry> = prev
-        .map(|m| m.entries.iter().map(|e| (e.path.as_str(), e)).collect())
-        .unwrap_or_default();
-    let mut entries = Vec::new();
-    let mut to_read = Vec::new();
-    for item in walkdir::WalkDir::new(&top).follow_links(false).follow_root_links(false) {
-        let item = item.map_err(|e| {
-            let p = e.path().unwrap_or(&top).to_path_buf();
-            io("read", p)(e.into())
-        })?;
-        let sub = item.path().strip_prefix(&top).expect("walkdir stays under its root");
-        let path = if sub.as_os_str().is_empty() {
-            rel.to_string()
-        } else {
-            let s = sub.to_str().ok_or_else(|| PathsError::NotUtf8 {
-                path: item.path().to_path_buf(),
-            })?;
-            format!("{rel}/{s}")
+) -> Result<Scan, PathsError> {
+    let t = std::time::Instant::now();
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    let Some(parent) = open_parent(root, rel)? else {
+        return Ok(Scan {
+            manifest: Manifest::new(rel, Vec::new()),
+            sockets: Vec::new(),
+        });
+    };
+    let parent = Arc::new(parent);
+    let walker = Walker {
+        root,
+        recent_from: started.saturating_sub(RACY_NS),
+        batch,
+        progress,
+    };
+    let name = rel.rsplit('/').next().expect("split yields one").as_bytes();
+    let mut found = Found::default();
+    progress.begin(&format!("scanning {rel}"), 0, 0);
+    // While the tree is walked: the previous manifest is read, and the store
+    // listed if many of its hashes will be looked up.
+    let (walked, loaded) = std::thread::scope(|s| {
+        let loader = match prev {
+            Previous::Lazy { load, .. } => Some(s.spawn(load)),
+            _ => None,
         };
-        let md = item.metadata().map_err(|e| io("inspect", item.path())(e.into()))?;
-        let ft = md.file_type();
-        let mut e = Entry {
-            path,
-            kind: Kind::File,
-            mode: md.mode() & 0o7777,
-            size: 0,
-            mtime_ns: mtime_ns(&md),
-            ino: md.ino(),
-            hash: None,
-            target: None,
-        };
-        if ft.is_dir() {
-            e.kind = Kind::Dir;
-        } else if ft.is_symlink() {
-            let t = std::fs::read_link(item.path()).map_err(io("read the link", item.path()))?;
-            let t = t.to_str().ok_or_else(|| PathsError::NotUtf8 {
-                path: item.path().to_path_buf(),
-            })?;
-            e.kind = Kind::Symlink;
-            e.size = t.len() as u64;
-            e.target = Some(t.to_string());
-        } else if ft.is_file() {
-            e.size = md.len();
-            let reuse = known
-                .get(e.path.as_str())
-                .filter(|p| p.kind == Kind::File && p.size == e.size && p.mtime_ns == e.mtime_ns && p.ino == e.ino);
-            e.hash = reuse.and_then(|p| p.hash);
-            if let (Some(h), Some(b)) = (e.hash, batch)
-                && !b.stored_before(h)
-            {
-                e.hash = None;
-            }
-            if e.hash.is_none() && (batch.is_some() || want_hash(&e)) {
-                to_read.push(entries.len());
-            }
-        } else {
-            return Err(PathsError::Special {
-                path: item.path().to_path_buf(),
-            });
+        if let (Previous::Lazy { files, .. }, Some(b)) = (prev, batch)
+            && files as usize >= crate::store::LIST_FROM
+        {
+            s.spawn(|| b.list_store());
         }
-        entries.push(e);
+        let walked = (|| {
+            if walker.visit(parent.as_fd(), name, rel.as_bytes().to_vec(), &mut found)? {
+                walker.walk(
+                    Job {
+                        parent: parent.clone(),
+                        name: name.to_vec(),
+                        path: rel.as_bytes().to_vec(),
+                    },
+                    &mut found,
+                )?;
+            }
+            Ok::<(), PathsError>(())
+        })();
+        let loaded = loader.and_then(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        (walked, loaded)
+    });
+    walked?;
+    progress.end();
+    let Found {
+        entries, mut sockets, ..
+    } = found;
+    let mut m = Manifest::new(rel, entries);
+    match (prev, &loaded) {
+        (Previous::Loaded(p), _) | (Previous::Lazy { .. }, Some(p)) => reuse(&mut m, p, batch),
+        _ => {}
     }
+    sockets.sort_unstable();
+    let walked = t.elapsed();
+    let to_read: Vec<usize> = m
+        .entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.kind == Kind::File && e.hash.is_none() && (batch.is_some() || want_hash(e)))
+        .map(|(i, _)| i)
+        .collect();
     let files = to_read.len() as u64;
-    let bytes: u64 = to_read.iter().map(|&i| entries[i].size).sum();
-    tracing::debug!(path = rel, entries = entries.len(), to_read = files, bytes, "walked");
-    progress.begin(&format!("reading {rel}"), files, bytes);
+    let bytes: u64 = to_read.iter().map(|&i| m.entries[i].size).sum();
+    tracing::debug!(
+        path = rel,
+        entries = m.entries.len(),
+        to_read = files,
+        bytes,
+        ms = walked.as_millis() as u64,
+        "walked"
+    );
+    if files > 0 {
+        progress.begin(&format!("reading {rel}"), files, bytes);
+    }
+    let entries = &m.entries;
     let results = parallel(&to_read, |&i| {
         let e = &entries[i];
-        let p = root.join(&e.path);
-        let r = read_one(&p, e.size, batch);
+        let r = read_one(&under(root, &e.path), e.size, batch);
         progress.advance(1, e.size);
         r
     });
-    progress.end();
+    if files > 0 {
+        progress.end();
+    }
     for (&i, r) in to_read.iter().zip(results) {
         let (h, n) = r?;
-        entries[i].hash = Some(h);
-        entries[i].size = n;
+        m.entries[i].hash = Some(h);
+        m.entries[i].size = n;
     }
-    Ok(Manifest::new(rel, entries))
+    Ok(Scan { manifest: m, sockets })
+}
+
+/// Gives each file of `m` that `prev` has with the same size, mtime and inode
+/// (and not [`Entry::recent`]) the hash `prev` recorded, so it is not read.
+/// Both are sorted by path: one merge, no lookups. With a batch, a hash is
+/// reused only if its object is still stored: a damaged store heals on the
+/// next capture.
+fn reuse(m: &mut Manifest, prev: &Manifest, batch: Option<&Batch<'_>>) {
+    let mut reused = Vec::new();
+    let mut old = prev.entries.iter().peekable();
+    for (i, e) in m.entries.iter_mut().enumerate() {
+        while old.next_if(|p| p.path < e.path).is_some() {}
+        let Some(p) = old.next_if(|p| p.path == e.path) else {
+            continue;
+        };
+        if e.kind == Kind::File
+            && p.kind == Kind::File
+            && p.size == e.size
+            && p.mtime_ns == e.mtime_ns
+            && p.ino == e.ino
+            && !p.recent
+        {
+            e.hash = p.hash;
+            reused.push(i);
+        }
+    }
+    if let Some(b) = batch {
+        let hashes: Vec<Hash> = reused.iter().filter_map(|&i| m.entries[i].hash).collect();
+        for (i, stored) in reused.into_iter().zip(b.stored_many(&hashes)) {
+            if !stored {
+                m.entries[i].hash = None;
+            }
+        }
+    }
 }
 
 /// Hashes (and with a batch, stores) one file, opened without following a symlink.
@@ -248,9 +570,9 @@ fn read_one(p: &Path, size: u64, batch: Option<&Batch<'_>>) -> Result<(Hash, u64
 pub enum Action {
     /// Not on disk now; would be created.
     Add,
-    /// On disk with other content, kind or link target; would be replaced.
+    /// On disk with other content, kind, link target or device; would be replaced.
     Change,
-    /// Same content; mode or mtime would be put back.
+    /// Same content; mode, owner or mtime would be put back.
     Meta,
     /// On disk but not in the checkpoint; would be removed (with everything under it).
     Remove,
@@ -259,15 +581,25 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Change {
     pub action: Action,
-    pub path: String,
+    #[serde(serialize_with = "shown")]
+    pub path: Vec<u8>,
     pub kind: Kind,
     /// Entries under a removed directory, counted with it.
     #[serde(skip_serializing_if = "is_zero")]
     pub inside: u64,
 }
 
+fn shown<S: serde::Serializer>(p: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&show(p))
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+/// Whether this process may give files away (`lchown` to any owner): root.
+fn can_chown() -> bool {
+    rustix::process::geteuid().is_root()
 }
 
 /// A restore of one path, computed and checked but not started.
@@ -277,7 +609,11 @@ pub struct Planned {
     target: Manifest,
     /// The disk as the plan saw it (file hashes only where they were needed).
     current: Manifest,
+    /// Whether owners are put back (running as root).
+    own: bool,
     pub changes: Vec<Change>,
+    /// What the restore cannot put back, said before it starts.
+    pub warnings: Vec<String>,
 }
 
 /// Reads and validates the checkpoint's manifest and compares it with the disk.
@@ -289,49 +625,102 @@ pub fn plan(
     prev: Option<&Manifest>,
     progress: &dyn Progress,
 ) -> Result<Planned, PathsError> {
-    check_rel_path(&state.path).map_err(|reason| ManifestError::Unsafe {
+    plan_as(store, root, state, prev, progress, can_chown())
+}
+
+/// [`plan`], putting owners back (and creating device nodes) only when `own`.
+fn plan_as(
+    store: &Store,
+    root: &Path,
+    state: &PathState,
+    prev: Option<&Manifest>,
+    progress: &dyn Progress,
+    own: bool,
+) -> Result<Planned, PathsError> {
+    check_rel_path(state.path.as_bytes()).map_err(|reason| ManifestError::Unsafe {
         root: state.path.clone(),
         path: state.path.clone(),
         reason,
     })?;
     let target = Manifest::load(store, state.manifest)?;
-    if target.root != state.path {
+    if target.root != state.path.as_bytes() {
         return Err(PathsError::WrongRoot {
             expected: state.path.clone(),
-            found: target.root,
+            found: show(&target.root).into_owned(),
         });
     }
-    let wanted: HashMap<&str, &Entry> = target.entries.iter().map(|e| (e.path.as_str(), e)).collect();
+    let wanted: HashMap<&[u8], &Entry> = target.entries.iter().map(|e| (e.path.as_slice(), e)).collect();
     let want_hash = |e: &Entry| {
         wanted
-            .get(e.path.as_str())
+            .get(e.path.as_slice())
             .is_some_and(|t| t.kind == Kind::File && t.size == e.size)
     };
-    let current = scan(root, &state.path, prev, None, &want_hash, progress)?;
-    let changes = diff(&current, &target);
+    let current = scan(root, &state.path, prev.into(), None, &want_hash, progress)?.manifest;
+    let changes = diff(&current, &target, own);
+    let mut warnings = Vec::new();
+    if !own {
+        let written: BTreeSet<&[u8]> = changes
+            .iter()
+            .filter(|c| c.action != Action::Remove)
+            .map(|c| c.path.as_slice())
+            .collect();
+        let me = (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw());
+        let mut others = target
+            .entries
+            .iter()
+            .filter(|e| written.contains(e.path.as_slice()) && e.owner.is_some_and(|o| o != me));
+        if let Some(first) = others.next() {
+            let n = 1 + others.count();
+            let (u, g) = first.owner.expect("filtered");
+            warnings.push(format!(
+                "{}: owners not restored for {n} entr{} (e.g. {} was {u}:{g}); only root can give files away, so they will belong to {}:{}",
+                state.path,
+                if n == 1 { "y" } else { "ies" },
+                first.shown(),
+                me.0,
+                me.1
+            ));
+        }
+        if let Some(dev) = target
+            .entries
+            .iter()
+            .find(|e| e.kind.is_device() && written.contains(e.path.as_slice()))
+        {
+            return Err(PathsError::DeviceNeedsRoot {
+                path: dev.shown().into_owned(),
+            });
+        }
+    }
     Ok(Planned {
         root: root.to_path_buf(),
         target,
         current,
+        own,
         changes,
+        warnings,
     })
 }
 
-/// The changes that turn `current` into `target`.
-fn diff(current: &Manifest, target: &Manifest) -> Vec<Change> {
-    let now: HashMap<&str, &Entry> = current.entries.iter().map(|e| (e.path.as_str(), e)).collect();
-    let want: HashMap<&str, &Entry> = target.entries.iter().map(|e| (e.path.as_str(), e)).collect();
+/// The changes that turn `current` into `target`. Owners count only when
+/// the restore puts them back (`own`). A socket on disk is left alone unless
+/// the checkpoint has something else at its path.
+fn diff(current: &Manifest, target: &Manifest, own: bool) -> Vec<Change> {
+    let now: HashMap<&[u8], &Entry> = current.entries.iter().map(|e| (e.path.as_slice(), e)).collect();
+    let want: HashMap<&[u8], &Entry> = target.entries.iter().map(|e| (e.path.as_slice(), e)).collect();
     let mut out = Vec::new();
     // Removals: top-most only, each with what it holds.
-    let mut removed: Vec<&str> = Vec::new();
+    let mut removed: Vec<&[u8]> = Vec::new();
     for e in &current.entries {
-        let gone = want.get(e.path.as_str()).is_none_or(|t| t.kind != e.kind);
+        let gone = match want.get(e.path.as_slice()) {
+            None => e.kind != Kind::Socket,
+            Some(t) => t.kind != e.kind,
+        };
         if !gone {
             continue;
         }
         if let Some(top) = removed.last()
             && e.path.starts_with(top)
-            && e.path.as_bytes().get(top.len()) == Some(&b'/')
+            && e.path.get(top.len()) == Some(&b'/')
         {
             if let Some(c) = out.iter_mut().rev().find(|c: &&mut Change| c.path == *top) {
                 c.inside += 1;
@@ -348,18 +737,22 @@ fn diff(current: &Manifest, target: &Manifest) -> Vec<Change> {
         });
     }
     for t in &target.entries {
-        let action = match now.get(t.path.as_str()) {
+        let action = match now.get(t.path.as_slice()) {
             None => Action::Add,
             Some(c) if c.kind != t.kind => Action::Change,
-            Some(c) => match t.kind {
-                Kind::File if c.hash != t.hash => Action::Change,
-                Kind::Symlink if c.target != t.target => Action::Change,
-                Kind::File | Kind::Symlink if c.mode != t.mode || c.mtime_ns != t.mtime_ns => Action::Meta,
-                Kind::Dir if c.mode != t.mode => Action::Meta,
-                _ => continue,
-            },
+            Some(c) => {
+                let owner = own && t.owner.is_some() && c.owner != t.owner;
+                match t.kind {
+                    Kind::File if c.hash != t.hash => Action::Change,
+                    Kind::Symlink if c.target != t.target => Action::Change,
+                    Kind::CharDevice | Kind::BlockDevice if c.rdev != t.rdev => Action::Change,
+                    Kind::Dir if c.mode != t.mode || owner => Action::Meta,
+                    Kind::Dir => continue,
+                    _ if c.mode != t.mode || c.mtime_ns != t.mtime_ns || owner => Action::Meta,
+                    _ => continue,
+                }
+            }
         };
-        // Under a directory that is itself being re-created: counted with it.
         out.push(Change {
             action,
             path: t.path.clone(),
@@ -381,23 +774,28 @@ impl Planned {
     /// plan root is touched; on error the staging directory is removed.
     pub fn prepare(self, store: &Store, staging: &Path, progress: &dyn Progress) -> Result<Prepared, PathsError> {
         fs_err::create_dir_all(staging).map_err(io("create", staging))?;
-        let writes: BTreeSet<&str> = self
+        let writes: BTreeSet<&[u8]> = self
             .changes
             .iter()
             .filter(|c| c.action != Action::Remove && c.kind == Kind::File)
-            .map(|c| c.path.as_str())
+            .map(|c| c.path.as_slice())
             .collect();
         let jobs: Vec<(usize, &Entry)> = self
             .target
             .entries
             .iter()
-            .filter(|e| writes.contains(e.path.as_str()))
+            .filter(|e| writes.contains(e.path.as_slice()))
             .enumerate()
             .collect();
         let bytes = jobs.iter().map(|(_, e)| e.size).sum();
-        progress.begin(&format!("staging {}", self.target.root), jobs.len() as u64, bytes);
+        progress.begin(
+            &format!("staging {}", show(&self.target.root)),
+            jobs.len() as u64,
+            bytes,
+        );
+        let own = self.own;
         let results = parallel(&jobs, |(i, e)| {
-            let r = stage_one(store, &staging.join(i.to_string()), e);
+            let r = stage_one(store, &staging.join(i.to_string()), e, own);
             progress.advance(1, e.size);
             r
         });
@@ -420,9 +818,39 @@ impl Planned {
     }
 }
 
-fn stage_one(store: &Store, at: &Path, e: &Entry) -> Result<(), PathsError> {
+/// Gives `fd` the entry's owner, when the restore puts owners back. Before the
+/// mode: a change of owner clears the set-user-ID and set-group-ID bits.
+fn chown_fd(fd: BorrowedFd<'_>, e: &Entry, own: bool, shown: &Path) -> Result<(), PathsError> {
+    if let (true, Some((u, g))) = (own, e.owner) {
+        rustix::fs::fchown(
+            fd,
+            Some(rustix::fs::Uid::from_raw(u)),
+            Some(rustix::fs::Gid::from_raw(g)),
+        )
+        .map_err(rio("set the owner of", shown))?;
+    }
+    Ok(())
+}
+
+/// The same for `name` in `dir`, without following it (a symlink or a node).
+fn chown_at(dir: BorrowedFd<'_>, name: &str, e: &Entry, own: bool, shown: &Path) -> Result<(), PathsError> {
+    if let (true, Some((u, g))) = (own, e.owner) {
+        rustix::fs::chownat(
+            dir,
+            name,
+            Some(rustix::fs::Uid::from_raw(u)),
+            Some(rustix::fs::Gid::from_raw(g)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(rio("set the owner of", shown))?;
+    }
+    Ok(())
+}
+
+fn stage_one(store: &Store, at: &Path, e: &Entry, own: bool) -> Result<(), PathsError> {
     let mut f = File::create(at).map_err(io("create", at))?;
     store.read_into(e.hash.expect("validated: files have objects"), &mut f)?;
+    chown_fd(f.as_fd(), e, own, at)?;
     rustix::fs::fchmod(&f, Mode::from_raw_mode(e.mode)).map_err(rio("set the mode of", at))?;
     rustix::fs::futimens(&f, &times(e.mtime_ns)).map_err(rio("set the mtime of", at))?;
     Ok(())
@@ -445,7 +873,7 @@ pub struct Prepared {
     planned: Planned,
     store: Store,
     staging: PathBuf,
-    staged: HashMap<String, String>,
+    staged: HashMap<Vec<u8>, String>,
 }
 
 impl Drop for Prepared {
@@ -454,17 +882,12 @@ impl Drop for Prepared {
     }
 }
 
-const DIR_FLAGS: OFlags = OFlags::RDONLY
-    .union(OFlags::DIRECTORY)
-    .union(OFlags::NOFOLLOW)
-    .union(OFlags::CLOEXEC);
-
 /// Directory handles opened from the plan root one component at a time, never
 /// through a symlink. Remembers the last directory, since entries come sorted.
 struct Dirs {
     root: OwnedFd,
     root_path: PathBuf,
-    last: Option<(String, OwnedFd)>,
+    last: Option<(Vec<u8>, OwnedFd)>,
 }
 
 impl Dirs {
@@ -478,15 +901,15 @@ impl Dirs {
     }
 
     /// The directory `rel` ("" is the root), creating missing ones when `create`.
-    fn dir(&mut self, rel: &str, create: bool) -> Result<std::os::fd::BorrowedFd<'_>, PathsError> {
+    fn dir(&mut self, rel: &[u8], create: bool) -> Result<BorrowedFd<'_>, PathsError> {
         if rel.is_empty() {
             return Ok(self.root.as_fd());
         }
         if self.last.as_ref().is_none_or(|(p, _)| p != rel) {
             let mut fd =
                 rustix::fs::openat(&self.root, ".", DIR_FLAGS, Mode::empty()).map_err(rio("open", &self.root_path))?;
-            for c in rel.split('/') {
-                let here = self.root_path.join(rel);
+            for c in rel.split(|&b| b == b'/') {
+                let here = under(&self.root_path, rel);
                 let next = match rustix::fs::openat(&fd, c, DIR_FLAGS, Mode::empty()) {
                     Err(rustix::io::Errno::NOENT) if create => {
                         rustix::fs::mkdirat(&fd, c, Mode::from_raw_mode(0o755)).map_err(rio("create", &here))?;
@@ -494,51 +917,51 @@ impl Dirs {
                     }
                     Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => {
                         return Err(PathsError::ThroughSymlink {
-                            path: rel.to_string(),
-                            link: c.to_string(),
+                            path: show(rel).into_owned(),
+                            link: show(c).into_owned(),
                         });
                     }
                     r => r.map_err(rio("open", &here))?,
                 };
                 fd = next;
             }
-            self.last = Some((rel.to_string(), fd));
+            self.last = Some((rel.to_vec(), fd));
         }
         Ok(self.last.as_ref().expect("just set").1.as_fd())
     }
 }
 
-fn split(path: &str) -> (&str, &str) {
-    match path.rfind('/') {
+fn split(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().rposition(|&b| b == b'/') {
         Some(i) => (&path[..i], &path[i + 1..]),
-        None => ("", path),
+        None => (&[], path),
     }
 }
 
 /// Removes `name` in `dir` and, for a directory, everything in it; never follows a symlink.
-fn remove_at(dir: std::os::fd::BorrowedFd<'_>, name: &str, shown: &Path) -> Result<(), PathsError> {
+fn remove_at(dir: BorrowedFd<'_>, name: &[u8], shown: &Path) -> Result<(), PathsError> {
     let st = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
         Err(rustix::io::Errno::NOENT) => return Ok(()),
         r => r.map_err(rio("inspect", shown))?,
     };
-    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Directory {
+    if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
         return rustix::fs::unlinkat(dir, name, AtFlags::empty()).map_err(rio("remove", shown));
     }
     let sub = rustix::fs::openat(dir, name, DIR_FLAGS, Mode::empty()).map_err(rio("open", shown))?;
-    let names: Vec<String> = {
-        let d = rustix::fs::Dir::read_from(&sub).map_err(rio("list", shown))?;
+    let names: Vec<Vec<u8>> = {
+        let d = Dir::read_from(&sub).map_err(rio("list", shown))?;
         let mut v = Vec::new();
         for ent in d {
             let ent = ent.map_err(rio("list", shown))?;
             let n = ent.file_name().to_bytes();
             if n != b"." && n != b".." {
-                v.push(String::from_utf8_lossy(n).into_owned());
+                v.push(n.to_vec());
             }
         }
         v
     };
     for n in names {
-        remove_at(sub.as_fd(), &n, &shown.join(&n))?;
+        remove_at(sub.as_fd(), &n, &shown.join(OsStr::from_bytes(&n)))?;
     }
     rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR).map_err(rio("remove", shown))
 }
@@ -548,8 +971,13 @@ impl Prepared {
         &self.planned.changes
     }
 
-    /// Applies the restore: removals first, then directories, files and symlinks
-    /// in path order, then directory modes and mtimes from the deepest up.
+    pub fn warnings(&self) -> &[String] {
+        &self.planned.warnings
+    }
+
+    /// Applies the restore: removals first, then directories, files, symlinks
+    /// and nodes in path order, then directory owners, modes and mtimes from
+    /// the deepest up.
     ///
     /// The disk is compared with the checkpoint once more first, since another
     /// resource restored just before (git, over a tracked directory) may have
@@ -557,39 +985,56 @@ impl Prepared {
     /// still checked against its hash.
     pub fn commit(self, progress: &dyn Progress) -> Result<Vec<Change>, PathsError> {
         let root = self.planned.root.clone();
+        let own = self.planned.own;
         let target = &self.planned.target;
-        let wanted: HashMap<&str, &Entry> = target.entries.iter().map(|e| (e.path.as_str(), e)).collect();
+        let wanted: HashMap<&[u8], &Entry> = target.entries.iter().map(|e| (e.path.as_slice(), e)).collect();
         let want_hash = |e: &Entry| {
             wanted
-                .get(e.path.as_str())
+                .get(e.path.as_slice())
                 .is_some_and(|t| t.kind == Kind::File && t.size == e.size)
         };
-        let now = scan(&root, &target.root, Some(&self.planned.current), None, &want_hash, &())?;
-        let changes = diff(&now, target);
+        let top =
+            std::str::from_utf8(&target.root).expect("the plan's paths are UTF-8, and it was checked against one");
+        let now = scan(
+            &root,
+            top,
+            Previous::Loaded(&self.planned.current),
+            None,
+            &want_hash,
+            &(),
+        )?
+        .manifest;
+        let changes = diff(&now, target, own);
         let mut dirs = Dirs::open(&root)?;
         let staging_fd =
             rustix::fs::open(&self.staging, DIR_FLAGS, Mode::empty()).map_err(rio("open", &self.staging))?;
-        progress.begin(&format!("restoring {}", target.root), changes.len() as u64, 0);
+        let acting: HashMap<&[u8], Action> = changes
+            .iter()
+            .filter(|c| c.action != Action::Remove)
+            .map(|c| (c.path.as_slice(), c.action))
+            .collect();
+        let bytes = target
+            .entries
+            .iter()
+            .filter(|e| e.kind == Kind::File && acting.contains_key(e.path.as_slice()))
+            .map(|e| e.size)
+            .sum();
+        progress.begin(&format!("restoring {top}"), changes.len() as u64, bytes);
         for c in changes.iter().filter(|c| c.action == Action::Remove) {
             let (parent, name) = split(&c.path);
             let d = dirs.dir(parent, false)?;
-            remove_at(d, name, &root.join(&c.path))?;
+            remove_at(d, name, &under(&root, &c.path))?;
             progress.advance(1, 0);
         }
         dirs.last = None;
-        let acting: HashMap<&str, Action> = changes
-            .iter()
-            .filter(|c| c.action != Action::Remove)
-            .map(|c| (c.path.as_str(), c.action))
-            .collect();
-        let top_parent = split(&target.root).0.to_string();
+        let top_parent = split(&target.root).0.len();
         for e in &target.entries {
-            let Some(&action) = acting.get(e.path.as_str()) else {
+            let Some(&action) = acting.get(e.path.as_slice()) else {
                 continue;
             };
             let (parent, name) = split(&e.path);
-            let shown = root.join(&e.path);
-            let create = parent.len() <= top_parent.len();
+            let shown = under(&root, &e.path);
+            let create = parent.len() <= top_parent;
             let d = dirs.dir(parent, create)?;
             match e.kind {
                 Kind::Dir => {
@@ -601,15 +1046,15 @@ impl Prepared {
                     let staged = match self.staged.get(&e.path) {
                         Some(s) => s.clone(),
                         None => {
-                            let late = format!("late-{}", Hash::of(e.path.as_bytes()));
-                            stage_one(&self.store, &self.staging.join(&late), e)?;
+                            let late = format!("late-{}", Hash::of(&e.path));
+                            stage_one(&self.store, &self.staging.join(&late), e, own)?;
                             late
                         }
                     };
                     let staged = &staged;
                     match rustix::fs::renameat(&staging_fd, staged.as_str(), d, name) {
                         Ok(()) => {}
-                        Err(rustix::io::Errno::XDEV) => copy_in(&self.staging.join(staged), d, name, e, &shown)?,
+                        Err(rustix::io::Errno::XDEV) => copy_in(&self.staging.join(staged), d, name, e, own, &shown)?,
                         Err(err) => return Err(rio("write", &shown)(err)),
                     }
                 }
@@ -618,18 +1063,39 @@ impl Prepared {
                     let _ = rustix::fs::unlinkat(d, tmp, AtFlags::empty());
                     let target = e.target.as_deref().expect("validated: symlinks have targets");
                     rustix::fs::symlinkat(target, d, tmp).map_err(rio("create the symlink", &shown))?;
+                    chown_at(d, tmp, e, own, &shown)?;
                     let _ = rustix::fs::utimensat(d, tmp, &times(e.mtime_ns), AtFlags::SYMLINK_NOFOLLOW);
                     rustix::fs::renameat(d, tmp, d, name).map_err(rio("write", &shown))?;
                 }
+                Kind::Fifo | Kind::CharDevice | Kind::BlockDevice => {
+                    let tmp = &tmp_name(name);
+                    let _ = rustix::fs::unlinkat(d, tmp, AtFlags::empty());
+                    let (ft, what) = match e.kind {
+                        Kind::Fifo => (FileType::Fifo, "create the FIFO"),
+                        Kind::CharDevice => (FileType::CharacterDevice, "create the device node"),
+                        _ => (FileType::BlockDevice, "create the device node"),
+                    };
+                    rustix::fs::mknodat(d, tmp, ft, Mode::from_raw_mode(e.mode & 0o777), e.rdev)
+                        .map_err(rio(what, &shown))?;
+                    chown_at(d, tmp, e, own, &shown)?;
+                    // The umask applied to mknod; the node was just made in a
+                    // directory held open without following symlinks.
+                    rustix::fs::chmodat(d, tmp, Mode::from_raw_mode(e.mode), AtFlags::empty())
+                        .map_err(rio("set the mode of", &shown))?;
+                    let _ = rustix::fs::utimensat(d, tmp, &times(e.mtime_ns), AtFlags::SYMLINK_NOFOLLOW);
+                    rustix::fs::renameat(d, tmp, d, name).map_err(rio("write", &shown))?;
+                }
+                Kind::Socket => unreachable!("validated: manifests hold no sockets"),
             }
-            progress.advance(1, e.size);
+            progress.advance(1, if e.kind == Kind::File { e.size } else { 0 });
         }
         // Directories last, deepest first: writing inside one changes its mtime.
         for e in target.entries.iter().rev().filter(|e| e.kind == Kind::Dir) {
             let (parent, name) = split(&e.path);
-            let shown = root.join(&e.path);
+            let shown = under(&root, &e.path);
             let d = dirs.dir(parent, false)?;
             let fd = rustix::fs::openat(d, name, DIR_FLAGS, Mode::empty()).map_err(rio("open", &shown))?;
+            chown_fd(fd.as_fd(), e, own, &shown)?;
             rustix::fs::fchmod(&fd, Mode::from_raw_mode(e.mode)).map_err(rio("set the mode of", &shown))?;
             rustix::fs::futimens(&fd, &times(e.mtime_ns)).map_err(rio("set the mtime of", &shown))?;
         }
@@ -639,20 +1105,17 @@ impl Prepared {
 }
 
 /// A temporary name beside `name`, short whatever `name`'s length.
-fn tmp_name(name: &str) -> String {
-    format!(
-        ".backout-tmp-{}-{}",
-        std::process::id(),
-        Hash::of(name.as_bytes()).short()
-    )
+fn tmp_name(name: &[u8]) -> String {
+    format!(".backout-tmp-{}-{}", std::process::id(), Hash::of(name).short())
 }
 
 /// Copies a staged file into place when staging is on another file system.
 fn copy_in(
     from: &Path,
-    dir: std::os::fd::BorrowedFd<'_>,
-    name: &str,
+    dir: BorrowedFd<'_>,
+    name: &[u8],
     e: &Entry,
+    own: bool,
     shown: &Path,
 ) -> Result<(), PathsError> {
     let tmp = &tmp_name(name);
@@ -666,6 +1129,7 @@ fn copy_in(
     let mut out = File::from(fd);
     let mut src = File::open(from).map_err(io("open", from))?;
     std::io::copy(&mut src, &mut out).map_err(io("write", shown))?;
+    chown_fd(out.as_fd(), e, own, shown)?;
     rustix::fs::fchmod(&out, Mode::from_raw_mode(e.mode)).map_err(rio("set the mode of", shown))?;
     rustix::fs::futimens(&out, &times(e.mtime_ns)).map_err(rio("set the mtime of", shown))?;
     rustix::fs::renameat(dir, tmp, dir, name).map_err(rio("write", shown))

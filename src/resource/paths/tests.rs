@@ -2,7 +2,9 @@
 //! mode, for hand-picked and random trees and edits.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt, lchown, symlink};
 use std::path::Path;
 
 use proptest::prelude::*;
@@ -12,13 +14,40 @@ use super::*;
 /// Everything restore promises to put back about one entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Node {
-    Dir { mode: u32, mtime: i64 },
-    File { mode: u32, mtime: i64, data: Vec<u8> },
-    Link { target: String, mtime: i64 },
+    Dir {
+        mode: u32,
+        mtime: i64,
+        owner: (u32, u32),
+    },
+    File {
+        mode: u32,
+        mtime: i64,
+        owner: (u32, u32),
+        data: Vec<u8>,
+    },
+    Link {
+        target: Vec<u8>,
+        mtime: i64,
+        owner: (u32, u32),
+    },
+    Fifo {
+        mode: u32,
+        mtime: i64,
+        owner: (u32, u32),
+    },
+    Dev {
+        block: bool,
+        rdev: u64,
+        mode: u32,
+        mtime: i64,
+        owner: (u32, u32),
+    },
+    Socket,
 }
 
-/// The tree under `root/rel`, read with plain std calls (not the code under test).
-pub(super) fn snapshot(root: &Path, rel: &str) -> BTreeMap<String, Node> {
+/// The tree under `root/rel`, read with plain std calls (not the code under
+/// test), keyed by path bytes.
+pub(super) fn snapshot(root: &Path, rel: &str) -> BTreeMap<Vec<u8>, Node> {
     let mut out = BTreeMap::new();
     let top = root.join(rel);
     if std::fs::symlink_metadata(&top).is_err() {
@@ -27,20 +56,36 @@ pub(super) fn snapshot(root: &Path, rel: &str) -> BTreeMap<String, Node> {
     for e in walkdir::WalkDir::new(&top) {
         let e = e.unwrap();
         let md = std::fs::symlink_metadata(e.path()).unwrap();
-        let key = e.path().strip_prefix(root).unwrap().to_str().unwrap().to_string();
+        let key = e.path().strip_prefix(root).unwrap().as_os_str().as_bytes().to_vec();
         let mtime = md.mtime() * 1_000_000_000 + md.mtime_nsec();
         let mode = md.mode() & 0o7777;
-        let node = if md.file_type().is_symlink() {
+        let owner = (md.uid(), md.gid());
+        let ft = md.file_type();
+        let node = if ft.is_symlink() {
             Node::Link {
-                target: std::fs::read_link(e.path()).unwrap().to_str().unwrap().into(),
+                target: std::fs::read_link(e.path()).unwrap().as_os_str().as_bytes().to_vec(),
                 mtime,
+                owner,
             }
-        } else if md.is_dir() {
-            Node::Dir { mode, mtime }
+        } else if ft.is_dir() {
+            Node::Dir { mode, mtime, owner }
+        } else if ft.is_fifo() {
+            Node::Fifo { mode, mtime, owner }
+        } else if ft.is_char_device() || ft.is_block_device() {
+            Node::Dev {
+                block: ft.is_block_device(),
+                rdev: md.rdev(),
+                mode,
+                mtime,
+                owner,
+            }
+        } else if ft.is_socket() {
+            Node::Socket
         } else {
             Node::File {
                 mode,
                 mtime,
+                owner,
                 data: std::fs::read(e.path()).unwrap(),
             }
         };
@@ -66,11 +111,25 @@ impl Fixture {
         self.dir.path().join("root")
     }
 
-    pub fn capture(&self, rel: &str, prev: Option<&Manifest>) -> (PathState, Manifest) {
+    pub fn capture_all(&self, rel: &str, prev: Option<&Manifest>) -> Captured {
         let b = self.store.batch();
-        let r = capture(&self.root(), rel, prev, &b, &()).unwrap();
+        // As checkpoints do: the previous manifest read while the tree is walked.
+        let load = || prev.cloned();
+        let prev = match prev {
+            Some(m) => Previous::Lazy {
+                files: m.entries.len() as u64,
+                load: &load,
+            },
+            None => Previous::None,
+        };
+        let c = capture(&self.root(), rel, prev, &b, &()).unwrap();
         b.commit().unwrap();
-        r
+        c
+    }
+
+    pub fn capture(&self, rel: &str, prev: Option<&Manifest>) -> (PathState, Manifest) {
+        let c = self.capture_all(rel, prev);
+        (c.state, c.manifest)
     }
 
     pub fn restore(&self, state: &PathState) -> Result<Vec<Change>, PathsError> {
@@ -78,6 +137,10 @@ impl Fixture {
         let staged = p.prepare(&self.store, &self.dir.path().join("scratch"), &())?;
         staged.commit(&())
     }
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
 }
 
 fn write(root: &Path, rel: &str, data: &[u8], mode: u32) {
@@ -124,7 +187,7 @@ fn a_venv_like_tree_comes_back_exactly() {
     assert!(
         changes
             .iter()
-            .any(|c| c.action == Action::Remove && c.path == "venv/new-file")
+            .any(|c| c.action == Action::Remove && c.path == b"venv/new-file")
     );
     assert_eq!(snapshot(&r, "venv"), before);
     let again = plan(&f.store, &r, &state, None, &()).unwrap();
@@ -154,26 +217,58 @@ fn a_path_that_did_not_exist_is_removed_and_a_single_file_works() {
 
 /// Capture trusts size + mtime + inode: a file rewritten in place with the
 /// same size and its mtime put back is not re-read (this is what makes the
-/// incremental capture cheap), while any other change is.
+/// incremental capture cheap), while any other change is. Except when the
+/// mtime is within [`RACY_NS`] of the previous capture: the file may have been
+/// rewritten within one timestamp tick, so it is read again (git's "racily
+/// clean" rule).
 #[test]
 fn unchanged_files_are_not_read_again() {
+    use crate::store::manifest::RACY_NS;
     let f = Fixture::new();
     let r = f.root();
     write(&r, "d/same", b"aaaa", 0o644);
     write(&r, "d/touched", b"bbbb", 0o644);
+    write(&r, "d/racy", b"rrrr", 0o644);
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for n in ["d/same", "d/touched"] {
+        let file = std::fs::File::options().write(true).open(r.join(n)).unwrap();
+        file.set_modified(an_hour_ago).unwrap();
+    }
     let (_, m1) = f.capture("d", None);
-    let mtime = std::fs::metadata(r.join("d/same")).unwrap().modified().unwrap();
-    let file = std::fs::OpenOptions::new().write(true).open(r.join("d/same")).unwrap();
-    std::io::Write::write_all(&mut &file, b"zzzz").unwrap();
-    file.set_modified(mtime).unwrap();
-    drop(file);
+    let rewrite = |n: &str, data: &[u8]| {
+        let mtime = std::fs::metadata(r.join(n)).unwrap().modified().unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(r.join(n)).unwrap();
+        std::io::Write::write_all(&mut &file, data).unwrap();
+        file.set_modified(mtime).unwrap();
+    };
+    rewrite("d/same", b"zzzz");
+    rewrite("d/racy", b"RRRR");
     std::fs::write(r.join("d/touched"), b"cccc").unwrap();
     let (_, m2) = f.capture("d", Some(&m1));
-    let hash = |m: &Manifest, p: &str| m.entries.iter().find(|e| e.path == p).unwrap().hash;
+    let hash = |m: &Manifest, p: &str| m.entries.iter().find(|e| e.path == p.as_bytes()).unwrap().hash;
     assert_eq!(hash(&m2, "d/same"), hash(&m1, "d/same"), "reused without reading");
     assert_eq!(hash(&m2, "d/touched"), Some(Hash::of(b"cccc")));
+    let recent = |m: &Manifest, p: &str| m.entries.iter().find(|e| e.path == p.as_bytes()).unwrap().recent;
+    assert!(
+        recent(&m1, "d/racy") && !recent(&m1, "d/same"),
+        "written just before the capture"
+    );
+    assert_eq!(hash(&m2, "d/racy"), Some(Hash::of(b"RRRR")), "racy: read again");
     let (_, m3) = f.capture("d", None);
     assert_eq!(hash(&m3, "d/same"), Some(Hash::of(b"zzzz")), "a full capture reads it");
+    // A tree left alone captures to the same manifest: stored once.
+    let later = std::time::SystemTime::now() - std::time::Duration::from_secs(RACY_NS as u64 / 1_000_000_000 + 1);
+    for n in ["d/same", "d/touched", "d/racy"] {
+        std::fs::File::options()
+            .write(true)
+            .open(r.join(n))
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+    }
+    let (s4, m4) = f.capture("d", Some(&m3));
+    let (s5, _) = f.capture("d", Some(&m4));
+    assert_eq!(s4.manifest, s5.manifest);
 }
 
 #[test]
@@ -189,7 +284,7 @@ fn restore_refuses_a_damaged_checkpoint_before_writing() {
     }
     write(&r, "t/extra", b"extra", 0o644);
     let edited = snapshot(&r, "t");
-    let victim = m.entries.iter().find(|e| e.path == "t/f17").unwrap().hash.unwrap();
+    let victim = m.entries.iter().find(|e| e.path == b"t/f17").unwrap().hash.unwrap();
     let obj = f.store.path_of(victim);
     let pristine = std::fs::read(&obj).unwrap();
 
@@ -236,42 +331,63 @@ fn restore_refuses_a_damaged_checkpoint_before_writing() {
 #[derive(Debug, Clone)]
 enum Spec {
     File(Vec<u8>, u32),
-    Link(String),
+    Link(Vec<u8>),
     Dir,
+    Fifo(u32),
 }
 
-fn name() -> impl Strategy<Value = String> {
+/// Names as Linux has them: bytes. Some are not UTF-8 (Latin-1, lone
+/// continuation bytes, invalid lead bytes), some look like escapes.
+fn name() -> impl Strategy<Value = Vec<u8>> {
     prop::sample::select(vec![
-        "a",
-        "b",
-        "bin",
-        "é",
-        "日本語",
-        "with space",
-        "x.py",
-        "-dash",
-        ".hidden",
-        "Ω",
+        &b"a"[..],
+        b"b",
+        b"bin",
+        "é".as_bytes(),
+        "日本語".as_bytes(),
+        b"with space",
+        b"x.py",
+        b"-dash",
+        b".hidden",
+        "Ω".as_bytes(),
+        b"caf\xe9",
+        b"\xff\xfe",
+        b"a\x80b",
+        b"\\xe9",
+        b"tab\there",
+        b"new\nline",
     ])
-    .prop_map(str::to_string)
+    .prop_map(<[u8]>::to_vec)
 }
 
-fn rel_path() -> impl Strategy<Value = String> {
-    prop::collection::vec(name(), 1..4).prop_map(|v| v.join("/"))
+fn rel_path() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(name(), 1..4).prop_map(|v| v.join(&b'/'))
+}
+
+/// Owners to give entries (as root): root, a user, nobody.
+fn owner() -> impl Strategy<Value = (u32, u32)> {
+    prop::sample::select(vec![(0u32, 0u32), (1000, 1000), (65534, 65534), (1000, 0)])
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
     prop_oneof![
-        4 => (prop::collection::vec(any::<u8>(), 0..300), prop::sample::select(vec![0o644u32, 0o755, 0o600, 0o700, 0o444, 0o4755])).prop_map(|(d, m)| Spec::File(d, m)),
-        1 => (0usize..3, name()).prop_map(|(up, n)| Spec::Link(format!("{}{n}", "../".repeat(up)))),
+        4 => (prop::collection::vec(any::<u8>(), 0..300), prop::sample::select(vec![0o644u32, 0o755, 0o600, 0o700, 0o444, 0o4755, 0o2750])).prop_map(|(d, m)| Spec::File(d, m)),
+        1 => (0usize..3, name()).prop_map(|(up, n)| Spec::Link([b"../".repeat(up), n].concat())),
         1 => Just(Spec::Dir),
+        1 => prop::sample::select(vec![0o644u32, 0o600, 0o620]).prop_map(Spec::Fifo),
     ]
 }
 
+fn at(top: &Path, rel: &[u8]) -> PathBuf {
+    top.join(OsStr::from_bytes(rel))
+}
+
 /// Applies `ops` under `top`, skipping any whose parent is not a directory.
-fn build(top: &Path, ops: &[(String, Spec)], replace: bool) {
-    for (rel, s) in ops {
-        let p = top.join(rel);
+/// As root, each entry also gets its owner (before its mode, as chown clears
+/// the set-id bits).
+fn build(top: &Path, ops: &[(Vec<u8>, Spec, (u32, u32))], replace: bool) {
+    for (rel, s, (uid, gid)) in ops {
+        let p = at(top, rel);
         let parent_ok = p
             .ancestors()
             .skip(1)
@@ -290,69 +406,121 @@ fn build(top: &Path, ops: &[(String, Spec)], replace: bool) {
             }
         }
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let own = |p: &Path| {
+            if is_root() {
+                lchown(p, Some(*uid), Some(*gid)).unwrap();
+            }
+        };
         match s {
             Spec::File(d, m) => {
                 std::fs::write(&p, d).unwrap();
+                own(&p);
                 std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*m)).unwrap();
             }
-            Spec::Link(t) => symlink(t, &p).unwrap(),
-            Spec::Dir => std::fs::create_dir_all(&p).unwrap(),
+            Spec::Link(t) => {
+                symlink(OsStr::from_bytes(t), &p).unwrap();
+                own(&p);
+            }
+            Spec::Dir => {
+                std::fs::create_dir_all(&p).unwrap();
+                own(&p);
+            }
+            Spec::Fifo(m) => {
+                rustix::fs::mknodat(rustix::fs::CWD, &p, FileType::Fifo, Mode::from_raw_mode(*m), 0).unwrap();
+                own(&p);
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*m)).unwrap();
+            }
         }
     }
+}
+
+fn ops() -> impl Strategy<Value = Vec<(Vec<u8>, Spec, (u32, u32))>> {
+    prop::collection::vec((rel_path(), spec(), owner()), 0..25)
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
+    /// restore(checkpoint(tree)) == tree: bytes, modes, mtimes, symlink
+    /// targets, FIFOs, names that are not UTF-8, and (as root) owners.
     #[test]
     fn restore_of_a_checkpoint_gives_back_the_tree(
-        tree in prop::collection::vec((rel_path(), spec()), 0..25),
-        edits in prop::collection::vec((rel_path(), spec()), 0..12),
+        tree in ops(),
+        edits in prop::collection::vec((rel_path(), spec(), owner()), 0..12),
         removals in prop::collection::vec(rel_path(), 0..4),
+        chowns in prop::collection::vec((rel_path(), owner()), 0..4),
     ) {
         let f = Fixture::new();
         let top = f.root().join("tree");
         std::fs::create_dir(&top).unwrap();
         build(&top, &tree, false);
         let before = snapshot(&f.root(), "tree");
-        let (state, _) = f.capture("tree", None);
+        let (state, m) = f.capture("tree", None);
 
         build(&top, &edits, true);
         for r in &removals {
-            let p = top.join(r);
+            let p = at(&top, r);
             if let Ok(m) = std::fs::symlink_metadata(&p) {
                 if m.is_dir() { std::fs::remove_dir_all(&p).unwrap() } else { std::fs::remove_file(&p).unwrap() }
             }
         }
+        if is_root() {
+            for (r, (u, g)) in &chowns {
+                let _ = lchown(at(&top, r), Some(*u), Some(*g));
+            }
+        }
+        // An incremental capture of the edited tree reads back what it holds.
+        let edited = snapshot(&f.root(), "tree");
+        let (state2, _) = f.capture("tree", Some(&m));
         f.restore(&state).unwrap();
-        prop_assert_eq!(snapshot(&f.root(), "tree"), before);
+        prop_assert_eq!(snapshot(&f.root(), "tree"), before.clone());
+        f.restore(&state2).unwrap();
+        prop_assert_eq!(snapshot(&f.root(), "tree"), edited);
         // And from nothing at all.
         std::fs::remove_dir_all(&top).unwrap();
         f.restore(&state).unwrap();
         prop_assert_eq!(snapshot(&f.root(), "tree"), snapshot_of_state(&f, &state));
+        prop_assert_eq!(snapshot_of_state(&f, &state), before);
     }
 }
 
 /// What the manifest says, as a snapshot (to compare a restore into nothing).
-fn snapshot_of_state(f: &Fixture, state: &PathState) -> BTreeMap<String, Node> {
+fn snapshot_of_state(f: &Fixture, state: &PathState) -> BTreeMap<Vec<u8>, Node> {
     let m = Manifest::load(&f.store, state.manifest).unwrap();
     m.entries
         .iter()
         .map(|e| {
+            let owner = e.owner.unwrap();
             let n = match e.kind {
                 Kind::Dir => Node::Dir {
                     mode: e.mode,
                     mtime: e.mtime_ns,
+                    owner,
                 },
                 Kind::File => Node::File {
                     mode: e.mode,
                     mtime: e.mtime_ns,
+                    owner,
                     data: f.store.read(e.hash.unwrap()).unwrap(),
                 },
                 Kind::Symlink => Node::Link {
                     target: e.target.clone().unwrap(),
                     mtime: e.mtime_ns,
+                    owner,
                 },
+                Kind::Fifo => Node::Fifo {
+                    mode: e.mode,
+                    mtime: e.mtime_ns,
+                    owner,
+                },
+                Kind::CharDevice | Kind::BlockDevice => Node::Dev {
+                    block: e.kind == Kind::BlockDevice,
+                    rdev: e.rdev,
+                    mode: e.mode,
+                    mtime: e.mtime_ns,
+                    owner,
+                },
+                Kind::Socket => Node::Socket,
             };
             (e.path.clone(), n)
         })
@@ -388,4 +556,222 @@ fn long_unicode_names_round_trip() {
     std::fs::remove_dir_all(r.join("d")).unwrap();
     f.restore(&st).unwrap();
     assert_eq!(snapshot(&r, "d"), before);
+}
+
+/// Names are bytes: a name that is not UTF-8 (file, directory, symlink and
+/// its target) is captured and restored as it is, and shown escaped.
+#[test]
+fn names_that_are_not_utf8_round_trip() {
+    let f = Fixture::new();
+    let r = f.root();
+    let d = r.join("d");
+    std::fs::create_dir_all(d.join(OsStr::from_bytes(b"dir-\xff"))).unwrap();
+    std::fs::write(d.join(OsStr::from_bytes(b"caf\xe9.txt")), b"latin-1").unwrap();
+    std::fs::write(d.join(OsStr::from_bytes(b"dir-\xff/in\x80side")), b"inner").unwrap();
+    symlink(
+        OsStr::from_bytes(b"caf\xe9.txt"),
+        d.join(OsStr::from_bytes(b"link-\xfe")),
+    )
+    .unwrap();
+    let before = snapshot(&r, "d");
+    let (st, m) = f.capture("d", None);
+    assert_eq!(st.files, 2);
+    assert_eq!(m.entries.len(), 5);
+    std::fs::remove_dir_all(&d).unwrap();
+    std::fs::create_dir(&d).unwrap();
+    std::fs::write(d.join(OsStr::from_bytes(b"other-\xe9")), b"not in the checkpoint").unwrap();
+    let changes = f.restore(&st).unwrap();
+    assert_eq!(snapshot(&r, "d"), before);
+    let shown: Vec<String> = changes.iter().map(|c| show(&c.path).into_owned()).collect();
+    assert!(shown.contains(&"d/caf\\xe9.txt".to_string()), "{shown:?}");
+    assert!(shown.contains(&"d/other-\\xe9".to_string()), "{shown:?}");
+}
+
+/// FIFOs are recreated with their mode, owner and mtime; a capture never
+/// opens them (it would block).
+#[test]
+fn fifos_are_recreated() {
+    let f = Fixture::new();
+    let r = f.root();
+    std::fs::create_dir(r.join("run")).unwrap();
+    let p = r.join("run/queue");
+    rustix::fs::mknodat(rustix::fs::CWD, &p, FileType::Fifo, Mode::from_raw_mode(0o640), 0).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o620)).unwrap();
+    let before = snapshot(&r, "run");
+    let (st, m) = f.capture("run", None);
+    assert_eq!(m.entries[1].kind, Kind::Fifo);
+    std::fs::remove_file(&p).unwrap();
+    std::fs::write(&p, b"a file in the FIFO's place").unwrap();
+    f.restore(&st).unwrap();
+    assert_eq!(snapshot(&r, "run"), before);
+    std::fs::remove_dir_all(r.join("run")).unwrap();
+    f.restore(&st).unwrap();
+    assert_eq!(snapshot(&r, "run"), before);
+}
+
+/// Sockets belong to a running program: a capture skips and lists them, a
+/// restore leaves one alone (the program still listens on it) unless the
+/// checkpoint has something else at its path.
+#[test]
+fn sockets_are_skipped_and_left_alone() {
+    let f = Fixture::new();
+    let r = f.root();
+    std::fs::create_dir(r.join("app")).unwrap();
+    std::fs::write(r.join("app/config"), b"port = 1\n").unwrap();
+    let _listening = std::os::unix::net::UnixListener::bind(r.join("app/app.sock")).unwrap();
+    let c = f.capture_all("app", None);
+    assert_eq!(c.skipped, ["app/app.sock"]);
+    assert!(c.manifest.entries.iter().all(|e| e.path != b"app/app.sock"));
+    std::fs::write(r.join("app/config"), b"port = 2\n").unwrap();
+    let changes = f.restore(&c.state).unwrap();
+    assert!(changes.iter().all(|c| c.path != b"app/app.sock"), "{changes:?}");
+    assert_eq!(std::fs::read(r.join("app/config")).unwrap(), b"port = 1\n");
+    assert!(
+        std::fs::symlink_metadata(r.join("app/app.sock"))
+            .unwrap()
+            .file_type()
+            .is_socket(),
+        "the socket is still there"
+    );
+    // A checkpoint with a file where a socket now is: the file wins.
+    std::fs::write(r.join("app/slot"), b"file").unwrap();
+    let (st, _) = f.capture("app", None);
+    std::fs::remove_file(r.join("app/slot")).unwrap();
+    let _other = std::os::unix::net::UnixListener::bind(r.join("app/slot")).unwrap();
+    f.restore(&st).unwrap();
+    assert_eq!(std::fs::read(r.join("app/slot")).unwrap(), b"file");
+}
+
+/// Device nodes are recorded with their device number and recreated by root;
+/// without root a restore that would create one is refused before writing.
+#[test]
+#[allow(clippy::print_stderr)]
+fn device_nodes_are_recreated_by_root_only() {
+    if !is_root() {
+        eprintln!("skipped: creating device nodes needs root");
+        return;
+    }
+    let f = Fixture::new();
+    let r = f.root();
+    std::fs::create_dir(r.join("dev")).unwrap();
+    let null = rustix::fs::makedev(1, 3);
+    let loop0 = rustix::fs::makedev(7, 0);
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        r.join("dev/null"),
+        FileType::CharacterDevice,
+        Mode::from_raw_mode(0o666),
+        null,
+    )
+    .unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        r.join("dev/loop0"),
+        FileType::BlockDevice,
+        Mode::from_raw_mode(0o660),
+        loop0,
+    )
+    .unwrap();
+    lchown(r.join("dev/loop0"), Some(0), Some(6)).unwrap();
+    std::fs::set_permissions(r.join("dev/null"), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let before = snapshot(&r, "dev");
+    let (st, m) = f.capture("dev", None);
+    let kinds: Vec<(Kind, u64)> = m.entries.iter().skip(1).map(|e| (e.kind, e.rdev)).collect();
+    assert_eq!(kinds, [(Kind::BlockDevice, loop0), (Kind::CharDevice, null)]);
+    std::fs::remove_dir_all(r.join("dev")).unwrap();
+
+    // As if not root: refused, nothing written.
+    let err = plan_as(&f.store, &r, &st, None, &(), false).unwrap_err();
+    assert!(matches!(err, PathsError::DeviceNeedsRoot { .. }), "{err}");
+    assert!(err.to_string().contains("dev/loop0"), "{err}");
+    assert!(!r.join("dev").exists());
+
+    f.restore(&st).unwrap();
+    assert_eq!(snapshot(&r, "dev"), before);
+    // Another device number at the same path is a change.
+    std::fs::remove_file(r.join("dev/null")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        r.join("dev/null"),
+        FileType::CharacterDevice,
+        Mode::from_raw_mode(0o666),
+        rustix::fs::makedev(1, 5),
+    )
+    .unwrap();
+    std::fs::set_permissions(r.join("dev/null"), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let changes = f.restore(&st).unwrap();
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.action == Action::Change && c.path == b"dev/null"),
+        "{changes:?}"
+    );
+    assert_eq!(snapshot(&r, "dev"), before);
+}
+
+/// Owners are recorded; root puts them back (before the mode, so set-id bits
+/// survive). Without root they are left as they are, with a warning.
+#[test]
+#[allow(clippy::print_stderr)]
+fn owners_are_restored_by_root() {
+    if !is_root() {
+        eprintln!("skipped: giving files away needs root");
+        return;
+    }
+    let f = Fixture::new();
+    let r = f.root();
+    write(&r, "srv/app/run.sh", b"#!/bin/sh\n", 0o755);
+    write(&r, "srv/app/secret", b"s3cr3t", 0o600);
+    write(&r, "srv/app/setuid", b"\x7fELF", 0o4755);
+    symlink("run.sh", r.join("srv/app/run")).unwrap();
+    for (p, u, g) in [
+        ("srv/app", 1000, 1000),
+        ("srv/app/run.sh", 1000, 1000),
+        ("srv/app/secret", 65534, 1000),
+        ("srv/app/setuid", 1000, 0),
+        ("srv/app/run", 1000, 100),
+    ] {
+        lchown(r.join(p), Some(u), Some(g)).unwrap();
+    }
+    std::fs::set_permissions(r.join("srv/app/setuid"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let before = snapshot(&r, "srv");
+    let (st, m) = f.capture("srv", None);
+    let secret = m.entries.iter().find(|e| e.path == b"srv/app/secret").unwrap();
+    assert_eq!(secret.owner, Some((65534, 1000)));
+
+    // Everything given to root: only the owners differ, each a `meta` change.
+    for e in walkdir::WalkDir::new(r.join("srv")) {
+        lchown(e.unwrap().path(), Some(0), Some(0)).unwrap();
+    }
+    std::fs::set_permissions(r.join("srv/app/setuid"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let planned = plan(&f.store, &r, &st, None, &()).unwrap();
+    assert!(
+        planned.changes.iter().all(|c| c.action == Action::Meta),
+        "{:?}",
+        planned.changes
+    );
+    assert_eq!(planned.changes.len(), 5);
+    assert!(planned.warnings.is_empty());
+    // As if not root: owners are not compared, and what is written says so.
+    let as_user = plan_as(&f.store, &r, &st, None, &(), false).unwrap();
+    assert!(as_user.is_noop(), "{:?}", as_user.changes);
+    std::fs::remove_file(r.join("srv/app/secret")).unwrap();
+    let as_user = plan_as(&f.store, &r, &st, None, &(), false).unwrap();
+    assert_eq!(as_user.warnings.len(), 1);
+    assert!(
+        as_user.warnings[0].contains("owners not restored for 1 entry (e.g. srv/app/secret was 65534:1000)"),
+        "{:?}",
+        as_user.warnings
+    );
+
+    f.restore(&st).unwrap();
+    assert_eq!(snapshot(&r, "srv"), before);
+    assert_eq!(
+        std::fs::metadata(r.join("srv/app/setuid")).unwrap().mode() & 0o7777,
+        0o4755,
+        "the set-user-ID bit survives the change of owner"
+    );
+    std::fs::remove_dir_all(r.join("srv")).unwrap();
+    f.restore(&st).unwrap();
+    assert_eq!(snapshot(&r, "srv"), before);
 }
