@@ -193,7 +193,9 @@ pub fn report_manual(
     rb: crate::rollback::RollbackReport,
     checks: Vec<CheckResult>,
     diagnostics: Vec<crate::report::Diagnostic>,
+    reason: Option<&str>,
 ) -> anyhow::Result<(Incident, std::path::PathBuf)> {
+    let because = reason.map_or(String::new(), |r| format!(": {r}"));
     let verdict = Verdict {
         outcome: crate::watch::Outcome::Rollback,
         rule: "manual".into(),
@@ -207,7 +209,10 @@ pub fn report_manual(
         failed_samples: 0,
         first_sample_at: None,
         last_sample_at: None,
-        explanation: format!("rollback ({}) to {} requested by hand", rb.label, rb.checkpoint),
+        explanation: format!(
+            "rollback ({}) to {} requested by hand{because}",
+            rb.label, rb.checkpoint
+        ),
     };
     let at = rb.started_at;
     let incident_id = ws.oplog.open_incident(rb.op, at, &serde_json::to_value(&verdict)?)?;

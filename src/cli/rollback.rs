@@ -37,6 +37,10 @@ pub struct RollbackArgs {
     /// Print the steps and commands, and the time against the RTO, without running them
     #[arg(long)]
     dry_run: bool,
+    /// Why, in a sentence, for the incident report: a trigger no probe sees
+    /// (users phoning in "still broken")
+    #[arg(long, value_name = "TEXT", conflicts_with = "resume")]
+    reason: Option<String>,
     /// Do not ask for confirmation
     #[arg(short, long)]
     yes: bool,
@@ -67,7 +71,7 @@ pub async fn run(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, CommandError
     if args.resume {
         let rb = crate::rollback::resume(&ws, &opts, on).await?;
         // A resumed rollback has no evidence from before its first step: the first run changed things already.
-        return finish(ctx, &ws, rb, Vec::new()).await;
+        return finish(ctx, &ws, rb, Vec::new(), None).await;
     }
     // A phase goes back to the checkpoint taken before it, when there is one.
     let phase_cp = match (&args.to, &args.phase) {
@@ -177,7 +181,7 @@ pub async fn run(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, CommandError
     // Evidence first, as for an automatic rollback: nothing has changed yet.
     let diagnostics = crate::diagnostics::capture(&ws).await;
     let rb = crate::rollback::execute(&ws, &cp, &sel, &opts, on).await?;
-    finish(ctx, &ws, rb, diagnostics).await
+    finish(ctx, &ws, rb, diagnostics, args.reason.as_deref()).await
 }
 
 /// Verifies a finished rollback and reports it with its timing.
@@ -186,6 +190,7 @@ async fn finish(
     ws: &crate::workspace::Workspace,
     rb: RollbackReport,
     diagnostics: Vec<crate::report::Diagnostic>,
+    reason: Option<&str>,
 ) -> Result<ExitCode, CommandError> {
     let p = &ctx.printer;
     let checks = if rb.ok {
@@ -208,7 +213,7 @@ async fn finish(
         Vec::new()
     };
     let verified = rb.ok && checks.iter().all(|c| c.passed);
-    let (incident, report) = crate::incident::report_manual(ws, rb.clone(), checks.clone(), diagnostics)?;
+    let (incident, report) = crate::incident::report_manual(ws, rb.clone(), checks.clone(), diagnostics, reason)?;
     p.data(&serde_json::json!({ "rollback": rb, "verification": checks, "verified": verified, "incident": incident.id, "report": report }));
     p.out(format!(
         "rollback ({}) to {} {}{} in {}; safety checkpoint {} (`backout undo` takes it back)",

@@ -290,7 +290,7 @@ steps = [
     assert_eq!(c, 0, "{out}");
     std::fs::write(p.join("venv/lib/flask.txt"), "3.0.0\n").unwrap();
     std::fs::write(p.join("venv/lib/werkzeug.txt"), "3.0.1\n").unwrap();
-    let (c, out) = code(p, &["rollback", "--yes"]);
+    let (c, out) = code(p, &["rollback", "--yes", "--reason", "users phone in: still broken"]);
     assert_eq!(c, 0, "{out}");
     assert_eq!(
         std::fs::read_to_string(p.join("venv/lib/flask.txt")).unwrap(),
@@ -309,7 +309,10 @@ steps = [
         .collect();
     reports.sort();
     let md = std::fs::read_to_string(reports.last().unwrap().join("report.md")).unwrap();
-    assert!(md.contains("rule `manual`") && md.contains("requested by hand"), "{md}");
+    assert!(
+        md.contains("rule `manual`") && md.contains("requested by hand: users phone in: still broken"),
+        "the reason given by hand is the report's trigger: {md}"
+    );
     assert!(
         md.contains("restored venv from cp-") && md.contains("change venv: venv/lib/flask.txt"),
         "the step and what it changed are in the report: {md}"
