@@ -4,7 +4,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{CheckpointRow, EventRow, OpId, OperationRow, Oplog, OplogError};
+use super::{CheckpointRow, EventRow, OpId, OperationRow, Oplog, OplogError, kinds_in};
 
 impl Oplog {
     /// Makes every later commit durable before it returns (`synchronous = FULL`):
@@ -41,39 +41,19 @@ impl Oplog {
             .prepare("SELECT op_id, at, kind, detail FROM events WHERE op_id = ?1 AND kind = ?2 ORDER BY id")
             .map_err(self.q())?;
         let rows = stmt
-            .query_map(params![op, kind], |r| {
-                let detail: String = r.get(3)?;
-                Ok(EventRow {
-                    op_id: r.get(0)?,
-                    at: r.get(1)?,
-                    kind: r.get(2)?,
-                    detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
-                })
-            })
+            .query_map(params![op, kind], EventRow::from_row)
             .map_err(self.q())?;
         rows.collect::<Result<_, _>>().map_err(self.q())
     }
 
     /// The newest event of one of `kinds`, by time and then by insertion.
     pub fn latest_event_of(&self, kinds: &[&str]) -> Result<Option<EventRow>, OplogError> {
-        let list = kinds
-            .iter()
-            .map(|k| format!("'{}'", k.replace('\'', "")))
-            .collect::<Vec<_>>()
-            .join(",");
+        let list = kinds_in(kinds);
         self.conn
             .query_row(
                 &format!("SELECT op_id, at, kind, detail FROM events WHERE kind IN ({list}) ORDER BY at DESC, id DESC LIMIT 1"),
                 [],
-                |r| {
-                    let detail: String = r.get(3)?;
-                    Ok(EventRow {
-                        op_id: r.get(0)?,
-                        at: r.get(1)?,
-                        kind: r.get(2)?,
-                        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
-                    })
-                },
+                EventRow::from_row,
             )
             .optional()
             .map_err(self.q())
@@ -119,11 +99,7 @@ impl Oplog {
 
     /// The newest operation of one of `kinds` that never finished (killed).
     pub fn interrupted(&self, kinds: &[&str]) -> Result<Option<OperationRow>, OplogError> {
-        let list = kinds
-            .iter()
-            .map(|k| format!("'{}'", k.replace('\'', "")))
-            .collect::<Vec<_>>()
-            .join(",");
+        let list = kinds_in(kinds);
         Ok(self
             .operations_where(&format!("ended_at IS NULL AND kind IN ({list})"), params![], 1)?
             .into_iter()
@@ -132,11 +108,7 @@ impl Oplog {
 
     /// Finished operations of `kinds`, newest first.
     pub fn finished(&self, kinds: &[&str], limit: usize) -> Result<Vec<OperationRow>, OplogError> {
-        let list = kinds
-            .iter()
-            .map(|k| format!("'{}'", k.replace('\'', "")))
-            .collect::<Vec<_>>()
-            .join(",");
+        let list = kinds_in(kinds);
         self.operations_where(&format!("ended_at IS NOT NULL AND kind IN ({list})"), params![], limit)
     }
 

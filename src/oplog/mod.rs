@@ -151,6 +151,29 @@ pub struct EventRow {
     pub detail: serde_json::Value,
 }
 
+impl EventRow {
+    /// A row of `SELECT op_id, at, kind, detail FROM events`.
+    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
+        let detail: String = r.get(3)?;
+        Ok(EventRow {
+            op_id: r.get(0)?,
+            at: r.get(1)?,
+            kind: r.get(2)?,
+            detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+        })
+    }
+}
+
+/// `'a','b'` for an SQL `IN (...)` of operation or event kinds — names from
+/// the code, never from input; quotes are dropped all the same.
+fn kinds_in(kinds: &[&str]) -> String {
+    kinds
+        .iter()
+        .map(|k| format!("'{}'", k.replace('\'', "")))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// One stored probe sample.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct SampleRow {
@@ -354,17 +377,7 @@ impl Oplog {
     fn events_where(&self, filter: &str, param: impl rusqlite::ToSql) -> Result<Vec<EventRow>, OplogError> {
         let sql = format!("SELECT op_id, at, kind, detail FROM events WHERE {filter} ORDER BY at, id");
         let mut stmt = self.conn.prepare(&sql).map_err(self.q())?;
-        let rows = stmt
-            .query_map([param], |r| {
-                let detail: String = r.get(3)?;
-                Ok(EventRow {
-                    op_id: r.get(0)?,
-                    at: r.get(1)?,
-                    kind: r.get(2)?,
-                    detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
-                })
-            })
-            .map_err(self.q())?;
+        let rows = stmt.query_map([param], EventRow::from_row).map_err(self.q())?;
         rows.collect::<Result<_, _>>().map_err(self.q())
     }
 
