@@ -84,6 +84,22 @@ fn json(text: &str) -> serde_json::Value {
 /// Kills the processes a test started (the pidfile's backend, services) when it ends.
 struct Reap(PathBuf);
 
+/// The exchange-endpoint example on a free port, deployed by its first push to
+/// the local git-push PaaS; the guard stops the app when the test ends.
+fn exchange_paas() -> (Project, u16, Reap) {
+    let port = crate::closed_port();
+    let p = project_from("exchange-endpoint", |plan| {
+        plan.replace("127.0.0.1:8000", &format!("127.0.0.1:{port}"))
+    })
+    .env("EXCHANGE_TOKEN", "tok-7f3a");
+    let reap = Reap(p.path().to_path_buf());
+    sh(
+        p.path(),
+        &format!("sh scripts/setup-paas.sh {port} && git push -q paas main 2>&1"),
+    );
+    (p, port, reap)
+}
+
 impl Drop for Reap {
     fn drop(&mut self) {
         crate::resume::reap(&self.0);
@@ -97,17 +113,8 @@ impl Drop for Reap {
 /// revert and push) restores the exchanges and loses the Smart Scalper fix.
 #[test]
 fn exchange_endpoint_fix_deployed_by_git_push() {
-    let port = crate::closed_port();
-    let p = project_from("exchange-endpoint", |plan| {
-        plan.replace("127.0.0.1:8000", &format!("127.0.0.1:{port}"))
-    })
-    .env("EXCHANGE_TOKEN", "tok-7f3a");
+    let (p, port, _reap) = exchange_paas();
     let dir = p.path().to_path_buf();
-    let _reap = Reap(dir.clone());
-    sh(
-        &dir,
-        &format!("sh scripts/setup-paas.sh {port} && git push -q paas main 2>&1"),
-    );
     let served = || {
         json(&get(port, "/api/health").1)["revision"]
             .as_str()
@@ -531,17 +538,8 @@ fn post(port: u16, path: &str, token: &str, body: &str) -> (u16, String) {
 /// the Smart Scalper shows as a CPU spike (>70%, investigate).
 #[test]
 fn exchange_endpoint_monitoring_triggers_pool_complaints_and_cpu() {
-    let port = crate::closed_port();
-    let p = project_from("exchange-endpoint", |plan| {
-        plan.replace("127.0.0.1:8000", &format!("127.0.0.1:{port}"))
-    })
-    .env("EXCHANGE_TOKEN", "tok-7f3a");
+    let (p, port, _reap) = exchange_paas();
     let dir = p.path().to_path_buf();
-    let _reap = Reap(dir.clone());
-    sh(
-        &dir,
-        &format!("sh scripts/setup-paas.sh {port} && git push -q paas main 2>&1"),
-    );
     p.run(&["checkpoint"]).success();
     p.run(&["baseline"]).success();
     p.run(&["run", "--phase", "60745b8"]).success();
@@ -681,17 +679,7 @@ fn exchange_endpoint_monitoring_triggers_pool_complaints_and_cpu() {
 /// kept: the exchanges work again and, unlike option B, the Smart Scalper too.
 #[test]
 fn exchange_endpoint_option_c_keeps_the_smart_scalper() {
-    let port = crate::closed_port();
-    let p = project_from("exchange-endpoint", |plan| {
-        plan.replace("127.0.0.1:8000", &format!("127.0.0.1:{port}"))
-    })
-    .env("EXCHANGE_TOKEN", "tok-7f3a");
-    let dir = p.path().to_path_buf();
-    let _reap = Reap(dir.clone());
-    sh(
-        &dir,
-        &format!("sh scripts/setup-paas.sh {port} && git push -q paas main 2>&1"),
-    );
+    let (p, port, _reap) = exchange_paas();
     p.run(&["checkpoint"]).success();
     p.run(&["run", "--phase", "60745b8"]).success();
     let bad = p.git(&["rev-parse", "HEAD"]);

@@ -124,6 +124,16 @@ impl Run {
 }
 
 /// A loopback port nobody listens on (bound, then released).
+/// The step names of a `--json` rollback, undo or redo report.
+pub fn step_names(j: &serde_json::Value) -> Vec<String> {
+    j["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
 pub fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -160,15 +160,6 @@ fn pid(dir: &Path) -> Option<i32> {
         .ok()
 }
 
-fn step_names(j: &serde_json::Value) -> Vec<String> {
-    j["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
 fn degraded(dir: &Path) -> Option<serde_json::Value> {
     let j = json(dir, &["status"]);
     j.get("degraded").cloned()
@@ -204,7 +195,7 @@ fn undo_and_redo_bring_a_process_service_back_onto_the_code_they_restore() {
     // waited for (its readiness probe), so it answers at once.
     let j = json(p, &["undo"]);
     assert_eq!(
-        step_names(&j),
+        crate::step_names(&j),
         ["put back cp-3", "restart quotes", "wait for health"],
         "{j}"
     );
@@ -213,7 +204,7 @@ fn undo_and_redo_bring_a_process_service_back_onto_the_code_they_restore() {
     assert_ne!(pid(p), Some(rolled_back), "a new process");
 
     let j = json(p, &["redo"]);
-    assert_eq!(step_names(&j)[1..], ["restart quotes", "wait for health"], "{j}");
+    assert_eq!(crate::step_names(&j)[1..], ["restart quotes", "wait for health"], "{j}");
     assert_eq!(version(port).as_deref(), Some("1.0.0"));
     // Undoing the redo: back to 1.1.0 again.
     ok(p, &["undo"]);
@@ -244,7 +235,7 @@ fn undo_and_redo_bring_a_process_service_back_onto_the_code_they_restore() {
     assert_eq!(version(port).as_deref(), Some("1.0.0"));
     assert_eq!(degraded(p), None, "the rollback brought quotes back up");
     let j = json(p, &["undo"]);
-    assert_eq!(step_names(&j)[1..], ["stop quotes"], "{j}");
+    assert_eq!(crate::step_names(&j)[1..], ["stop quotes"], "{j}");
     assert_eq!(version(port), None, "stopped, as before the rollback");
     assert_eq!(pid(p), None);
     assert_eq!(degraded(p).unwrap()["services"], serde_json::json!(["quotes"]));

@@ -211,15 +211,6 @@ fn config(version: &str) -> String {
     format!("version = \"{version}\"\nerror-rate = 0\nlatency-ms = 0\nmemory-mb = 0\n")
 }
 
-fn step_names(j: &serde_json::Value) -> Vec<String> {
-    j["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
 fn degraded(c: &Container) -> Option<serde_json::Value> {
     c.json(&["status"]).get("degraded").map(|d| d["services"].clone())
 }
@@ -268,7 +259,7 @@ fn a_systemd_unit_is_restarted_stopped_waited_for_and_brought_back_by_undo_and_r
     // Undo: the config back, the unit restarted onto it and waited for.
     let j = c.json(&["undo"]);
     assert_eq!(
-        step_names(&j),
+        crate::step_names(&j),
         ["put back cp-2", "restart quotes", "wait for health"],
         "{j}"
     );
@@ -294,7 +285,7 @@ fn a_systemd_unit_is_restarted_stopped_waited_for_and_brought_back_by_undo_and_r
     assert_eq!(c.active(), "active");
     assert_eq!(degraded(&c), None, "the rollback brought quotes back up");
     let j = c.json(&["undo"]);
-    assert_eq!(step_names(&j)[1..], ["stop quotes"], "{j}");
+    assert_eq!(crate::step_names(&j)[1..], ["stop quotes"], "{j}");
     assert_eq!(c.active(), "inactive");
     assert_eq!(degraded(&c), Some(serde_json::json!(["quotes"])));
 }
