@@ -134,11 +134,25 @@ pub fn capture(dir: &Path, name: &str) -> Result<GitState, GitError> {
 /// The tree of the working tree as it is now (tracked and untracked, not
 /// ignored). It goes through a private copy of the index, so the user's index
 /// (staged vs unstaged) is left exactly as it was.
+///
+/// The copy keeps the index's mtime. git trusts an entry's cached stat data
+/// only when the file's mtime is older than the index file's ("racy git"): a
+/// file rewritten with the same size in the same second as `git add` looks
+/// unchanged otherwise. A copy stamped with the time of copying made git skip
+/// such a file, and the checkpoint kept its old content.
 fn worktree_tree(toplevel: &Path, git_dir: &Path) -> Result<String, GitError> {
     let tmp_index = git_dir.join(format!("backout-index-{}", std::process::id()));
     let real_index = git_dir.join("index");
     if real_index.exists() {
-        std::fs::copy(&real_index, &tmp_index).map_err(|source| GitError::Spawn {
+        let copied = (|| {
+            std::fs::copy(&real_index, &tmp_index)?;
+            let modified = std::fs::metadata(&real_index)?.modified()?;
+            std::fs::File::options()
+                .write(true)
+                .open(&tmp_index)?
+                .set_times(std::fs::FileTimes::new().set_modified(modified))
+        })();
+        copied.map_err(|source| GitError::Spawn {
             dir: toplevel.to_path_buf(),
             source,
         })?;
@@ -309,6 +323,28 @@ mod tests {
         git(p, &["add", "a.txt"], &[]).unwrap();
         git(p, &["commit", "-qm", "first"], IDENTITY).unwrap();
         d
+    }
+
+    /// git's "racy git" rule: a file rewritten with the same size in the
+    /// second it was committed has the cached stat data of the old content.
+    /// Only the index file's own mtime tells git to look at its content.
+    #[test]
+    fn a_file_rewritten_in_the_second_it_was_committed_is_captured_with_its_new_content() {
+        let d = repo();
+        let p = d.path();
+        std::fs::write(p.join("a.txt"), "two\n").unwrap();
+        git(p, &["commit", "-qam", "second"], IDENTITY).unwrap();
+        std::fs::write(p.join("a.txt"), "six\n").unwrap();
+        // The capture's copy of the index is made in a later second.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let s = capture(p, "cp-1").unwrap();
+        assert_eq!(
+            git(p, &["show", &format!("{}:a.txt", s.commit)], &[]).unwrap(),
+            "six",
+            "the checkpoint holds what the file holds"
+        );
+        let plan = plan_restore(&s).unwrap();
+        assert!(plan.is_empty(), "nothing to restore: {plan:?}");
     }
 
     #[test]
