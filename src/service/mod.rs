@@ -182,10 +182,19 @@ fn end_token(name: &str, token: &str, grace: Duration) -> Result<usize, ServiceE
             }
         }
     };
+    // A process between releasing its memory and becoming a zombie has no
+    // environment left to read, yet it is not gone: so the ones signalled are
+    // also awaited by their start time until they are dead or zombies.
+    let signalled: Vec<(i32, Option<u64>)> = found.iter().map(|&(pid, _)| (pid, start_time(pid))).collect();
     let wait = |timeout: Duration| -> Vec<(i32, i32)> {
         let until = Instant::now() + timeout;
         loop {
-            let left = processes_with_token(token);
+            let mut left = processes_with_token(token);
+            for &(pid, started) in &signalled {
+                if started.is_some() && start_time(pid) == started && !left.iter().any(|&(p, _)| p == pid) {
+                    left.push((pid, group_of(pid).unwrap_or(0)));
+                }
+            }
             if left.is_empty() || Instant::now() >= until {
                 return left;
             }
