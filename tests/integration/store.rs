@@ -197,6 +197,36 @@ fn fsck_reports_damage_and_restore_refuses_it() {
     assert_eq!(v["affected_checkpoints"], serde_json::json!(["cp-1", "cp-2"]));
 }
 
+/// An incremental checkpoint trusts the previous one's objects only in store
+/// directories unchanged since it was sealed: an object deleted behind
+/// backout's back is noticed, its file is read again and the object stored
+/// again, which heals the older checkpoint too.
+#[test]
+fn an_object_deleted_behind_backouts_back_is_stored_again_by_the_next_checkpoint() {
+    let p = project();
+    // Not written within the last 2 s, so the next checkpoint reuses them.
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    for f in ["api/venv/lib/site/flask/__init__.py", "api/venv/bin/python"] {
+        let file = std::fs::File::options().write(true).open(p.path().join(f)).unwrap();
+        file.set_modified(an_hour_ago).unwrap();
+    }
+    p.run(&["checkpoint"]).success();
+    let hash = blake3::hash(b"VERSION = '2.3.3'\n").to_hex().to_string();
+    let obj = p.path().join(".backout/objects").join(&hash[..2]).join(&hash[2..]);
+    std::fs::remove_file(&obj).unwrap();
+    p.run(&["fsck"]).code_is(5);
+
+    p.run(&["checkpoint"]).success();
+    assert!(obj.exists(), "the next checkpoint stored it again");
+    p.run(&["fsck"]).success();
+    p.file("api/venv/lib/site/flask/__init__.py", "edited\n");
+    p.run(&["restore", "cp-1", "--only", "api/venv"]).success();
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("api/venv/lib/site/flask/__init__.py")).unwrap(),
+        "VERSION = '2.3.3'\n"
+    );
+}
+
 #[test]
 fn gc_drops_old_checkpoints_and_only_their_objects() {
     let p = project();

@@ -112,12 +112,19 @@ impl Fixture {
     }
 
     pub fn capture_all(&self, rel: &str, prev: Option<&Manifest>) -> Captured {
+        self.capture_sealed(rel, prev, None)
+    }
+
+    /// [`Fixture::capture_all`] after a checkpoint `sealed` at that time.
+    pub fn capture_sealed(&self, rel: &str, prev: Option<&Manifest>, sealed: Option<i64>) -> Captured {
         let b = self.store.batch();
-        // As checkpoints do: the previous manifest read while the tree is walked.
-        let load = || prev.cloned();
+        // As checkpoints do: the previous manifest read from the store while
+        // the tree is walked.
+        let load = || prev.map(|m| Known::load(&self.store, Hash::of(&m.encode())).unwrap());
         let prev = match prev {
             Some(m) => Previous::Lazy {
                 files: m.entries.len() as u64,
+                sealed,
                 load: &load,
             },
             None => Previous::None,
@@ -221,6 +228,129 @@ fn a_path_that_did_not_exist_is_removed_and_a_single_file_works() {
 /// mtime is within [`RACY_NS`] of the previous capture: the file may have been
 /// rewritten within one timestamp tick, so it is read again (git's "racily
 /// clean" rule).
+/// Files changed since the previous checkpoint's seal are stored as the
+/// walk finds them; the checkpoint is the same as one that reads them after.
+#[test]
+fn files_changed_since_the_seal_are_stored_during_the_walk_with_the_same_result() {
+    let f = Fixture::new();
+    let r = f.root();
+    for i in 0..40 {
+        write(
+            &r,
+            &format!("t/d{}/f{i}", i % 5),
+            format!("content {i}").as_bytes(),
+            0o644,
+        );
+    }
+    write(&r, "t/big", &vec![7u8; (5 << 20) + 3], 0o600);
+    std::os::unix::fs::symlink("f0", r.join("t/d0/link")).unwrap();
+    let (_, m1) = f.capture("t", None);
+    for i in (0..40).step_by(3) {
+        std::fs::write(r.join(format!("t/d{}/f{i}", i % 5)), format!("changed {i}")).unwrap();
+    }
+    std::fs::write(r.join("t/big"), vec![9u8; 5 << 20]).unwrap();
+    // Sealed long ago: every file counts as changed since, and is stored
+    // while the walk goes on.
+    let during = f.capture_sealed("t", Some(&m1), Some(0));
+    // Not sealed: the changed ones are read after the walk.
+    let after = f.capture_sealed("t", Some(&m1), None);
+    assert_eq!(during.manifest, after.manifest);
+    for e in during.manifest.entries.iter().filter(|e| e.kind == Kind::File) {
+        let data = std::fs::read(under(&r, &e.path)).unwrap();
+        assert_eq!(e.hash, Some(Hash::of(&data)), "{}", show(&e.path));
+        assert_eq!(e.size, data.len() as u64);
+        assert_eq!(f.store.read(e.hash.unwrap()).unwrap(), data, "stored");
+    }
+    let before = snapshot(&r, "t");
+    std::fs::remove_dir_all(r.join("t")).unwrap();
+    f.restore(&during.state).unwrap();
+    assert_eq!(snapshot(&r, "t"), before);
+}
+
+/// A rewrite that keeps size and mtime is invisible to the stat comparison
+/// (as for git and rsync), but it changes the ctime: after a seal, the
+/// file is read during the walk, and what was read stands.
+#[test]
+fn a_rewrite_that_keeps_size_and_mtime_is_caught_by_its_ctime_after_a_seal() {
+    let f = Fixture::new();
+    let r = f.root();
+    write(&r, "d/kept", b"aaaa", 0o644);
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let file = std::fs::File::options().write(true).open(r.join("d/kept")).unwrap();
+    file.set_modified(an_hour_ago).unwrap();
+    let (_, m1) = f.capture("d", None);
+    let sealed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    std::io::Write::write_all(&mut &file, b"zzzz").unwrap();
+    file.set_modified(an_hour_ago).unwrap();
+    let hash = |m: &Manifest| m.entries.iter().find(|e| e.path == b"d/kept").unwrap().hash;
+    let unsealed = f.capture_sealed("d", Some(&m1), None);
+    assert_eq!(
+        hash(&unsealed.manifest),
+        hash(&m1),
+        "without a seal: trusted by its stat"
+    );
+    let after_seal = f.capture_sealed("d", Some(&m1), Some(sealed));
+    assert_eq!(
+        hash(&after_seal.manifest),
+        Some(Hash::of(b"zzzz")),
+        "read, and what was read kept"
+    );
+}
+
+#[test]
+fn sorted_runs_merge_into_one_sorted_list() {
+    let entry = |p: &str| Entry {
+        path: p.as_bytes().to_vec(),
+        kind: Kind::File,
+        mode: 0o644,
+        owner: None,
+        size: 0,
+        mtime_ns: 0,
+        ino: 0,
+        hash: None,
+        target: None,
+        rdev: 0,
+        recent: false,
+    };
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for runs in [0, 1, 2, 3, 8, 9] {
+        let mut all = Vec::new();
+        let lists: Vec<Vec<Entry>> = (0..runs)
+            .map(|_| {
+                let n = next() % 50;
+                let mut l: Vec<Entry> = (0..n)
+                    .map(|_| {
+                        let p = format!(
+                            "r/{:x}{}",
+                            next() % 4096,
+                            ["", ".py", "/x", "-a"][(next() % 4) as usize]
+                        );
+                        all.push(p.clone());
+                        entry(&p)
+                    })
+                    .collect();
+                l.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+                l
+            })
+            .collect();
+        all.sort();
+        let merged: Vec<String> = merge_sorted(lists)
+            .into_iter()
+            .map(|e| String::from_utf8(e.path).unwrap())
+            .collect();
+        assert_eq!(merged, all, "{runs} runs");
+    }
+}
+
 #[test]
 fn unchanged_files_are_not_read_again() {
     use crate::store::manifest::RACY_NS;
