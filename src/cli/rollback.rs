@@ -83,6 +83,12 @@ pub async fn run(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, CommandError
         (None, Some(cp)) => cp,
         (None, None) => super::last_checkpoint(&ws)?,
     };
+    // Phases applied after this one and still in place: rolling this one back
+    // alone may break them (seed 002's phases each build on the one before).
+    let later = match (&args.phase, &args.to) {
+        (Some(phase), None) => crate::rollback::select::phases_applied_after(&ws.oplog, phase, &cp)?,
+        _ => Vec::new(),
+    };
     let req = Request {
         phase: args.phase.clone(),
         option: args.option.clone(),
@@ -125,6 +131,20 @@ pub async fn run(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, CommandError
             "seq": i + 1, "name": s.name, "command": cmd, "timeout_ms": s.timeout.as_millis() as u64,
         }));
     }
+    let later_warning = (!later.is_empty()).then(|| {
+        let names: Vec<String> = later
+            .iter()
+            .map(|l| format!("{} ({} before it)", l.phase, l.checkpoint))
+            .collect();
+        format!(
+            "applied after this phase and not rolled back: {}; their changes may assume this phase's. Roll them back first, latest first (`backout rollback --phase {}`), or all together with `--to {name}`",
+            names.join(", "),
+            later[later.len() - 1].phase,
+        )
+    });
+    if let Some(w) = &later_warning {
+        lines.push(format!("warning: {w}"));
+    }
     let worst = sel.worst_case();
     let mut time = vec![format!(
         "at most {} (the sum of the step timeouts)",
@@ -159,6 +179,7 @@ pub async fn run(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, CommandError
             "worst_case_ms": worst.as_millis() as u64,
             "target_ms": sel.target.map(|d| d.as_millis() as u64),
             "rto_ms": ws.plan.rto.map(|d| d.as_millis() as u64),
+            "applied_after": later,
         }));
         for l in &lines {
             p.out(l);
@@ -177,6 +198,9 @@ pub async fn run(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, CommandError
                 "not a terminal: pass --yes to roll back without asking"
             )));
         }
+    }
+    if let Some(w) = later_warning {
+        p.warn(w);
     }
     // Evidence first, as for an automatic rollback: nothing has changed yet.
     let diagnostics = crate::diagnostics::capture(&ws).await;

@@ -170,3 +170,61 @@ impl Selected {
             .sum()
     }
 }
+
+/// A phase applied after another and not rolled back since.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LaterPhase {
+    pub phase: String,
+    /// The checkpoint `run` took before applying it.
+    pub checkpoint: String,
+}
+
+/// The phases applied after the checkpoint `cp` (the one taken
+/// before `phase`) that no rollback has taken back since (neither one of that
+/// phase nor a full one to a checkpoint before it), oldest first. Their changes
+/// may assume the phase's, so rolling back `phase` alone can leave them broken.
+pub fn phases_applied_after(
+    oplog: &crate::oplog::Oplog,
+    phase: &str,
+    cp: &crate::oplog::CheckpointRow,
+) -> Result<Vec<LaterPhase>, crate::oplog::OplogError> {
+    let mut later: Vec<crate::oplog::CheckpointRow> = Vec::new();
+    for c in oplog.checkpoints()? {
+        // Taken before a phase: by `backout run`, or `checkpoint --phase` by hand.
+        match &c.phase {
+            Some(q) if c.id > cp.id && c.complete && q != phase => {
+                // A phase applied again counts from its latest checkpoint.
+                later.retain(|o| o.phase != c.phase);
+                later.push(c);
+            }
+            _ => {}
+        }
+    }
+    let rollbacks: Vec<(i64, Selection, i64)> = oplog
+        .operations(Some("rollback"), usize::MAX)?
+        .into_iter()
+        .filter(|o| o.ended_at.is_some() && o.outcome.as_deref() != Some("abandoned"))
+        .filter_map(|o| {
+            let sel = serde_json::from_value(o.args.get("selection")?.clone()).ok()?;
+            Some((o.started_at, sel, o.args.get("checkpoint_id")?.as_i64()?))
+        })
+        .collect();
+    later.retain(|c| {
+        !rollbacks.iter().any(|(at, sel, to)| {
+            *at >= c.created_at
+                && *to <= c.id
+                && match sel {
+                    Selection::Full => true,
+                    Selection::Phase { phase, .. } => Some(phase) == c.phase.as_ref(),
+                    Selection::Component { .. } => false,
+                }
+        })
+    });
+    Ok(later
+        .into_iter()
+        .map(|c| LaterPhase {
+            phase: c.phase.unwrap_or_default(),
+            checkpoint: crate::resource::checkpoint_name(c.id),
+        })
+        .collect())
+}

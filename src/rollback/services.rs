@@ -12,7 +12,8 @@
 //! (`{"stopped": [...]}`) or `degraded_cleared` event says which services the
 //! system runs without.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +59,28 @@ pub struct ServiceRecord {
     pub name: String,
     pub state: Was,
     pub relaunch: Relaunch,
+    /// The longest timeout of the operation's steps on this service: what an
+    /// undo gives its own action on it (absent in records of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+impl ServiceRecord {
+    /// What an undo gives its action on this service: the operation's longest
+    /// step timeout on it, or [`super::undo::SERVICE_TIMEOUT`] for older records.
+    pub fn timeout(&self) -> Duration {
+        self.timeout_ms
+            .map_or(super::undo::SERVICE_TIMEOUT, Duration::from_millis)
+    }
+}
+
+/// A service an operation's steps act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Touched {
+    pub name: String,
+    pub relaunch: Relaunch,
+    /// The longest timeout of the steps acting on it.
+    pub timeout: Duration,
 }
 
 /// What an operation found before its first step.
@@ -69,10 +92,15 @@ pub struct ServicesBefore {
     pub degraded: Vec<String>,
 }
 
-/// The services `steps` act on, in plan order, each with how it comes back up.
-pub fn touched(plan: &crate::plan::Plan, steps: &[Step]) -> Vec<(String, Relaunch)> {
+/// The services `steps` act on, in plan order, each with how it comes back up
+/// and the longest timeout the steps gave it.
+pub fn touched(plan: &crate::plan::Plan, steps: &[Step]) -> Vec<Touched> {
     let mut rebuilt = BTreeSet::new();
-    let mut names = BTreeSet::new();
+    let mut timeouts: BTreeMap<String, Duration> = BTreeMap::new();
+    let mut note = |name: &str, timeout: Duration| {
+        let t = timeouts.entry(name.to_string()).or_default();
+        *t = (*t).max(timeout);
+    };
     for step in steps {
         match &step.kind {
             StepKind::Service { service, action } => {
@@ -81,56 +109,67 @@ pub fn touched(plan: &crate::plan::Plan, steps: &[Step]) -> Vec<(String, Relaunc
                     .iter()
                     .filter(|s| service.as_ref().is_none_or(|n| *n == s.name))
                 {
-                    names.insert(s.name.clone());
+                    note(&s.name, step.timeout);
                     if *action == ServiceAction::Rebuild {
                         rebuilt.insert(s.name.clone());
                     }
                 }
             }
-            StepKind::Degraded { services } => names.extend(services.iter().cloned()),
+            StepKind::Degraded { services } => services.iter().for_each(|n| note(n, step.timeout)),
             _ => {}
         }
     }
     plan.services
         .iter()
-        .filter(|s| names.contains(&s.name))
-        .map(|s| {
-            let how = if rebuilt.contains(&s.name) {
+        .filter_map(|s| {
+            let timeout = *timeouts.get(&s.name)?;
+            let relaunch = if rebuilt.contains(&s.name) {
                 Relaunch::Rebuild
             } else {
                 Relaunch::Restart
             };
-            (s.name.clone(), how)
+            Some(Touched {
+                name: s.name.clone(),
+                relaunch,
+                timeout,
+            })
         })
         .collect()
 }
 
 /// Asks each service (concurrently: a compose or systemd status is a command)
 /// what it is doing now.
-pub fn snapshot(ws: &Workspace, services: &[(String, Relaunch)]) -> anyhow::Result<ServicesBefore> {
+pub fn snapshot(ws: &Workspace, services: &[Touched]) -> anyhow::Result<ServicesBefore> {
     let run_dir = ws.run_dir()?;
     let plan = &ws.plan;
     let records = std::thread::scope(|scope| {
         let handles: Vec<_> = services
             .iter()
-            .map(|(name, relaunch)| {
-                let run_dir = &run_dir;
-                scope.spawn(move || {
-                    let state = match plan.service(name) {
-                        Some(svc) => match service::status(svc, &ServiceFiles::new(run_dir, name)) {
-                            Status::Running { .. } | Status::Active => Was::Running,
-                            Status::Stopped => Was::Stopped,
-                            Status::Unknown => Was::Unknown,
-                        },
-                        None => Was::Unknown,
-                    };
-                    ServiceRecord {
-                        name: name.clone(),
-                        state,
-                        relaunch: *relaunch,
-                    }
-                })
-            })
+            .map(
+                |Touched {
+                     name,
+                     relaunch,
+                     timeout,
+                 }| {
+                    let run_dir = &run_dir;
+                    scope.spawn(move || {
+                        let state = match plan.service(name) {
+                            Some(svc) => match service::status(svc, &ServiceFiles::new(run_dir, name)) {
+                                Status::Running { .. } | Status::Active => Was::Running,
+                                Status::Stopped => Was::Stopped,
+                                Status::Unknown => Was::Unknown,
+                            },
+                            None => Was::Unknown,
+                        };
+                        ServiceRecord {
+                            name: name.clone(),
+                            state,
+                            relaunch: *relaunch,
+                            timeout_ms: Some(timeout.as_millis() as u64),
+                        }
+                    })
+                },
+            )
             .collect();
         handles
             .into_iter()
@@ -155,7 +194,7 @@ pub fn recorded(ws: &Workspace, op: OpId) -> anyhow::Result<Option<ServicesBefor
 
 /// What `op` recorded, or, when it recorded nothing yet (it had not reached its
 /// first step), a snapshot taken now and recorded durably.
-pub fn ensure_recorded(ws: &Workspace, op: OpId, services: &[(String, Relaunch)]) -> anyhow::Result<ServicesBefore> {
+pub fn ensure_recorded(ws: &Workspace, op: OpId, services: &[Touched]) -> anyhow::Result<ServicesBefore> {
     if let Some(r) = recorded(ws, op)? {
         return Ok(r);
     }
@@ -247,7 +286,7 @@ start = "true"
 stop = "true"
 status = "false"
 [rollback]
-steps = [{ service = "all", action = "restart" }, { service = "web", action = "rebuild" }, { degraded = ["cron"] }]
+steps = [{ service = "all", action = "restart" }, { service = "web", action = "rebuild", timeout = "3m" }, { degraded = ["cron"] }]
 "#;
 
     fn workspace(dir: &std::path::Path) -> Workspace {
@@ -261,18 +300,38 @@ steps = [{ service = "all", action = "restart" }, { service = "web", action = "r
         let dir = tempfile::tempdir().unwrap();
         let ws = workspace(dir.path());
         let steps = &ws.plan.rollback;
+        let brief = |t: Vec<Touched>| -> Vec<(String, Relaunch, u64)> {
+            t.into_iter()
+                .map(|t| (t.name, t.relaunch, t.timeout.as_secs()))
+                .collect()
+        };
         assert_eq!(
-            touched(&ws.plan, steps),
+            brief(touched(&ws.plan, steps)),
             [
-                ("api".to_string(), Relaunch::Restart),
-                ("web".to_string(), Relaunch::Rebuild),
-                ("cron".to_string(), Relaunch::Restart),
+                ("api".to_string(), Relaunch::Restart, 60),
+                ("web".to_string(), Relaunch::Rebuild, 180),
+                ("cron".to_string(), Relaunch::Restart, 60),
             ]
         );
         assert_eq!(
-            touched(&ws.plan, &steps[2..]),
-            [("cron".to_string(), Relaunch::Restart)]
+            brief(touched(&ws.plan, &steps[2..])),
+            [("cron".to_string(), Relaunch::Restart, 60)]
         );
+    }
+
+    #[test]
+    fn an_undo_gives_a_service_the_operations_timeout_or_five_minutes_for_old_records() {
+        let old: ServiceRecord =
+            serde_json::from_value(serde_json::json!({"name": "web", "state": "running", "relaunch": "rebuild"}))
+                .unwrap();
+        assert_eq!(old.timeout(), super::super::undo::SERVICE_TIMEOUT);
+        let dir = tempfile::tempdir().unwrap();
+        let ws = workspace(dir.path());
+        let recorded = snapshot(&ws, &touched(&ws.plan, &ws.plan.rollback)).unwrap();
+        let web = recorded.services.iter().find(|r| r.name == "web").unwrap();
+        assert_eq!(web.timeout(), Duration::from_secs(180));
+        let json = serde_json::to_value(web).unwrap();
+        assert_eq!(json["timeout_ms"], 180_000);
     }
 
     #[test]

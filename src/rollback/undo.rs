@@ -29,7 +29,8 @@ use crate::workspace::Workspace;
 /// Operations that undo can take back.
 pub const UNDOABLE: &[&str] = &["rollback", "restore", "redo"];
 
-/// How long an undo gives one service action (a compose rebuild included).
+/// How long an undo gives one service action when the operation's record does
+/// not say (records written before timeouts were kept).
 pub const SERVICE_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
@@ -189,7 +190,8 @@ async fn finish_interrupted(ws: &Workspace) -> anyhow::Result<Option<UndoReport>
 enum Action<'a> {
     /// Git, paths, databases and command-captured state from the checkpoint.
     PutBack,
-    Service(&'a Service, ServiceAction),
+    /// The service, the action, and how long it may take.
+    Service(&'a Service, ServiceAction, Duration),
     Wait(&'a Probe, Duration),
 }
 
@@ -228,7 +230,7 @@ fn plan_steps<'a>(
             steps.push(Planned {
                 name: format!("stop {}", r.name),
                 command: Some(control::describe(svc, ServiceAction::Stop)),
-                action: Action::Service(svc, ServiceAction::Stop),
+                action: Action::Service(svc, ServiceAction::Stop, r.timeout()),
             });
         }
     }
@@ -251,7 +253,7 @@ fn plan_steps<'a>(
                 steps.push(Planned {
                     name: format!("{verb} {}", r.name),
                     command: Some(control::describe(svc, action)),
-                    action: Action::Service(svc, action),
+                    action: Action::Service(svc, action, r.timeout()),
                 });
                 if let Some(probe) = svc.ready.as_deref().and_then(|p| ws.plan.probe(p)) {
                     steps.push(Planned {
@@ -292,7 +294,15 @@ async fn perform(
     // anything, the same services as they are now: what undoing this brings back.
     let wanted = services::recorded(ws, target_op)?;
     if let Some(w) = &wanted {
-        let same: Vec<_> = w.services.iter().map(|r| (r.name.clone(), r.relaunch)).collect();
+        let same: Vec<_> = w
+            .services
+            .iter()
+            .map(|r| services::Touched {
+                name: r.name.clone(),
+                relaunch: r.relaunch,
+                timeout: r.timeout(),
+            })
+            .collect();
         services::ensure_recorded(ws, op, &same)?;
     }
     let (planned, more) = plan_steps(ws, cp, target_op, wanted.as_ref());
@@ -327,7 +337,7 @@ async fn perform(
                 Ok(out) => (true, out),
                 Err(e) => (false, format!("{e:#}")),
             },
-            Action::Service(svc, action) => match control::act(svc, *action, &run_dir, SERVICE_TIMEOUT).await {
+            Action::Service(svc, action, timeout) => match control::act(svc, *action, &run_dir, *timeout).await {
                 Ok(line) => (true, line),
                 Err(e) => (false, format!("{e:#}")),
             },

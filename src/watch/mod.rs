@@ -180,6 +180,10 @@ async fn watch_schedule(
             eval.push(sample);
         }
         let now = ws.now_ms();
+        // Every change of this evaluation is recorded and shown before the
+        // first rollback verdict (in plan order) ends the watch, so a rule
+        // that changed with it is not lost.
+        let mut rollback = None;
         for v in eval.evaluate(now) {
             if last.get(&v.rule) != Some(&v.outcome) {
                 last.insert(v.rule.clone(), v.outcome);
@@ -187,17 +191,19 @@ async fn watch_schedule(
                 if v.outcome != Outcome::Pass || last.len() > 1 {
                     on_event(&WatchEvent::Verdict(v.clone()));
                 }
-                if v.outcome == Outcome::Rollback {
+                if v.outcome == Outcome::Rollback && rollback.is_none() {
                     ws.oplog.event(op, now, "verdict", &serde_json::to_value(&v)?)?;
-                    return Ok(WatchResult::Rollback {
-                        verdict: Box::new(v),
-                        first_bad_at: first_bad,
-                    });
-                }
-                if v.outcome == Outcome::Investigate {
+                    rollback = Some(v);
+                } else if v.outcome == Outcome::Investigate {
                     ws.oplog.event(op, now, "investigate", &serde_json::to_value(&v)?)?;
                 }
             }
+        }
+        if let Some(v) = rollback {
+            return Ok(WatchResult::Rollback {
+                verdict: Box::new(v),
+                first_bad_at: first_bad,
+            });
         }
         let due = review::due(plan, schedule.deploy_at, &schedule.done, now);
         for r in due.into_iter().filter(|r| ready(r, &sampled)) {

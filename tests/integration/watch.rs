@@ -45,6 +45,25 @@ fn an_investigate_rule_alerts_but_never_ends_the_watch() {
     assert!(r.stdout().contains("slow: INVESTIGATE"), "{}", r.stdout());
 }
 
+/// A rule that changes in the same evaluation as the rollback verdict, even
+/// one listed after it, is shown before the watch ends.
+#[test]
+fn every_change_of_the_evaluation_that_rolls_back_is_shown() {
+    let p = Project::new();
+    p.file(
+        "backout.toml",
+        &plan(
+            closed_port(),
+            "[[rule]]\nname = \"down\"\nwhen = \"api.consecutive_failures >= 1\"\nmin-samples = 1\n[[rule]]\nname = \"flaky\"\nwhen = \"api.error_rate > 0%\"\nthen = \"investigate\"\nmin-samples = 1\n",
+        ),
+    );
+    let r = p.run(&["watch", "--for", "30s"]);
+    r.code_is(4);
+    let out = r.stdout();
+    assert!(out.contains("down: ROLLBACK"), "{out}");
+    assert!(out.contains("flaky: INVESTIGATE"), "{out}");
+}
+
 #[test]
 fn json_lines_stream_samples_and_verdicts() {
     let p = Project::new();
