@@ -238,6 +238,36 @@ fn dependency_upgrade_example_rolls_back_flask_3_by_each_of_the_seeds_methods() 
         ok(p.run(&["verify"]));
     }
 
+    // The seed's Critical tier, "API server fails to start / import errors":
+    // a tidy-up moves the news endpoint's werkzeug import to the top of app.py.
+    // On Werkzeug 3 the module no longer imports, so the upgraded API never
+    // answers its health check; `run` rolls the phase back at once with its
+    // default option, Method 1 (the requirements backup, force-reinstalled).
+    let app = std::fs::read_to_string(dir.join("app.py")).unwrap();
+    let local = "    from werkzeug.urls import url_quote  # removed in Werkzeug 3.0\n";
+    assert!(app.contains(local), "the news import moved: fix the test");
+    let tidy = app.replace(local, "").replace(
+        "import flask\n",
+        "import flask\nfrom werkzeug.urls import url_quote  # removed in Werkzeug 3.0\n",
+    );
+    std::fs::write(dir.join("app.py"), tidy).unwrap();
+    p.git(&["commit", "-qam", "tidy: imports at the top"]);
+    let r = p.run(&["run", "--phase", "flask-3"]);
+    r.code_is(1);
+    let out = r.stdout() + &r.stderr();
+    for want in [
+        "wait for health: FAILED",
+        "phase flask-3: apply failed; rolling it back",
+        "rollback option \"Method 1: requirements backup + force reinstall\"",
+    ] {
+        assert!(out.contains(want), "{want}\n{out}");
+    }
+    let log = std::fs::read_to_string(dir.join(".backout/run/api.log")).unwrap_or_default();
+    assert!(log.contains("ImportError: cannot import name 'url_quote'"), "{log}");
+    assert_eq!(versions(dir), OLD, "Method 1 put the old versions back");
+    assert_eq!(statuses(port), [200; 5], "the tidied app serves on Flask 2.3.3");
+    p.git(&["revert", "--no-edit", "HEAD"]);
+
     // Fix forward: the labels move to markupsafe.escape; upgraded again, only
     // the analysis (one major endpoint of five: the seed's "Low, <25%") and the
     // news (a minor feature) still fail: the matrix says investigate.

@@ -6,11 +6,14 @@
 //!
 //! - phase 1: its failure rolled back by option B (only the gateway, while the
 //!   others keep serving), a failing new service by option C (degraded mode),
-//!   then the whole phase by option A (down, git reset, up --build);
+//!   then data-maintenance without its enrich_metadata, by option A (down, git
+//!   reset, up --build);
 //! - phases 2 and 3 and the emergency: phase 2's gateway timeouts rolled back
 //!   by option A (the gateway back to Redis), its CPU-hungry analytics by option
-//!   B (scanner, analytics and gateway reset and rebuilt); phase 3's new service
-//!   stopped (option A), its tables dropped (option B); then the emergency total
+//!   B (scanner, analytics and gateway reset and rebuilt); phase 3's failed
+//!   migration, its half-made tables dropped (option B); phase 3 again, its new
+//!   service over Polygon's rate limit and stopped (option A), its tables
+//!   dropped (option B); then the emergency total
 //!   rollback puts code, containers, database rows and a clean cache back as
 //!   they were before phase 1.
 
@@ -53,7 +56,7 @@ impl Drop for Cleanup {
                 // `down --rmi local` knows only the services of the compose file
                 // as it is now: those a rollback removed from it go by name.
                 &format!(
-                    "{} -p {p} down --rmi local -v -t 1; docker images --format '{{{{.Repository}}}}' | grep -E '^{p}[-_]' | xargs -r docker rmi -f",
+                    "{} -p {p} down --rmi local -v -t 1 --remove-orphans; docker images --format '{{{{.Repository}}}}' | grep -E '^{p}[-_]' | xargs -r docker rmi -f",
                     compose(),
                     p = self.project
                 ),
@@ -253,6 +256,18 @@ impl Migration {
             .to_string()
     }
 
+    /// Waits until data-maintenance's latest enrichment in the cache came from `by`.
+    fn wait_for_enrichment_by(&self, by: &str) {
+        let want = format!("\"enriched_by\":\"{by}\"");
+        for _ in 0..100 {
+            if self.redis("GET metadata:enriched:AAPL").contains(&want) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("metadata:enriched:AAPL: {}", self.redis("GET metadata:enriched:AAPL"));
+    }
+
     /// A rollback that must succeed and verify, as JSON.
     fn rollback(&self, args: &[&str]) -> serde_json::Value {
         let mut all = vec!["rollback", "--yes", "--json"];
@@ -296,11 +311,22 @@ fn microservices_example_phase_1_options_b_c_and_a() {
     ok(p.run(&["run", "--phase", "ticker-metadata-service"]));
     assert!(get(ticker, "/health").is_some(), "ticker-metadata-service runs");
     assert_eq!(http_get(gw, "/api/v1/ticker/AAPL/metadata").map(|r| r.0), Some(502));
+    // enrich_metadata moved: data-maintenance asks the new service for it.
+    assert!(!dir.join("services/data-maintenance/enrich_metadata.sh").exists());
+    m.wait_for_enrichment_by("ticker-metadata-service");
 
     // Detection: the watch says roll back (and, alert-only, leaves it to us).
     let w = p.run(&["watch", "--for", "60s"]);
     w.code_is(4);
-    assert!(w.stdout().contains("metadata-errors: ROLLBACK"), "{}", w.stdout());
+    for want in ["modal-errors: INVESTIGATE", "metadata-errors: ROLLBACK"] {
+        assert!(w.stdout().contains(want), "{want}\n{}", w.stdout());
+    }
+    assert!(
+        get(front, "/ticker/AAPL")
+            .unwrap()
+            .contains("<p class=\"error\">metadata unavailable</p>"),
+        "the modal's graceful error"
+    );
 
     // Option B: only the gateway, while session, the new service, the frontend
     // and the WebSocket server are polled throughout.
@@ -390,6 +416,25 @@ fn microservices_example_phase_1_options_b_c_and_a() {
     assert!(get(gw, "/api/v1/scanner/gappers_up").is_some());
     assert!(get(session, "/api/session/current").is_some());
 
+    // The seed's "data-maintenance falla porque falta enrich_metadata": a bad
+    // merge puts back the job's pre-migration maintain.sh, which imports
+    // enrich_metadata from the file phase 1 moved away. Rebuilt, the job exits
+    // at start, and the watch says roll back.
+    let v1 = p.git(&[
+        "show",
+        &format!("{before_phase_1}:services/data-maintenance/maintain.sh"),
+    ]);
+    std::fs::write(dir.join("services/data-maintenance/maintain.sh"), v1 + "\n").unwrap();
+    m.up("data-maintenance");
+    let w = p.run(&["watch", "--for", "60s"]);
+    w.code_is(4);
+    assert!(w.stdout().contains("data-maintenance-down: ROLLBACK"), "{}", w.stdout());
+    let logs = sh(
+        dir,
+        &format!("{} -p {} logs data-maintenance 2>&1", compose(), m.project),
+    );
+    assert!(logs.contains("cannot import enrich_metadata"), "{logs}");
+
     // Option A, the recommended one: the whole phase back by git. Everything
     // down (fundamental-data-service is not in the compose file yet: nothing to
     // stop), HEAD reset to before phase 1, `up -d --build`, verified.
@@ -420,8 +465,15 @@ fn microservices_example_phase_1_options_b_c_and_a() {
         "the broken routes.sh went with the reset"
     );
     assert!(!dir.join("services/ticker-metadata-service").exists());
+    assert!(dir.join("services/data-maintenance/enrich_metadata.sh").exists());
+    m.wait_for_enrichment_by("data-maintenance");
     assert_ne!(m.container("scanner"), scanner_before, "every service was recreated");
     assert!(get(front, "/").unwrap().contains("<td>TSLA</td>"));
+    assert!(
+        get(front, "/ticker/AAPL")
+            .unwrap()
+            .contains("<pre>{\"symbol\":\"AAPL\"")
+    );
     // The safety checkpoint kept what the reset discarded: the fix-forward commit.
     let safety = j["rollback"]["safety_checkpoint"].as_str().unwrap().to_string();
     let show = ok(p.run(&["show", &safety]));
@@ -436,10 +488,8 @@ fn microservices_example_phases_2_3_and_the_emergency_rollback() {
     };
     let (p, dir, db_url) = (&m.p, &m.dir, &m.db_url);
     let (gw, fundamental, scanner, analytics) = (m.port(8000), m.port(8020), m.port(8001), m.port(8003));
-    let caps_before = psql(
-        db_url,
-        "select string_agg(symbol || '=' || market_cap, ',' order by symbol) from ticker_metadata",
-    );
+    let caps = "select string_agg(symbol || '=' || market_cap, ',' order by symbol) from ticker_metadata";
+    let caps_before = psql(db_url, caps);
     assert_eq!(tables(db_url), "ticker_metadata,tickers");
     ok(p.run(&["run", "--phase", "ticker-metadata-service"]));
 
@@ -478,6 +528,11 @@ fn microservices_example_phases_2_3_and_the_emergency_rollback() {
     // The next failure: the analytics API "consume mucha CPU" (two busy loops,
     // so it shows above 50% even on a loaded machine) and memory (550 MB, over
     // the 500 MB per service). The monitoring sees both in docker stats.
+    // The load only shows when nothing else competes for the cores: under
+    // cgroup v1 all of Docker's containers weigh as one task against each busy
+    // task of the suite beside it (CI read 48.83%, then 44.74% with the
+    // container given 8x the CPU weight), so `.config/nextest.toml` runs this
+    // test alone.
     let analytics_container = m.container("analytics");
     sh(
         dir,
@@ -485,13 +540,33 @@ fn microservices_example_phases_2_3_and_the_emergency_rollback() {
             "docker exec -d {analytics_container} sh -c 'x=$(head -c 550000000 /dev/zero | tr \"\\\\0\" x); while :; do :; done & while :; do :; done & sleep 3600'"
         ),
     );
-    let memory = || sh(dir, &format!("scripts/container-stats.sh memory {}", m.project));
-    for _ in 0..30 {
-        if memory().contains("_analytics_") {
-            break;
+    // Filling 550 MB through `tr` takes seconds on a loaded machine: wait
+    // until the analytics container is the largest and over each limit, not
+    // only the largest (CI once caught it at 462 MB), as `docker stats` shows
+    // it ("max memory 555.1 MB (..._analytics_1)", "max cpu 97.31% (...)").
+    let analytics_over = |what: &str, limit: f64, pause_ms: u64, tries: usize| {
+        let read = || sh(dir, &format!("scripts/container-stats.sh {what} {}", m.project));
+        let over = |line: &str| {
+            line.contains("_analytics_")
+                && line
+                    .split_whitespace()
+                    .nth(2)
+                    .and_then(|v| v.trim_end_matches('%').parse::<f64>().ok())
+                    .is_some_and(|v| v > limit)
+        };
+        let mut last = read();
+        for _ in 0..tries {
+            if over(&last) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(pause_ms));
+            last = read();
         }
-    }
-    assert!(memory().contains("_analytics_"), "{}", memory());
+        assert!(over(&last), "{last}");
+    };
+    analytics_over("memory", 520.0, 500, 60);
+    // A `docker stats` reading takes ~2 s: no pause between them.
+    analytics_over("cpu", 60.0, 0, 20);
     let w = p.run(&["watch", "--for", "12s"]);
     w.success();
     let out = w.stdout();
@@ -524,14 +599,88 @@ fn microservices_example_phases_2_3_and_the_emergency_rollback() {
         .unwrap_or_else(|| panic!("{cpu}"));
     assert!(share < 50.0, "CPU back under 50%: {cpu}");
 
-    // Phase 3: the new service and tables; its backfill zeroes the market caps.
+    // Phase 3's option B: its tables dropped, verified.
+    let drop_new_tables = || {
+        let j = m.rollback(&[
+            "--phase",
+            "fundamental-data-service",
+            "--option",
+            "B: revertir migrations de DB",
+        ]);
+        assert!(passed(&j).contains(&"sin tablas nuevas".to_string()), "{j}");
+        assert_eq!(tables(db_url), "ticker_metadata,tickers");
+    };
+    // Phase 3, first with the seed's "migrations de DB fallan": a typo in the
+    // last table's foreign key. psql stops there, after two of the three
+    // tables and before the backfill; the run fails and rolls the phase back
+    // with its default option (A: stop the new service), which keeps them.
+    let migration = dir.join("migration/phase-3/db/migrations/003_fundamental_data.sql");
+    let good = std::fs::read_to_string(&migration).unwrap();
+    let typo = good.replace(
+        "CREATE TABLE sec_filings (\n  id bigserial PRIMARY KEY,\n  symbol text NOT NULL REFERENCES tickers(symbol),",
+        "CREATE TABLE sec_filings (\n  id bigserial PRIMARY KEY,\n  symbol text NOT NULL REFERENCES tickers(ticker),",
+    );
+    assert_ne!(typo, good);
+    std::fs::write(&migration, &typo).unwrap();
+    let r = p.run(&["run", "--phase", "fundamental-data-service"]);
+    r.code_is(1);
+    let out = r.stdout() + &r.stderr();
+    for want in [
+        "column \"ticker\" referenced in foreign key constraint does not exist",
+        "A: detener servicio nuevo",
+    ] {
+        assert!(out.contains(want), "{want}\n{out}");
+    }
+    assert_eq!(
+        tables(db_url),
+        "dilution_events,financial_statements,ticker_metadata,tickers",
+        "two of the three tables were created"
+    );
+    assert_eq!(psql(db_url, caps), caps_before, "the backfill never ran");
+    // Option B drops what the failed migration left.
+    drop_new_tables();
+
+    // Phase 3 again, the migration fixed, and the seed's "Polygon API rate
+    // limit" planted: the new service goes live with a key of Polygon's Basic
+    // plan, 5 requests a minute (the stand-in for api.polygon.io enforces it).
+    std::fs::write(&migration, &good).unwrap();
+    let compose_file = dir.join("migration/phase-3/docker-compose.yml");
+    let text = std::fs::read_to_string(&compose_file).unwrap();
+    let basic = text.replace("PLAN_REQUESTS_PER_MINUTE: \"1000\"", "PLAN_REQUESTS_PER_MINUTE: \"5\"");
+    assert_ne!(basic, text);
+    std::fs::write(&compose_file, basic).unwrap();
+    // The new service and tables; its backfill zeroes the market caps.
     ok(p.run(&["run", "--phase", "fundamental-data-service"]));
     assert!(get(fundamental, "/health").is_some());
+    assert!(
+        get(fundamental, "/api/financials/AAPL")
+            .unwrap()
+            .contains("\"fiscal_period\":\"Q3\""),
+        "financials from Polygon"
+    );
     assert_eq!(
         tables(db_url),
         "dilution_events,financial_statements,sec_filings,ticker_metadata,tickers"
     );
     assert_eq!(psql(db_url, "select sum(market_cap) from ticker_metadata"), "0");
+    // The watch's financials probe (every second) spends the quota; the
+    // service logs each 429 and answers 503.
+    let w = p.run(&["watch", "--for", "60s"]);
+    w.code_is(4);
+    let out = w.stdout();
+    assert!(
+        out.contains("polygon-rate-limit: ROLLBACK: polygon-429.value.last is"),
+        "{out}"
+    );
+    // (Not a request now: the quota is per clock minute, and a new minute
+    // would answer it. The watch's own samples saw the 503s.)
+    let log = w.stderr();
+    assert!(log.contains("financials: status 503, expected 200"), "{log}");
+    let logs = sh(
+        dir,
+        &format!("{} -p {} logs fundamental-data-service 2>&1", compose(), m.project),
+    );
+    assert!(logs.contains("ERROR polygon: 429 Too Many Requests"), "{logs}");
     // Option A: the new service stopped; nothing else touched, tables kept.
     let j = m.rollback(&["--phase", "fundamental-data-service"]);
     assert_eq!(
@@ -541,16 +690,19 @@ fn microservices_example_phases_2_3_and_the_emergency_rollback() {
     );
     assert_eq!(get(fundamental, "/health"), None);
     assert!(get(gw, "/api/v1/scanner/gappers_up").is_some());
+    // Stopped, the service is no longer rate limited; its errors stay in the
+    // logs of the last 5 minutes, which "Ver errores" still shows.
+    let w = p.run(&["watch", "--for", "3s"]);
+    w.success();
+    let out = w.stdout();
+    assert!(
+        out.contains("log-errors: INVESTIGATE: log-errors.value.last is"),
+        "{out}"
+    );
+    assert!(!out.contains("ROLLBACK"), "{out}");
     assert_eq!(tables(db_url).split(',').count(), 5);
     // Option B: the new tables dropped too.
-    let j = m.rollback(&[
-        "--phase",
-        "fundamental-data-service",
-        "--option",
-        "B: revertir migrations de DB",
-    ]);
-    assert!(passed(&j).contains(&"sin tablas nuevas".to_string()), "{j}");
-    assert_eq!(tables(db_url), "ticker_metadata,tickers");
+    drop_new_tables();
     // ...which leaves the zeroed market caps: only the database backup has them,
     // and phase 2's keys in the cache: only a flush clears them.
     assert_eq!(psql(db_url, "select sum(market_cap) from ticker_metadata"), "0");
@@ -571,14 +723,7 @@ fn microservices_example_phases_2_3_and_the_emergency_rollback() {
         "{j}"
     );
     assert_eq!(tables(db_url), "ticker_metadata,tickers");
-    assert_eq!(
-        psql(
-            db_url,
-            "select string_agg(symbol || '=' || market_cap, ',' order by symbol) from ticker_metadata"
-        ),
-        caps_before,
-        "the rows are back"
-    );
+    assert_eq!(psql(db_url, caps), caps_before, "the rows are back");
     assert_eq!(m.redis("--scan --pattern 'scanner:rankings:v2:*'"), "", "flushed");
     wait_for(gw, "/api/v1/scanner/gappers_up", "\"source\":\"redis\"");
     assert!(get(gw, "/health").unwrap().contains("\"version\":\"1\""));

@@ -273,6 +273,20 @@ fn exchange_endpoint_fix_deployed_by_git_push() {
         body.contains("'InstitutionalAnalysis' object has no attribute 'manipulation_risk'"),
         "{body}"
     );
+    assert!(out.contains("[FAIL] Smart Scalper: all 6 algorithms up"), "{out}");
+    // Four of the six algorithms read manipulation_risk: the monitoring plan's
+    // "Smart Scalper failures >2 algorithms down" is a rollback verdict.
+    let algorithms = json(&get(port, "/api/smart-scalper/algorithms").1);
+    assert_eq!(algorithms["down"], 4, "{algorithms}");
+    let w = p.run(&["watch", "--for", "30s"]);
+    w.code_is(4);
+    let out = w.stdout();
+    for want in [
+        "scalper-algorithm-crash: INVESTIGATE: algorithms.value.last is 4 > 0",
+        "scalper-algorithms-down: ROLLBACK: algorithms.value.last is 4 > 2",
+    ] {
+        assert!(out.contains(want), "{want}\n{out}");
+    }
 }
 
 /// A venv in the project with pytest, from the wheels `scripts/test` downloads.
@@ -315,7 +329,8 @@ fn rollback_json(p: &Project, args: &[&str]) -> serde_json::Value {
 /// and one checkpoint each, verified by pytest and grep counts); a bug in the
 /// phase-4 Gate.io composite shows only in the engine's log, where the watch's
 /// error monitor finds it; then the three levels: 3 (the Gate.io component),
-/// 2 (phase 4's files from its pre-phase checkpoint), 1 (everything).
+/// 2 (phase 4's files from its pre-phase checkpoint, then phases 5, 3, 2 and 1
+/// the same way, latest first), 1 (everything).
 #[test]
 fn rest_client_refactor_rolls_back_at_three_levels() {
     let sim = crate::closed_port();
@@ -457,6 +472,15 @@ fn rest_client_refactor_rolls_back_at_three_levels() {
 
     // Level 2: phase 4's three files from the checkpoint taken before it (the
     // default for --phase; the last checkpoint, cp-12, is the one before phase 5).
+    // Phase 5 came after phase 4 and is still in place: the plan says so.
+    let dry = p.run(&["rollback", "--phase", "phase-4-composites", "--dry-run"]);
+    dry.success();
+    assert!(
+        dry.stdout()
+            .contains("warning: applied after this phase and not rolled back: phase-5-validation (cp-12 before it)"),
+        "{}",
+        dry.stdout()
+    );
     let j = rollback_json(&p, &["--phase", "phase-4-composites"]);
     assert_eq!(j["rollback"]["checkpoint"], cp_before_phase_4, "{j}");
     assert_eq!(j["verified"], true, "{j}");
@@ -473,9 +497,47 @@ fn rest_client_refactor_rolls_back_at_three_levels() {
         read("src/exchanges/interfaces/rest/rest_base.py").contains("rest_manager: RestManager)"),
         "phases 1-3 stay converted"
     );
+    assert_eq!(j["rollback"]["timing"]["within_target"], true, "{j}");
+
+    // Level 2 for every other phase, latest first (a phase's files assume the
+    // phases before it): 5, 3, 2, 1. Each is verified by its own checks, then
+    // pytest; at the end the tree is the pre-conversion one, which level 1's
+    // checks confirm.
+    for (phase, own) in [
+        ("phase-5-validation", None),
+        ("phase-3-request-pipeline", Some("_ensure_rest_manager restored")),
+        (
+            "phase-2-exchange-implementations",
+            Some("abstract methods restored (6)"),
+        ),
+        ("phase-1-base-interface", Some("ABC restored")),
+    ] {
+        let dry = p.run(&["rollback", "--phase", phase, "--dry-run", "--json"]);
+        dry.success();
+        let dry = json(&dry.stdout());
+        // Nothing applied after it is left in place: those were rolled back first.
+        assert_eq!(dry["applied_after"], serde_json::json!([]), "{phase}: {dry}");
+        let j = rollback_json(&p, &["--phase", phase]);
+        assert_eq!(j["verified"], true, "{phase}: {j}");
+        assert_eq!(j["rollback"]["timing"]["within_target"], true, "{phase}: {j}");
+        let ran = checks(&j);
+        assert!(ran.contains(&"integration tests"), "{phase}: {j}");
+        if let Some(own) = own {
+            assert_eq!(ran[0], own, "{phase}: the option's own check first: {j}");
+        }
+    }
+    assert!(!dir.join("tests/integration/test_client_injection.py").exists());
+    assert_eq!(
+        p.git(&["diff", "--stat", &initial, "--", "src", "tests"]),
+        "",
+        "every phase undone: the pre-conversion tree"
+    );
+    let v = p.run(&["verify", "--level", "full"]);
+    v.success();
+    assert!(v.stdout().contains("[pass] validate_rollback.sh"), "{}", v.stdout());
 
     // Every rollback is in the operation log with its commands, every verification with what failed.
-    let r = p.run(&["log", "--steps"]);
+    let r = p.run(&["log", "--steps", "-n", "100"]);
     r.success();
     for part in [
         "git checkout --no-overlay",
@@ -578,16 +640,7 @@ fn exchange_endpoint_monitoring_triggers_pool_complaints_and_cpu() {
     );
     assert_eq!(pool()["in_use"], 10, "every connection leaked");
     // Option C: exchanges.py as before 60745b8, redeployed; the pool drains.
-    let c = p.run(&[
-        "rollback",
-        "--phase",
-        "60745b8",
-        "--option",
-        "C: selective rollback",
-        "--yes",
-    ]);
-    c.success();
-    let out = c.stdout() + &c.stderr();
+    let out = option_c(&p);
     assert!(out.contains("[pass] stable for 2s"), "{out}");
     assert!(
         out.contains("[pass] Smart Scalper preserved (manipulation_risk)"),
@@ -675,14 +728,9 @@ fn exchange_endpoint_monitoring_triggers_pool_complaints_and_cpu() {
     assert!(!out.contains("ROLLBACK"), "{out}");
 }
 
-/// Seed 000's option C: exchanges.py as it was before 60745b8, everything else
-/// kept: the exchanges work again and, unlike option B, the Smart Scalper too.
-#[test]
-fn exchange_endpoint_option_c_keeps_the_smart_scalper() {
-    let (p, port, _reap) = exchange_paas();
-    p.run(&["checkpoint"]).success();
-    p.run(&["run", "--phase", "60745b8"]).success();
-    let bad = p.git(&["rev-parse", "HEAD"]);
+/// Rolls phase 60745b8 back with option C (selective), which must succeed;
+/// returns what it printed.
+fn option_c(p: &Project) -> String {
     let c = p.run(&[
         "rollback",
         "--phase",
@@ -692,7 +740,18 @@ fn exchange_endpoint_option_c_keeps_the_smart_scalper() {
         "--yes",
     ]);
     c.success();
-    let out = c.stdout() + &c.stderr();
+    c.stdout() + &c.stderr()
+}
+
+/// Seed 000's option C: exchanges.py as it was before 60745b8, everything else
+/// kept: the exchanges work again and, unlike option B, the Smart Scalper too.
+#[test]
+fn exchange_endpoint_option_c_keeps_the_smart_scalper() {
+    let (p, port, _reap) = exchange_paas();
+    p.run(&["checkpoint"]).success();
+    p.run(&["run", "--phase", "60745b8"]).success();
+    let bad = p.git(&["rev-parse", "HEAD"]);
+    let out = option_c(&p);
     assert!(
         out.contains("[pass] Smart Scalper preserved (manipulation_risk)"),
         "{out}"
@@ -711,14 +770,6 @@ fn exchange_endpoint_option_c_keeps_the_smart_scalper() {
     let (status, body) = get(port, "/api/smart-scalper/analysis");
     assert_eq!(status, 200, "{body}");
     // Run again, it changes nothing: the commit step checks first.
-    p.run(&[
-        "rollback",
-        "--phase",
-        "60745b8",
-        "--option",
-        "C: selective rollback",
-        "--yes",
-    ])
-    .success();
+    option_c(&p);
     assert_eq!(p.git(&["rev-parse", "HEAD~1"]), bad);
 }

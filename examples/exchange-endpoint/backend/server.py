@@ -52,6 +52,9 @@ class Handler(BaseHTTPRequestHandler):
         if method == "GET" and url.path == "/api/smart-scalper/analysis":
             symbol = parse_qs(url.query).get("symbol", ["BTCUSDT"])[0]
             return smart_scalper.analyze(symbol)
+        if method == "GET" and url.path == "/api/smart-scalper/algorithms":
+            symbol = parse_qs(url.query).get("symbol", ["BTCUSDT"])[0]
+            return smart_scalper.algorithms(symbol)
         if url.path in ("/api/user/exchanges", "/api/support/tickets"):
             user = self._user()
             if user is None:

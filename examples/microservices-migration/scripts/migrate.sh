@@ -5,6 +5,13 @@
 set -eu
 cd "$(dirname "$0")/.."
 cp -R "migration/phase-$1/." .
+# What the phase moved elsewhere goes (its REMOVED lists it, one path a line).
+if [ -f REMOVED ]; then
+  grep -v '^#' REMOVED | while read -r gone; do
+    [ -z "$gone" ] || git rm -q -r --ignore-unmatch -- "$gone"
+  done
+  rm REMOVED
+fi
 git add -A
 git commit -q -m "migration phase $1"
 git log --oneline -1

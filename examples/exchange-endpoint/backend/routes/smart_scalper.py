@@ -1,4 +1,5 @@
-"""Smart Scalper: GET /api/smart-scalper/analysis?symbol=BTCUSDT."""
+"""Smart Scalper: GET /api/smart-scalper/analysis?symbol=BTCUSDT (the selected
+algorithm) and GET /api/smart-scalper/algorithms (each algorithm's health)."""
 
 import hashlib
 
@@ -26,6 +27,48 @@ def candles(symbol: str, n: int = 30):
     return closes, volumes
 
 
+# Each algorithm's entry signal. The breakout-style ones weigh the
+# manipulation risk of the move (DL-033); the mean-reversion ones do not.
+def _vwap_reversion(a: InstitutionalAnalysis) -> str:
+    mean = sum(a.closes) / len(a.closes)
+    return "long" if a.closes[-1] < mean else "short"
+
+
+def _order_block_retest(a: InstitutionalAnalysis) -> str:
+    return "wait" if a.manipulation_risk > 0.5 else ("long" if a.trend > 0 else "short")
+
+
+def _liquidity_sweep(a: InstitutionalAnalysis) -> str:
+    risk = a.manipulation_risk
+    return "long" if a.volume_spike > 1.5 and risk < 0.7 else "wait"
+
+
+def _momentum_breakout(a: InstitutionalAnalysis) -> str:
+    risk = a.manipulation_risk
+    return "long" if a.trend > 0 and risk < 0.6 else "wait"
+
+
+def _range_scalp(a: InstitutionalAnalysis) -> str:
+    low, high = min(a.closes), max(a.closes)
+    return "long" if a.closes[-1] - low < (high - low) / 3 else "short"
+
+
+def _wyckoff_spring(a: InstitutionalAnalysis) -> str:
+    risk = a.manipulation_risk
+    spring = a.closes[-1] <= min(a.closes[:-1]) * 1.001
+    return "long" if spring and risk < 0.4 else "wait"
+
+
+SIGNALS = {
+    "vwap_reversion": _vwap_reversion,
+    "order_block_retest": _order_block_retest,
+    "liquidity_sweep": _liquidity_sweep,
+    "momentum_breakout": _momentum_breakout,
+    "range_scalp": _range_scalp,
+    "wyckoff_spring": _wyckoff_spring,
+}
+
+
 class AdvancedAlgorithmSelector:
     def select(self, analysis: InstitutionalAnalysis) -> str:
         # High manipulation risk rules out the breakout-style algorithms.
@@ -46,4 +89,23 @@ def analyze(symbol: str):
         "algorithm": algorithm,
         "algorithms": list(ALGORITHMS),
         "manipulation_risk": analysis.manipulation_risk,
+    }
+
+
+def algorithms(symbol: str):
+    """Each algorithm run on the symbol's candles: up, or down with its error.
+    The monitoring plan rolls back when more than 2 are down."""
+    analysis = InstitutionalAnalysis(*candles(symbol))
+    report = []
+    for name in ALGORITHMS:
+        try:
+            report.append({"name": name, "status": "up", "signal": SIGNALS[name](analysis)})
+        except Exception as e:  # an algorithm crashing is what this reports
+            report.append({"name": name, "status": "down", "error": f"{type(e).__name__}: {e}"})
+    down = sum(1 for a in report if a["status"] == "down")
+    return 200, {
+        "symbol": symbol,
+        "algorithms": report,
+        "down": down,
+        "available_percent": round(100 * (len(report) - down) / len(report), 1),
     }
