@@ -23,38 +23,43 @@ pub struct Redactor {
 }
 
 /// Always on: header credentials and URL passwords, wherever they appear.
-const BUILT_IN: &[&str] = &[
-    r#"(?i)\b(?:proxy-)?authorization\s*[:=]\s*"?(?:(?:bearer|basic|token)\s+)?([^\s"',;]+)"#,
-    r#"(?i)\b(?:set-)?cookie\s*[:=]\s*"?([^\r\n"']+)"#,
-    r#"(?i)\bx-api-key\s*[:=]\s*"?([^\s"',;]+)"#,
-    r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]+:([^@\s/]+)@",
+/// Each with a word it cannot match without, in lower case: text without the
+/// word (compared ignoring ASCII case) skips the pattern.
+const BUILT_IN: &[(&str, &str)] = &[
+    (
+        "authorization",
+        r#"(?i)\b(?:proxy-)?authorization\s*[:=]\s*"?(?:(?:bearer|basic|token)\s+)?([^\s"',;]+)"#,
+    ),
+    ("cookie", r#"(?i)\b(?:set-)?cookie\s*[:=]\s*"?([^\r\n"']+)"#),
+    ("x-api-key", r#"(?i)\bx-api-key\s*[:=]\s*"?([^\s"',;]+)"#),
+    ("://", r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]+:([^@\s/]+)@"),
 ];
 
-/// [`BUILT_IN`], compiled the first time a text may hold what they match:
+/// [`BUILT_IN`], compiled the first time a text may hold what one matches:
 /// compiling them took a tenth of the CPU of a small checkpoint, whose output
 /// never holds a header or a URL.
 static BUILT_IN_RES: LazyLock<Vec<Regex>> = LazyLock::new(|| {
     BUILT_IN
         .iter()
-        .map(|p| Regex::new(p).expect("built-in patterns are valid"))
+        .map(|(_, p)| Regex::new(p).expect("built-in patterns are valid"))
         .collect()
 });
 
-/// A word each of [`BUILT_IN`] needs, in lower case: text with none of them
-/// (compared ignoring ASCII case) cannot match any.
-const BUILT_IN_NEEDS: &[&str] = &["authorization", "cookie", "x-api-key", "://"];
-
-/// Whether `text` may match a built-in pattern. Text that is not all ASCII
-/// always may: Unicode case folding matches more than ASCII case does (the
-/// Kelvin sign is a `k`).
-fn may_match_built_in(text: &str) -> bool {
-    if !text.is_ascii() {
-        return true;
-    }
-    let lower = text.to_ascii_lowercase();
-    BUILT_IN_NEEDS
-        .iter()
-        .any(|n| memchr::memmem::find(lower.as_bytes(), n.as_bytes()).is_some())
+/// The built-in patterns `text` may match. Text that is not all ASCII may
+/// match every one: Unicode case folding matches more than ASCII case does
+/// (the Kelvin sign is a `k`).
+fn built_in_for(text: &str) -> Vec<&'static Regex> {
+    let lower = text.is_ascii().then(|| text.to_ascii_lowercase());
+    let may = |needs: &str| {
+        lower
+            .as_ref()
+            .is_none_or(|l| memchr::memmem::find(l.as_bytes(), needs.as_bytes()).is_some())
+    };
+    // Compiled only if one is wanted: the map runs for wanted ones only.
+    (0..BUILT_IN.len())
+        .filter(|&i| may(BUILT_IN[i].0))
+        .map(|i| &BUILT_IN_RES[i])
+        .collect()
 }
 
 impl Redactor {
@@ -66,7 +71,7 @@ impl Redactor {
     pub fn add_patterns<I: IntoIterator<Item = Regex>>(&self, patterns: I) {
         let mut all = self.patterns.write().unwrap_or_else(|e| e.into_inner());
         for p in patterns {
-            if !BUILT_IN.contains(&p.as_str()) && all.iter().all(|q| q.as_str() != p.as_str()) {
+            if BUILT_IN.iter().all(|(_, b)| *b != p.as_str()) && all.iter().all(|q| q.as_str() != p.as_str()) {
                 all.push(p);
             }
         }
@@ -98,9 +103,9 @@ impl Redactor {
                 out = Cow::Owned(out.replace(n.as_str(), MASK));
             }
         }
-        let built_in: &[Regex] = if may_match_built_in(&out) { &BUILT_IN_RES } else { &[] };
+        let built_in = built_in_for(&out);
         let patterns = self.patterns.read().unwrap_or_else(|e| e.into_inner());
-        for re in built_in.iter().chain(patterns.iter()) {
+        for re in built_in.into_iter().chain(patterns.iter()) {
             if !re.is_match(&out) {
                 continue;
             }
@@ -223,11 +228,16 @@ mod tests {
         ] {
             assert_eq!(r.redact(text), want, "{text}");
         }
-        assert!(!may_match_built_in("checkpoint cp-3 complete: 1.2 MiB captured"));
-        assert!(may_match_built_in("see http://h"));
-        assert!(may_match_built_in("naïve"));
+        let applied = |text| built_in_for(text).len();
+        assert_eq!(applied("checkpoint cp-3 complete: 1.2 MiB captured"), 0);
+        assert_eq!(applied("see http://h"), 1);
+        assert_eq!(applied("naïve"), BUILT_IN.len());
+        // Each pattern's word is in its source, lower case as compared.
+        for (needs, pattern) in BUILT_IN {
+            assert!(pattern.to_ascii_lowercase().contains(needs), "{pattern}");
+        }
         // A plan pattern equal to a built-in one is not applied twice.
-        r.add_patterns([Regex::new(BUILT_IN[3]).unwrap()]);
+        r.add_patterns([Regex::new(BUILT_IN[3].1).unwrap()]);
         assert!(r.patterns.read().unwrap().is_empty());
     }
 
