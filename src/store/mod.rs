@@ -9,7 +9,9 @@
 //! Writes go through a [`Batch`]: each new object is written to a temporary file
 //! under `objects/tmp/`; [`Batch::commit`] makes all of them durable (fsync, or
 //! one `syncfs` for many), renames each into place and makes the renames durable
-//! (fsync of the directories, or a second `syncfs`).
+//! (fsync of the directories, or a second `syncfs`). [`Batch::sync_ahead`] does
+//! the first sync and the renames early, on another thread, for what is
+//! written so far.
 //! That is "temp file → fsync → rename → fsync the directory" with the fsyncs
 //! batched, so a process killed at any moment leaves only stray temporary files
 //! (removed by `backout gc`), never a named object with the wrong content.
@@ -34,7 +36,7 @@ use serde::{Deserialize, Serialize};
 const LEVEL: i32 = 1;
 
 /// zstd level of manifests (see [`Batch::put_manifest`]).
-const MANIFEST_LEVEL: i32 = -1;
+const MANIFEST_LEVEL: i32 = -5;
 
 /// Up to this many new objects, each (and each directory it is renamed into)
 /// is fsynced; above it, one `syncfs` before and one after the renames.
@@ -335,6 +337,24 @@ impl Store {
         Ok(out)
     }
 
+    /// Renames the durable temporary file `from` to object `hash`'s name;
+    /// returns the fan-out directory it went into.
+    fn name(&self, from: &Path, hash: Hash) -> Result<PathBuf, StoreError> {
+        let to = self.path_of(hash);
+        let fan = to.parent().expect("objects live in a fan-out directory");
+        // The fan-out directory exists but in a young store: try the
+        // rename first, rather than a mkdir that fails for most objects.
+        match std::fs::rename(from, &to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && from.exists() => {
+                fs_err::create_dir_all(fan).map_err(StoreError::io("creating", fan))?;
+                fs_err::rename(from, &to).map_err(StoreError::io("renaming into", &to))?;
+            }
+            Err(e) => return Err(StoreError::io("renaming into", &to)(e)),
+        }
+        Ok(fan.to_path_buf())
+    }
+
     /// Removes object `hash`; used by gc only.
     pub fn remove(&self, hash: Hash) -> Result<u64, StoreError> {
         let path = self.path_of(hash);
@@ -403,12 +423,12 @@ impl Store {
     }
 }
 
-/// A `syncfs` started by [`Batch::sync_ahead`]: it makes durable the first
-/// `covers` pending objects, whose writes had all returned before it began.
+/// A `syncfs` started by [`Batch::sync_ahead`]: it makes durable the objects
+/// pending when it began (their writes had all returned), then names them;
+/// it returns their hashes.
 #[derive(Debug)]
 struct Ahead {
-    covers: usize,
-    done: std::thread::JoinHandle<std::io::Result<()>>,
+    done: std::thread::JoinHandle<Result<Vec<Hash>, StoreError>>,
 }
 
 /// Objects written but not yet durable and named.
@@ -616,10 +636,12 @@ impl Batch<'_> {
         Ok(())
     }
 
-    /// Stores a manifest's encoding; returns its hash. At zstd's level -1
-    /// (`MANIFEST_LEVEL`), a manifest's bytes, mostly hashes, compress
-    /// faster and no larger than at level 1: on the bench tree's (1.49 MB),
-    /// 617 against 353 MB/s, to 1.04 against 1.05 MB (`zstd -b`).
+    /// Stores a manifest's encoding; returns its hash. A manifest's bytes are
+    /// mostly hashes, which do not compress: on the bench tree's (1.49 MB),
+    /// zstd's level 1 gives 1.09 MB at 330 MB/s, level -1 the same at 580
+    /// MB/s, level -5 (`MANIFEST_LEVEL`) 1.16 MB at 1,000 MB/s (`zstd -b`).
+    /// The manifest is compressed after the walk, on the path of every
+    /// checkpoint, so the fastest of them that still saves a fifth.
     pub fn put_manifest(&self, data: &[u8]) -> Result<Hash, StoreError> {
         self.put_with(data, |data| zstd::bulk::compress(data, MANIFEST_LEVEL))
     }
@@ -696,26 +718,37 @@ impl Batch<'_> {
         self.stored.load(Ordering::Relaxed)
     }
 
-    /// Starts making the objects written so far durable, on another thread,
-    /// while the caller goes on (a capture encodes and writes its manifest
-    /// meanwhile). [`Batch::commit`] waits for it and syncs only what came
-    /// after. Does nothing for a few objects, which the commit fsyncs one by
-    /// one, or once one is started.
+    /// Starts making the objects written so far durable, then naming them,
+    /// on another thread, while the caller goes on (a capture merges its walk
+    /// and encodes and writes its manifest meanwhile). [`Batch::commit`]
+    /// waits for it, syncs and names only what came after, and makes all the
+    /// names durable. Does nothing for a few objects, which the commit fsyncs
+    /// one by one, or once one is started.
     pub fn sync_ahead(&self) {
         let mut ahead = self.ahead.lock().expect("poisoned");
-        let covers = self.pending.lock().expect("poisoned").len();
+        let mut pending = self.pending.lock().expect("poisoned");
+        let covers = pending.len();
         if ahead.is_some() || covers <= FEW {
             return;
         }
-        let tmp = self.store.dir.join("tmp");
-        // Every write of the first `covers` pending objects has returned (they
-        // are pushed once written), so a syncfs that begins after this point
-        // makes them durable.
+        // Every write of these objects has returned (they are pushed once
+        // written), so a syncfs that begins after this point makes them
+        // durable; only then are they named.
+        let objects = std::mem::take(&mut *pending);
+        drop(pending);
+        let store = self.store.clone();
         let done = std::thread::spawn(move || {
-            let fd = File::open(&tmp)?;
-            rustix::fs::syncfs(&fd).map_err(std::io::Error::from)
+            let tmp = store.dir.join("tmp");
+            let fd = File::open(&tmp).map_err(StoreError::io("opening", &tmp))?;
+            rustix::fs::syncfs(&fd).map_err(|e| StoreError::io("syncing", &tmp)(e.into()))?;
+            // One thread: the renames (~5 ms for 234 objects) are off the
+            // caller's path, which needs the cores meanwhile.
+            for (from, hash) in &objects {
+                store.name(from, *hash)?;
+            }
+            Ok(objects.into_iter().map(|(_, h)| h).collect())
         });
-        *ahead = Some(Ahead { covers, done });
+        *ahead = Some(Ahead { done });
     }
 
     /// Makes every object of the batch durable and visible under its name.
@@ -735,17 +768,16 @@ impl Batch<'_> {
         let pending = std::mem::take(&mut *self.pending.lock().expect("poisoned"));
         let dir = &self.store.dir;
         let tmp = dir.join("tmp");
-        let synced = match ahead {
+        // What a sync started ahead covered is durable and named already.
+        let named_ahead = match ahead {
             Some(a) => {
-                a.done
-                    .join()
-                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
-                    .map_err(StoreError::io("syncing", &tmp))?;
-                a.covers
+                let named = a.done.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+                self.written.lock().expect("poisoned").extend(named.iter().copied());
+                named.len()
             }
             None => 0,
         };
-        if pending.is_empty() {
+        if pending.is_empty() && named_ahead == 0 {
             return Ok((self.stored.load(Ordering::Relaxed), meanwhile()));
         }
         // Every temporary file is durable before any is named. A few are
@@ -753,11 +785,9 @@ impl Batch<'_> {
         // tree: 234 objects took ~400 ms as fsyncs, ~20 ms as one syncfs). But
         // syncfs also flushes unrelated dirty data, such as a restore's staged
         // files behind its safety checkpoint, so small batches avoid it.
-        // What a sync started ahead covered is durable already.
         let tmp_fd = File::open(&tmp).map_err(StoreError::io("opening", &tmp))?;
-        let rest = &pending[synced.min(pending.len())..];
-        if rest.len() <= FEW {
-            for (from, _) in rest {
+        if pending.len() <= FEW {
+            for (from, _) in &pending {
                 File::open(from)
                     .and_then(|f| f.sync_data())
                     .map_err(StoreError::io("syncing", from))?;
@@ -767,21 +797,7 @@ impl Batch<'_> {
         }
         // On several threads: objects go to 256 directories, each renamed
         // under its own directory's lock (234 renames: ~5 ms on one thread).
-        let renamed = parallel(&pending, |(from, hash)| {
-            let to = self.store.path_of(*hash);
-            let fan = to.parent().expect("objects live in a fan-out directory");
-            // The fan-out directory exists but in a young store: try the
-            // rename first, rather than a mkdir that fails for most objects.
-            match std::fs::rename(from, &to) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && from.exists() => {
-                    fs_err::create_dir_all(fan).map_err(StoreError::io("creating", fan))?;
-                    fs_err::rename(from, &to).map_err(StoreError::io("renaming into", &to))?;
-                }
-                Err(e) => return Err(StoreError::io("renaming into", &to)(e)),
-            }
-            Ok(fan.to_path_buf())
-        });
+        let renamed = parallel(&pending, |(from, hash)| self.store.name(from, *hash));
         let mut fans = std::collections::BTreeSet::new();
         for fan in renamed {
             fans.insert(fan?);
@@ -792,7 +808,7 @@ impl Batch<'_> {
             .extend(pending.iter().map(|(_, h)| *h));
         // Then the renames: one directory fsync each for a few, else one more syncfs.
         let sync_names = || -> Result<(), StoreError> {
-            if pending.len() <= FEW {
+            if pending.len() + named_ahead <= FEW {
                 for fan in fans.iter().chain(std::iter::once(dir)) {
                     let d = File::open(fan).map_err(StoreError::io("opening", fan))?;
                     d.sync_all().map_err(StoreError::io("syncing", fan))?;
@@ -1061,7 +1077,8 @@ mod tests {
         assert!(b.ahead.lock().unwrap().is_none(), "nothing pending: no sync");
         let early: Vec<Hash> = (0..FEW as u32 * 2).map(|i| b.put(&i.to_le_bytes()).unwrap()).collect();
         b.sync_ahead();
-        assert_eq!(b.ahead.lock().unwrap().as_ref().map(|a| a.covers), Some(FEW * 2));
+        assert!(b.ahead.lock().unwrap().is_some());
+        assert!(b.pending.lock().unwrap().is_empty(), "the sync ahead took them");
         b.sync_ahead();
         let late = b.put(b"the manifest, written while the sync runs").unwrap();
         b.commit().unwrap();

@@ -456,6 +456,11 @@ impl Walker<'_> {
         if let Some(e) = queue.into_inner().expect("poisoned").failed {
             return Err(e);
         }
+        // What the walk stored is made durable and named while its results
+        // are merged and the manifest is made.
+        if let Some(b) = self.batch {
+            b.sync_ahead();
+        }
         let mut runs = vec![std::mem::take(&mut found.entries)];
         for r in results {
             runs.push(r.entries);
@@ -499,7 +504,23 @@ fn merge_sorted(runs: Vec<Vec<Entry>>) -> Vec<Entry> {
         sift_down(&mut heap, &runs, at);
     }
     while let Some(&i) = heap.first() {
-        out.push(runs[i].next().expect("a run in the heap has entries"));
+        // Each worker reads whole directories, so its run holds stretches of
+        // paths no other run interleaves (a directory's entries, ~20 in the
+        // bench tree): everything run `i` holds below the least of the other
+        // runs' heads comes next, at one comparison each instead of a
+        // sift-down's eight (16 runs).
+        let bound = match heap.len() {
+            1 => None,
+            2 => Some(heap[1]),
+            _ if head(&runs, heap[1]) < head(&runs, heap[2]) => Some(heap[1]),
+            _ => Some(heap[2]),
+        };
+        loop {
+            out.push(runs[i].next().expect("a run in the heap has entries"));
+            if runs[i].as_slice().is_empty() || bound.is_some_and(|b| head(&runs, b) < head(&runs, i)) {
+                break;
+            }
+        }
         if runs[i].as_slice().is_empty() {
             let last = heap.pop().expect("not empty");
             if heap.is_empty() {

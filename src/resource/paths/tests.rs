@@ -349,6 +349,32 @@ fn sorted_runs_merge_into_one_sorted_list() {
             .collect();
         assert_eq!(merged, all, "{runs} runs");
     }
+    // As a walk deals them: each run holds whole directories, so the merge
+    // takes long stretches from one run (and `d7` and `d7.py` interleave).
+    for runs in [2usize, 3, 16] {
+        let mut all = Vec::new();
+        let mut lists: Vec<Vec<Entry>> = vec![Vec::new(); runs];
+        for d in 0..40 {
+            let run = (next() % runs as u64) as usize;
+            for f in 0..next() % 30 {
+                for p in [format!("r/d{d}/f{f}"), format!("r/d{d}.py")] {
+                    if !all.contains(&p) {
+                        lists[run].push(entry(&p));
+                        all.push(p);
+                    }
+                }
+            }
+        }
+        for l in &mut lists {
+            l.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        }
+        all.sort();
+        let merged: Vec<String> = merge_sorted(lists)
+            .into_iter()
+            .map(|e| String::from_utf8(e.path).unwrap())
+            .collect();
+        assert_eq!(merged, all, "{runs} runs of whole directories");
+    }
 }
 
 #[test]
