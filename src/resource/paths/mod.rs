@@ -224,12 +224,43 @@ struct Walker<'a> {
     /// count), 0 when unknown.
     expect: usize,
     /// Files changed from here on (their ctime) are likely to be read: a
-    /// capture stores them as the walk finds them (see [`store_now`]).
+    /// capture stores them while the walk goes on (see [`Walker::defer`]).
     /// Only a capture knows the previous checkpoint's seal; `i64::MAX` else.
     changed_from: i64,
     /// How many files the walk stored.
     stored_now: AtomicU64,
+    /// Changed files waiting for the storers, while the walk's run.
+    changed: Mutex<Changes>,
+    changed_wake: Condvar,
 }
+
+/// Files the walk found changed (see [`Walker::changed_from`]), each opened
+/// and its read-ahead started, for the storers that run beside the walk.
+#[derive(Default)]
+struct Changes {
+    /// Taken only while storers run (see [`Walker::walk`]).
+    open: bool,
+    files: std::collections::VecDeque<ChangedFile>,
+}
+
+struct ChangedFile {
+    fd: OwnedFd,
+    /// What the walk saw: the file is stored only if it is still that file.
+    ino: u64,
+    size: i64,
+    mtime_ns: i64,
+    path: Vec<u8>,
+}
+
+/// At most this many changed files wait, each holding a file descriptor;
+/// past it, walkers store what they find themselves.
+const CHANGED_WAITING: usize = 256;
+
+/// Threads that store the changed files the walk finds.
+const STORERS: usize = 2;
+
+/// A file a storer stored: its path, hash and size.
+type Stored = (Vec<u8>, Hash, u64);
 
 /// What one worker of the walk found, and its `getdents` buffer.
 #[derive(Default)]
@@ -277,6 +308,7 @@ impl Walker<'_> {
                     .saturating_add(st.st_ctime_nsec as i64);
                 if let Some(b) = self.batch
                     && ctime_ns >= self.changed_from
+                    && !self.defer(dir, name, &st, &e.path)
                     && let Some((h, n)) = store_now(dir, name, &st, b, || under(self.root, &e.path))
                 {
                     e.hash = Some(h);
@@ -318,6 +350,70 @@ impl Walker<'_> {
         let is_dir = e.kind == Kind::Dir;
         found.entries.push(e);
         Ok(is_dir)
+    }
+
+    /// Hands changed file `name` in `dir` to the storers: opened, its
+    /// read-ahead started, so the walk goes on while the disk reads it. False
+    /// when no storer takes it (none run, too many wait, or it cannot be
+    /// opened): then the walker stores it itself ([`store_now`]).
+    ///
+    /// A walker that stored the file itself waited for the disk, with the
+    /// directory it was reading half done: on the bench tree, where the VM's
+    /// host had reclaimed the page cache of most of the 234 changed files
+    /// (150-700 reads from the disk per incremental checkpoint), handing
+    /// them over took the checkpoint from a median 103.3 to 96.0 ms
+    /// (`bench/incremental --rounds 14`).
+    fn defer(&self, dir: BorrowedFd<'_>, name: &CStr, st: &rustix::fs::Stat, path: &[u8]) -> bool {
+        {
+            let c = self.changed.lock().expect("poisoned");
+            if !c.open || c.files.len() >= CHANGED_WAITING {
+                return false;
+            }
+        }
+        let Ok(fd) = rustix::fs::openat(dir, name, AHEAD_FLAGS, Mode::empty()) else {
+            return false;
+        };
+        let _ = rustix::fs::fadvise(&fd, 0, None, rustix::fs::Advice::WillNeed);
+        self.changed.lock().expect("poisoned").files.push_back(ChangedFile {
+            fd,
+            ino: st.st_ino,
+            size: st.st_size,
+            mtime_ns: mtime_ns(st),
+            path: path.to_vec(),
+        });
+        self.changed_wake.notify_one();
+        true
+    }
+
+    /// Stores the changed files handed over by [`Walker::defer`] until the
+    /// walk ends and none is left; their paths, hashes and sizes. One that
+    /// is no longer the file the walk saw, or fails, is left to be read
+    /// after the walk like any file whose hash is unknown (which reports
+    /// what went wrong).
+    fn store_changed(&self, batch: &Batch<'_>) -> Vec<Stored> {
+        let mut out = Vec::new();
+        loop {
+            let f = {
+                let mut c = self.changed.lock().expect("poisoned");
+                loop {
+                    if let Some(f) = c.files.pop_front() {
+                        break f;
+                    }
+                    if !c.open {
+                        return out;
+                    }
+                    c = self.changed_wake.wait(c).expect("poisoned");
+                }
+            };
+            let Ok(now) = rustix::fs::fstat(&f.fd) else { continue };
+            if (now.st_ino, now.st_size, mtime_ns(&now)) != (f.ino, f.size, f.mtime_ns) {
+                continue;
+            }
+            if let Ok((h, n)) = batch.put_file(&mut File::from(f.fd), &under(self.root, &f.path), f.size as u64) {
+                self.stored_now.fetch_add(1, Ordering::Relaxed);
+                out.push((f.path, h, n));
+            }
+        }
     }
 
     /// Reads one directory: every entry in it is visited, subdirectories
@@ -443,7 +539,16 @@ impl Walker<'_> {
             mine.entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
             mine
         };
-        let results: Vec<Found> = std::thread::scope(|s| {
+        if self.batch.is_some() && self.changed_from != i64::MAX {
+            self.changed.lock().expect("poisoned").open = true;
+        }
+        let (results, stored): (Vec<Found>, Vec<Vec<Stored>>) = std::thread::scope(|s| {
+            let storers: Vec<_> = match self.batch {
+                Some(b) if self.changed.lock().expect("poisoned").open => {
+                    (0..STORERS).map(|_| s.spawn(|| self.store_changed(b))).collect()
+                }
+                _ => Vec::new(),
+            };
             let others: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
             let mut all = vec![work()];
             all.extend(
@@ -451,7 +556,13 @@ impl Walker<'_> {
                     .into_iter()
                     .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
             );
-            all
+            self.changed.lock().expect("poisoned").open = false;
+            self.changed_wake.notify_all();
+            let stored = storers
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect();
+            (all, stored)
         });
         if let Some(e) = queue.into_inner().expect("poisoned").failed {
             return Err(e);
@@ -467,6 +578,17 @@ impl Walker<'_> {
             found.sockets.extend(r.sockets);
         }
         found.entries = merge_sorted(runs);
+        // The storers' hashes, in path order like the entries: one merge.
+        let mut stored: Vec<Stored> = stored.into_iter().flatten().collect();
+        stored.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut stored = stored.into_iter().peekable();
+        for e in &mut found.entries {
+            while stored.next_if(|(p, ..)| *p < e.path).is_some() {}
+            if let Some((_, h, n)) = stored.next_if(|(p, ..)| *p == e.path) {
+                e.hash = Some(h);
+                e.size = n;
+            }
+        }
         Ok(())
     }
 }
@@ -573,6 +695,8 @@ fn scan(
             _ => i64::MAX,
         },
         stored_now: AtomicU64::new(0),
+        changed: Mutex::default(),
+        changed_wake: Condvar::new(),
     };
     let name = CString::new(rel.rsplit('/').next().expect("split yields one"))
         .expect("the plan checked its paths: no NUL byte");
@@ -736,18 +860,20 @@ fn read_ahead(p: &Path) {
     }
 }
 
-/// Stores `name` in `dir` while the walk goes on, if it is still the file
+/// Stores `name` in `dir` on the walker's own thread, if it is still the file
 /// the walk saw in `st` (same inode, size and mtime); its hash and size.
 /// `None` on any failure: then it is read after the walk like any other
-/// file whose hash is unknown, and that read reports what went wrong.
+/// file whose hash is unknown, and that read reports what went wrong. For a
+/// changed file no storer took (see [`Walker::defer`]).
 ///
 /// A file changed since the previous capture was sealed is almost always one
-/// to read. Read here, its disk reads and its hashing overlap the walk's
-/// system calls instead of following them: on the bench tree (234 changed
-/// files, many partly out of the page cache) the walk and the reads took
-/// 66-86 ms one after the other, 60-65 ms together; the whole incremental
-/// checkpoint went from a median 98.3 to 94.5 ms (`bench/incremental`, 12
-/// rounds, on a day the machine was slower than the README's figures).
+/// to read. Read during the walk, its disk reads and its hashing overlap the
+/// walk's system calls instead of following them: on the bench tree (234
+/// changed files, many partly out of the page cache) the walk and the reads
+/// took 66-86 ms one after the other, 60-65 ms together; the whole
+/// incremental checkpoint went from a median 98.3 to 94.5 ms
+/// (`bench/incremental`, 12 rounds, on a day the machine was slower than the
+/// README's figures).
 fn store_now(
     dir: BorrowedFd<'_>,
     name: &CStr,
