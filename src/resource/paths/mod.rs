@@ -719,6 +719,10 @@ fn scan(
         {
             s.spawn(|| b.list_store());
         }
+        // Before the walk's objects are named (after it, see `Walker::walk`).
+        if let (Previous::Lazy { sealed: Some(at), .. }, Some(b)) = (prev, batch) {
+            s.spawn(move || b.look_at_fans(at));
+        }
         let walked = (|| {
             if walker.visit(parent.as_fd(), &name, rel.as_bytes().to_vec(), &mut found)? {
                 walker.walk(
