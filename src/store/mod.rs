@@ -787,23 +787,16 @@ impl Batch<'_> {
         let pending = std::mem::take(&mut *self.pending.lock().expect("poisoned"));
         let dir = &self.store.dir;
         let tmp = dir.join("tmp");
-        // What a sync started ahead covered is durable and named already.
-        let named_ahead = match ahead {
-            Some(a) => {
-                let named = a.done.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
-                self.written.lock().expect("poisoned").extend(named.iter().copied());
-                named.len()
-            }
-            None => 0,
-        };
-        if pending.is_empty() && named_ahead == 0 {
+        if pending.is_empty() && ahead.is_none() {
             return Ok((self.stored.load(Ordering::Relaxed), meanwhile()));
         }
         // Every temporary file is durable before any is named. A few are
         // fsynced each; many go faster with one syncfs (measured on the bench
         // tree: 234 objects took ~400 ms as fsyncs, ~20 ms as one syncfs). But
         // syncfs also flushes unrelated dirty data, such as a restore's staged
-        // files behind its safety checkpoint, so small batches avoid it.
+        // files behind its safety checkpoint, so small batches avoid it. This
+        // runs while a sync started ahead may still be on: a capture's
+        // manifest is made durable meanwhile.
         let tmp_fd = File::open(&tmp).map_err(StoreError::io("opening", &tmp))?;
         if pending.len() <= FEW {
             for (from, _) in &pending {
@@ -814,6 +807,15 @@ impl Batch<'_> {
         } else {
             rustix::fs::syncfs(&tmp_fd).map_err(|e| StoreError::io("syncing", &tmp)(e.into()))?;
         }
+        // What a sync started ahead covered is durable and named, once it ends.
+        let named_ahead = match ahead {
+            Some(a) => {
+                let named = a.done.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+                self.written.lock().expect("poisoned").extend(named.iter().copied());
+                named.len()
+            }
+            None => 0,
+        };
         // On several threads: objects go to 256 directories, each renamed
         // under its own directory's lock (234 renames: ~5 ms on one thread).
         let renamed = parallel(&pending, |(from, hash)| self.store.name(from, *hash));
@@ -859,6 +861,13 @@ pub trait Progress: Sync {
 /// No progress reporting.
 impl Progress for () {}
 
+/// The cores this process may use (2 if unknown). Asked once: the standard
+/// library reads the cgroup's CPU quota files each time (three `open`s).
+pub fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+}
+
 /// Runs `f` on every item using every core (up to 4), keeping the order of results.
 pub fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     parallel_ahead(items, 0, |_| {}, f)
@@ -875,7 +884,7 @@ pub fn parallel_ahead<T: Sync, R: Send>(
     ahead: impl Fn(&T) + Sync,
     f: impl Fn(&T) -> R + Sync,
 ) -> Vec<R> {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
+    let threads = cores().clamp(1, 4);
     if items.len() < 2 || threads == 1 {
         return items.iter().map(f).collect();
     }

@@ -481,9 +481,7 @@ impl Walker<'_> {
         let wake = Condvar::new();
         // More threads than cores: a walk waits on the disk for directory
         // blocks and inodes not in the cache, and others run meanwhile.
-        let threads = std::thread::available_parallelism()
-            .map_or(2, |n| n.get() * 4)
-            .clamp(4, 16);
+        let threads = (crate::store::cores() * 4).clamp(4, 16);
         let work = || {
             let mut mine = Found::default();
             // Room for all: one thread may find most of them. What is never
