@@ -323,6 +323,14 @@ fn sorted_runs_merge_into_one_sorted_list() {
         rdev: 0,
         recent: false,
     };
+    let assert_merges = |lists: Vec<Vec<Entry>>, mut all: Vec<String>, what: &str| {
+        all.sort();
+        let merged: Vec<String> = merge_sorted(lists)
+            .into_iter()
+            .map(|e| String::from_utf8(e.path).unwrap())
+            .collect();
+        assert_eq!(merged, all, "{what}");
+    };
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     let mut next = || {
         rng ^= rng << 13;
@@ -350,12 +358,7 @@ fn sorted_runs_merge_into_one_sorted_list() {
                 l
             })
             .collect();
-        all.sort();
-        let merged: Vec<String> = merge_sorted(lists)
-            .into_iter()
-            .map(|e| String::from_utf8(e.path).unwrap())
-            .collect();
-        assert_eq!(merged, all, "{runs} runs");
+        assert_merges(lists, all, &format!("{runs} runs"));
     }
     // As a walk deals them: each run holds whole directories, so the merge
     // takes long stretches from one run (and `d7` and `d7.py` interleave).
@@ -376,12 +379,7 @@ fn sorted_runs_merge_into_one_sorted_list() {
         for l in &mut lists {
             l.sort_unstable_by(|a, b| a.path.cmp(&b.path));
         }
-        all.sort();
-        let merged: Vec<String> = merge_sorted(lists)
-            .into_iter()
-            .map(|e| String::from_utf8(e.path).unwrap())
-            .collect();
-        assert_eq!(merged, all, "{runs} runs of whole directories");
+        assert_merges(lists, all, &format!("{runs} runs of whole directories"));
     }
 }
 
