@@ -406,6 +406,35 @@ impl Store {
         Some(st.st_ctime.saturating_mul(1_000_000_000) + st.st_ctime_nsec as i64)
     }
 
+    /// Which fan-out directories (by first byte) have not changed since `sealed`.
+    fn fans_unchanged_since(&self, sealed: i64) -> [bool; 256] {
+        let mut out = [false; 256];
+        // A clock set back since the seal could stamp a change before it.
+        if self.seal_now().is_none_or(|now| now < sealed) {
+            return out;
+        }
+        let Ok(fd) = rustix::fs::open(
+            &self.dir,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        ) else {
+            return out;
+        };
+        for (b, unchanged) in out.iter_mut().enumerate() {
+            let name = [HEX[b >> 4], HEX[b & 15]];
+            if let Ok(st) = rustix::fs::statat(&fd, &name[..], rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                && rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
+            {
+                let ctime = st.st_ctime.saturating_mul(1_000_000_000) + st.st_ctime_nsec as i64;
+                // A file system that keeps whole seconds (nanoseconds 0) or
+                // coarser steps than a millisecond could stamp a later change
+                // below the seal: such directories are looked at.
+                *unchanged = st.st_ctime_nsec != 0 && ctime < sealed - SEAL_MARGIN_NS;
+            }
+        }
+        out
+    }
+
     /// Starts a set of writes made durable together by [`Batch::commit`].
     pub fn batch(&self) -> Batch<'_> {
         Batch {
@@ -419,7 +448,7 @@ impl Store {
             counter: AtomicU64::new(0),
             stored: AtomicU64::new(0),
             ahead: Mutex::new(None),
-            fans: std::sync::OnceLock::new(),
+            fans: Mutex::new(None),
         }
     }
 }
@@ -456,9 +485,17 @@ pub struct Batch<'s> {
     stored: AtomicU64,
     /// The sync started ahead of [`Batch::commit`], if any.
     ahead: Mutex<Option<Ahead>>,
-    /// The fan-out directories unchanged since a seal, and that seal (see
+    /// The fan-out directories unchanged since a seal (see
     /// [`Batch::look_at_fans`]).
-    fans: std::sync::OnceLock<(i64, [bool; 256])>,
+    fans: Mutex<Option<Fans>>,
+}
+
+/// A look at the fan-out directories for a seal: under way, or its answer.
+#[derive(Debug)]
+#[expect(clippy::large_enum_variant, reason = "one per batch, never moved in a loop")]
+enum Fans {
+    Looking(i64, std::thread::JoinHandle<[bool; 256]>),
+    Seen(i64, [bool; 256]),
 }
 
 impl Batch<'_> {
@@ -524,9 +561,9 @@ impl Batch<'_> {
     /// on the path of every incremental checkpoint). The others are looked
     /// up as by [`Batch::stored_many`].
     pub fn stored_since(&self, hashes: &[Hash], sealed: i64) -> Vec<bool> {
-        let unchanged = match self.fans.get() {
-            Some((at, fans)) if *at == sealed => *fans,
-            _ => self.fans_unchanged_since(sealed),
+        let unchanged = match self.fans_seen() {
+            Some((at, fans)) if at == sealed => fans,
+            _ => self.store.fans_unchanged_since(sealed),
         };
         let (kept, rest): (Vec<usize>, Vec<usize>) =
             (0..hashes.len()).partition(|&i| unchanged[hashes[i].0[0] as usize]);
@@ -543,40 +580,33 @@ impl Batch<'_> {
         out
     }
 
-    /// Looks now at which fan-out directories have not changed since
-    /// `sealed`, for [`Batch::stored_since`] to use later: a caller that will
-    /// ask calls this before the batch names its first object. Naming one
-    /// changes its directory's ctime, and every hash in a changed directory
-    /// is looked up: looked at after the 234 objects of the bench tree's
-    /// incremental checkpoint were named, ~150 of the 256 directories had
-    /// changed, and 1,000-6,000 lookups took 5-40 ms.
+    /// Starts looking, on a thread of its own, at which fan-out directories
+    /// have not changed since `sealed`, for [`Batch::stored_since`] to use
+    /// later; the batch names none of its objects before the look is done.
+    /// Naming one changes its directory's ctime, and every hash in a changed
+    /// directory is looked up: looked at after the 234 objects of the bench
+    /// tree's incremental checkpoint were named, ~150 of the 256 directories
+    /// had changed, and 1,000-6,000 lookups took 5-40 ms.
     pub fn look_at_fans(&self, sealed: i64) {
-        self.fans.get_or_init(|| (sealed, self.fans_unchanged_since(sealed)));
+        let mut fans = self.fans.lock().expect("poisoned");
+        if fans.is_none() {
+            let store = self.store.clone();
+            *fans = Some(Fans::Looking(
+                sealed,
+                std::thread::spawn(move || store.fans_unchanged_since(sealed)),
+            ));
+        }
     }
 
-    /// Which fan-out directories (by first byte) have not changed since `sealed`.
-    fn fans_unchanged_since(&self, sealed: i64) -> [bool; 256] {
-        let mut out = [false; 256];
-        // A clock set back since the seal could stamp a change before it.
-        if self.store.seal_now().is_none_or(|now| now < sealed) {
-            return out;
-        }
-        let Some(fd) = self.dir_fd() else {
-            return out;
+    /// The look [`Batch::look_at_fans`] started, once done: its seal and answer.
+    fn fans_seen(&self) -> Option<(i64, [bool; 256])> {
+        let mut fans = self.fans.lock().expect("poisoned");
+        let (at, seen) = match fans.take()? {
+            Fans::Looking(at, h) => (at, h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
+            Fans::Seen(at, seen) => (at, seen),
         };
-        for (b, unchanged) in out.iter_mut().enumerate() {
-            let name = [HEX[b >> 4], HEX[b & 15]];
-            if let Ok(st) = rustix::fs::statat(fd, &name[..], rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
-                && rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
-            {
-                let ctime = st.st_ctime.saturating_mul(1_000_000_000) + st.st_ctime_nsec as i64;
-                // A file system that keeps whole seconds (nanoseconds 0) or
-                // coarser steps than a millisecond could stamp a later change
-                // below the seal: such directories are looked at.
-                *unchanged = st.st_ctime_nsec != 0 && ctime < sealed - SEAL_MARGIN_NS;
-            }
-        }
-        out
+        *fans = Some(Fans::Seen(at, seen));
+        Some((at, seen))
     }
 
     /// The store directory, for lookups relative to it.
@@ -755,6 +785,8 @@ impl Batch<'_> {
         // durable; only then are they named.
         let objects = std::mem::take(&mut *pending);
         drop(pending);
+        // Nothing is named before the fan-out directories were looked at.
+        self.fans_seen();
         let store = self.store.clone();
         let done = std::thread::spawn(move || {
             let tmp = store.dir.join("tmp");
@@ -816,6 +848,7 @@ impl Batch<'_> {
             }
             None => 0,
         };
+        self.fans_seen();
         // On several threads: objects go to 256 directories, each renamed
         // under its own directory's lock (234 renames: ~5 ms on one thread).
         let renamed = parallel(&pending, |(from, hash)| self.store.name(from, *hash));
@@ -1059,7 +1092,7 @@ mod tests {
         let sealed = store.seal_now().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(30));
 
-        let unchanged = store.batch().fans_unchanged_since(sealed);
+        let unchanged = store.fans_unchanged_since(sealed);
         assert!(
             fans.iter().all(|&f| unchanged[f as usize]),
             "every directory written before the seal"
@@ -1071,7 +1104,7 @@ mod tests {
         // Removed after the seal: its directory changed; the others did not.
         let gone = objs[0];
         std::fs::remove_file(store.path_of(gone)).unwrap();
-        let unchanged = store.batch().fans_unchanged_since(sealed);
+        let unchanged = store.fans_unchanged_since(sealed);
         assert!(!unchanged[gone.0[0] as usize]);
         let others: Vec<u8> = fans.iter().copied().filter(|&f| f != gone.0[0]).collect();
         assert!(others.iter().all(|&f| unchanged[f as usize]));
@@ -1080,16 +1113,9 @@ mod tests {
 
         // A seal from before the commit, or one the clock has not reached
         // yet (set back since), vouches for nothing.
+        assert!(!store.fans_unchanged_since(sealed - 60_000_000).iter().any(|&u| u));
         assert!(
             !store
-                .batch()
-                .fans_unchanged_since(sealed - 60_000_000)
-                .iter()
-                .any(|&u| u)
-        );
-        assert!(
-            !store
-                .batch()
                 .fans_unchanged_since(store.seal_now().unwrap() + 3_600_000_000_000)
                 .iter()
                 .any(|&u| u)
@@ -1128,7 +1154,7 @@ mod tests {
             "every old directory written to"
         );
         assert!(
-            store.batch().fans_unchanged_since(sealed).iter().all(|&u| !u),
+            store.fans_unchanged_since(sealed).iter().all(|&u| !u),
             "looked at now, every directory changed"
         );
         assert_eq!(b.stored_since(&old, sealed), vec![true; old.len()]);

@@ -700,6 +700,11 @@ fn scan(
         .expect("the plan checked its paths: no NUL byte");
     let mut found = Found::default();
     progress.begin(&format!("scanning {rel}"), 0, 0);
+    // On a thread while the tree is walked; the walk's objects are named
+    // only once it is done (see `Batch::look_at_fans`).
+    if let (Previous::Lazy { sealed: Some(at), .. }, Some(b)) = (prev, batch) {
+        b.look_at_fans(at);
+    }
     // While the tree is walked: the previous manifest is read, and the store
     // listed if many of its hashes will be looked up.
     let (walked, loaded) = std::thread::scope(|s| {
@@ -716,10 +721,6 @@ fn scan(
             && files as usize >= crate::store::LIST_FROM
         {
             s.spawn(|| b.list_store());
-        }
-        // Before the walk's objects are named (after it, see `Walker::walk`).
-        if let (Previous::Lazy { sealed: Some(at), .. }, Some(b)) = (prev, batch) {
-            s.spawn(move || b.look_at_fans(at));
         }
         let walked = (|| {
             if walker.visit(parent.as_fd(), &name, rel.as_bytes().to_vec(), &mut found)? {
