@@ -178,10 +178,11 @@ impl Manifest {
     }
 
     /// A manifest of `entries` already sorted by path, as a walk's merge
-    /// leaves them: not sorted again (checked in debug builds, and by
-    /// [`Manifest::validate`] before it is trusted).
+    /// leaves them: not sorted again (checked in debug builds). A name that
+    /// a listing gave twice (a rename while it was read) stays twice: a
+    /// capture's manifest is refused for it by [`Manifest::validate`].
     pub fn sorted(root: impl Into<Vec<u8>>, entries: Vec<Entry>) -> Manifest {
-        debug_assert!(entries.is_sorted_by(|a, b| a.path < b.path), "entries sorted by path");
+        debug_assert!(entries.is_sorted_by(|a, b| a.path <= b.path), "entries sorted by path");
         Manifest {
             root: root.into(),
             entries,
