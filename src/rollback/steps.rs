@@ -135,13 +135,6 @@ pub fn recover(ws: &Workspace, op: OpId, seq: i64) {
             && let Some(pg) = rustix::process::Pid::from_raw(pgid)
         {
             let _ = rustix::process::kill_process_group(pg, rustix::process::Signal::KILL);
-            // A kill is delivered, not done: the step runs again only once
-            // nothing of the group is left to race it (a few seconds at most;
-            // a group still there then, such as zombies nobody reaps, is left).
-            let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
-            while rustix::process::test_kill_process_group(pg).is_ok() && std::time::Instant::now() < until {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
         }
     }
 }
