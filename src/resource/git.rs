@@ -69,7 +69,7 @@ fn optional(r: Result<String, GitError>) -> Option<String> {
 
 /// Commits made by backout itself carry this identity, so capture works in a
 /// repository where the user never configured one.
-const IDENTITY: &[(&str, &str)] = &[
+pub(crate) const IDENTITY: &[(&str, &str)] = &[
     ("GIT_AUTHOR_NAME", "backout"),
     ("GIT_AUTHOR_EMAIL", "backout@localhost"),
     ("GIT_COMMITTER_NAME", "backout"),

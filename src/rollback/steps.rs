@@ -445,17 +445,11 @@ mod tests {
     fn locks_a_killed_git_left_are_cleared_before_the_step_runs_again() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path();
-        let id = [
-            ("GIT_AUTHOR_NAME", "t"),
-            ("GIT_AUTHOR_EMAIL", "t@localhost"),
-            ("GIT_COMMITTER_NAME", "t"),
-            ("GIT_COMMITTER_EMAIL", "t@localhost"),
-        ];
         git::git(p, &["init", "-q", "-b", "main"], &[]).unwrap();
         for n in ["one", "two"] {
             std::fs::write(p.join("a.txt"), n).unwrap();
             git::git(p, &["add", "a.txt"], &[]).unwrap();
-            git::git(p, &["commit", "-qm", n], &id).unwrap();
+            git::git(p, &["commit", "-qm", n], git::IDENTITY).unwrap();
         }
         let locks = [".git/index.lock", ".git/HEAD.lock", ".git/refs/heads/main.lock"];
         for l in locks {
