@@ -115,9 +115,10 @@ pub async fn run(ctx: &Ctx, args: CheckpointArgs) -> Result<ExitCode, CommandErr
             }
             for s in res.summary.iter().filter(|s| s.kind != "git") {
                 ctx.printer.out(format!(
-                    "  {}: {} files, {} ({} new)",
+                    "  {}: {} file{}, {} ({} new)",
                     s.name,
                     s.files,
+                    if s.files == 1 { "" } else { "s" },
                     bytes(s.bytes),
                     bytes(s.stored)
                 ));

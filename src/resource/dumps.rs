@@ -179,10 +179,16 @@ impl<'a> PlannedRestore for DbRestore<'a> {
     fn changes(&self) -> Vec<ChangeLine> {
         self.actions
             .iter()
-            .map(|a| ChangeLine {
-                resource: self.state.snapshot.name.clone(),
-                action: "replace".into(),
-                what: a.clone(),
+            .map(|a| {
+                // Each sentence starts with its verb ("replace its 2 table(s)
+                // ...", "drop 1 table(s) ...", "terminate 1 session(s) ..."):
+                // the verb is the action, as `add` or `remove` are for files.
+                let (verb, rest) = a.split_once(' ').unwrap_or(("replace", a));
+                ChangeLine {
+                    resource: self.state.snapshot.name.clone(),
+                    action: verb.into(),
+                    what: rest.into(),
+                }
             })
             .collect()
     }

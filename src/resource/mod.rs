@@ -178,7 +178,9 @@ impl Cx<'_> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChangeLine {
     pub resource: String,
-    /// `add`, `change`, `meta`, `remove`, `index`, `move`.
+    /// `add`, `change`, `meta`, `remove`, `index`, `move` (files and git);
+    /// `run` (a command's restore); for a database, the verb of what its
+    /// tool will do: `replace`, `drop`, `terminate`, `write`, `delete`.
     pub action: String,
     pub what: String,
 }

@@ -39,7 +39,7 @@ steps = [{ resource = ["main", "state"] }]
     );
     let r = p.run(&["checkpoint"]);
     r.success();
-    assert!(r.stdout().contains("main: 1 files"), "{}", r.stdout());
+    assert!(r.stdout().contains("main: 1 file, "), "{}", r.stdout());
     let list = p.run(&["checkpoints", "--json"]);
     list.success();
     let listed: serde_json::Value = serde_json::from_str(&list.stdout()).unwrap();
@@ -57,7 +57,37 @@ steps = [{ resource = ["main", "state"] }]
 
     let dry = p.run(&["restore", "cp-1", "--dry-run"]);
     dry.success();
-    assert!(dry.stdout().contains("main"), "{}", dry.stdout());
+    // The line names the verb once, then what it replaces with what; not the
+    // staging file, which is gone once the dry run ends.
+    let line = dry
+        .stdout()
+        .lines()
+        .find(|l| l.starts_with("* main: "))
+        .unwrap_or_else(|| panic!("no line for main: {}", dry.stdout()))
+        .to_string();
+    let live = db.display().to_string();
+    assert!(
+        line.starts_with(&format!(
+            "* main: replace its 1 table(s) in {live} with the checkpoint's 1 table(s) ("
+        )),
+        "{line}"
+    );
+    assert!(!line.contains(".backout"), "{line}");
+    let json = p.run(&["--json", "restore", "cp-1", "--dry-run"]);
+    json.success();
+    let out: serde_json::Value = serde_json::from_str(&json.stdout()).unwrap();
+    let main: Vec<_> = out["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["resource"] == "main")
+        .collect();
+    assert_eq!(main.len(), 1, "{out}");
+    assert_eq!(main[0]["action"], "replace", "{out}");
+    assert!(
+        main[0]["what"].as_str().unwrap().starts_with("its 1 table(s) in "),
+        "{out}"
+    );
     assert!(
         dry.stdout().contains("cp "),
         "the command it would run is shown: {}",

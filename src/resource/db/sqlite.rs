@@ -161,7 +161,6 @@ pub fn verify(snap: &DbSnapshot, dir: &Path) -> Result<(), DbError> {
 pub fn plan_restore(db: &Database, snap: &DbSnapshot, dir: &Path) -> Result<RestorePlan, DbError> {
     verify(snap, dir)?;
     let live = live_path(db)?;
-    let dump = dir.join(&snap.file.name);
     let now = if live.is_file() {
         let n = count_tables(&read_only(live)?, live)?;
         format!("its {n} table(s)")
@@ -173,11 +172,10 @@ pub fn plan_restore(db: &Database, snap: &DbSnapshot, dir: &Path) -> Result<Rest
         kind: DbKind::Sqlite,
         target: live.display().to_string(),
         actions: vec![format!(
-            "replace {now} in {} with the checkpoint's {} table(s) ({}) from {}, in place, through SQLite's backup API",
+            "replace {now} in {} with the checkpoint's {} table(s) ({}), in place, through SQLite's backup API",
             live.display(),
             snap.tables.unwrap_or(0),
             human_bytes(snap.file.size),
-            dump.display()
         )],
     })
 }
