@@ -61,25 +61,46 @@ pub fn run(ctx: &Ctx, _args: CheckpointsArgs) -> Result<ExitCode, CommandError> 
         ctx.printer.status("no checkpoints yet; run `backout checkpoint`");
         return Ok(ExitCode::Ok);
     }
-    ctx.printer.out(format!(
-        "{:<7} {:<19}  {:<10}  {:>9}  {:<20}  {:<10}  {}",
-        "ID", "TIME (UTC)", "COMPLETE", "SIZE", "LABEL", "PHASE", "RESOURCES"
-    ));
-    for l in &lines {
-        ctx.printer.out(format!(
-            "{:<7} {:<19}  {:<10}  {:>9}  {:<20}  {:<10}  {}",
-            l.id,
-            l.time,
-            if l.complete { "yes" } else { "no (interrupted)" },
-            bytes(l.bytes),
-            l.label.as_deref().unwrap_or("-"),
-            l.phase.as_deref().unwrap_or("-"),
-            if l.resources.is_empty() {
-                "-".into()
-            } else {
-                l.resources.join(", ")
-            }
-        ));
+    // Each column as wide as its widest cell: labels, "no (interrupted)"
+    // and long ids stay in their column.
+    let header = ["ID", "TIME (UTC)", "COMPLETE", "SIZE", "LABEL", "PHASE", "RESOURCES"].map(String::from);
+    let rows: Vec<[String; 7]> = lines
+        .iter()
+        .map(|l| {
+            [
+                l.id.clone(),
+                l.time.clone(),
+                if l.complete { "yes" } else { "no (interrupted)" }.to_string(),
+                bytes(l.bytes),
+                l.label.clone().unwrap_or_else(|| "-".into()),
+                l.phase.clone().unwrap_or_else(|| "-".into()),
+                if l.resources.is_empty() {
+                    "-".into()
+                } else {
+                    l.resources.join(", ")
+                },
+            ]
+        })
+        .collect();
+    let mut width = header.clone().map(|h| h.chars().count());
+    for r in &rows {
+        for (w, cell) in width.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for r in std::iter::once(&header).chain(&rows) {
+        let cells: Vec<String> = r
+            .iter()
+            .zip(width)
+            .enumerate()
+            .map(|(i, (cell, w))| match i {
+                // The size right-aligned; the last column not padded.
+                3 => format!("{cell:>w$}"),
+                6 => cell.clone(),
+                _ => format!("{cell:<w$}"),
+            })
+            .collect();
+        ctx.printer.out(cells.join("  "));
     }
     Ok(ExitCode::Ok)
 }

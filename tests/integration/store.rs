@@ -139,6 +139,24 @@ fn checkpoint_list_dry_run_restore_and_undo() {
             .contains("would make 0 change(s)")
     );
 
+    // The text listing keeps every column in line, whatever the label's
+    // length (the safety checkpoints' "before restore of cp-1" is 22).
+    let text = p.run(&["checkpoints"]);
+    text.success();
+    let out = text.stdout();
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines.len() >= 3, "{out}");
+    let header = lines[0];
+    let at = |name: &str| header.find(name).unwrap_or_else(|| panic!("{name} in {header:?}"));
+    for line in &lines[1..] {
+        // Values start where their header does: the phase "-" sits under PHASE,
+        // the resources under RESOURCES.
+        assert_eq!(&line[at("PHASE")..at("PHASE") + 2], "- ", "{out}");
+        let r = at("RESOURCES");
+        assert!(line[r - 2..r] == *"  " && !line[r..].starts_with(' '), "{out}");
+    }
+    assert!(out.contains("before restore of cp-1"), "{out}");
+
     let bad = p.run(&["restore", "cp-1", "--only", "nope"]);
     bad.code_is(1);
     assert!(
