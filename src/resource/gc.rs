@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use super::{Resources, checkpoint_name, git};
-use crate::store::fsck::{Damage, FsckReport, Problem, Reference};
+use crate::store::fsck::{Damage, FsckReport, ObjectReference, Problem, Reference};
 use crate::store::manifest::{Kind, Manifest};
 use crate::store::{Hash, Progress};
 use crate::workspace::Workspace;
@@ -79,6 +79,8 @@ pub fn gc(ws: &Workspace, rules: &GcRules) -> anyhow::Result<GcReport> {
             live.insert(p.manifest);
             live.extend(m.entries.iter().filter(|e| e.kind == Kind::File).filter_map(|e| e.hash));
         }
+        // Its database dumps and commands' outputs, which no manifest names.
+        live.extend(Resources::from_row(c).objects().map(|(_, object, _)| object));
     }
     for c in all.iter().filter(|c| drop_ids.contains(&c.id)) {
         if let Some(g) = Resources::from_row(c).git {
@@ -107,6 +109,7 @@ pub fn gc(ws: &Workspace, rules: &GcRules) -> anyhow::Result<GcReport> {
 pub fn fsck(ws: &Workspace, progress: &dyn Progress) -> anyhow::Result<FsckReport> {
     let store = ws.store()?;
     let mut refs = Vec::new();
+    let mut objects = Vec::new();
     let mut git_damage = Vec::new();
     for c in ws.oplog.checkpoints()?.iter().filter(|c| c.complete) {
         let res = Resources::from_row(c);
@@ -118,6 +121,12 @@ pub fn fsck(ws: &Workspace, progress: &dyn Progress) -> anyhow::Result<FsckRepor
                 manifest: p.manifest,
             });
         }
+        objects.extend(res.objects().map(|(resource, object, role)| ObjectReference {
+            checkpoint: name.clone(),
+            resource: resource.to_string(),
+            object,
+            role,
+        }));
         if let Some(g) = &res.git
             && let Err(e) = git::verify(g)
         {
@@ -126,7 +135,7 @@ pub fn fsck(ws: &Workspace, progress: &dyn Progress) -> anyhow::Result<FsckRepor
     }
     let total = store.list()?.len() as u64;
     progress.begin("checking objects", total, 0);
-    let mut report = crate::store::fsck::fsck(&store, &refs, &|n| progress.advance(n, 0))?;
+    let mut report = crate::store::fsck::fsck(&store, &refs, &objects, &|n| progress.advance(n, 0))?;
     progress.end();
     for (cp, commit, detail) in git_damage {
         report.damaged.push(Damage {

@@ -126,6 +126,21 @@ impl Resources {
         v
     }
 
+    /// The objects this checkpoint holds whole, outside any manifest: each
+    /// database's dump and each command's saved output, with the resource's
+    /// name and what the object is (`database dump`, `command output`).
+    pub fn objects(&self) -> impl Iterator<Item = (&str, Hash, &'static str)> {
+        let dumps = self
+            .databases
+            .iter()
+            .map(|d| (d.snapshot.name.as_str(), d.object, "database dump"));
+        let outputs = self
+            .commands
+            .iter()
+            .map(|c| (c.snapshot.name.as_str(), c.object, "command output"));
+        dumps.chain(outputs)
+    }
+
     /// Total captured bytes.
     pub fn bytes(&self) -> u64 {
         self.summary.iter().map(|s| s.bytes).sum()

@@ -20,6 +20,19 @@ pub struct Reference {
     pub manifest: Hash,
 }
 
+/// An object some checkpoint relies on whole, not through a manifest: a
+/// database's dump or a command's saved output.
+#[derive(Debug, Clone)]
+pub struct ObjectReference {
+    /// The checkpoint's name, e.g. `cp-3`.
+    pub checkpoint: String,
+    /// The resource's name, e.g. `main`.
+    pub resource: String,
+    pub object: Hash,
+    /// What the object is: `database dump` or `command output`.
+    pub role: &'static str,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Problem {
@@ -35,7 +48,7 @@ pub struct Damage {
     /// The object's name (for `git`, the commit).
     pub object: String,
     pub problem: Problem,
-    /// `manifest`, `file`, or `unreferenced`.
+    /// `manifest`, `file`, `database dump`, `command output`, or `unreferenced`.
     pub role: &'static str,
     pub detail: String,
     pub checkpoints: BTreeSet<String>,
@@ -66,9 +79,15 @@ impl FsckReport {
 
 const PATHS_SHOWN: usize = 5;
 
-/// Checks every object in `store` and everything `refs` rely on.
-/// `progress(objects_done)` is called as objects are verified.
-pub fn fsck(store: &Store, refs: &[Reference], progress: &(dyn Fn(u64) + Sync)) -> Result<FsckReport, StoreError> {
+/// Checks every object in `store`, everything the manifests in `refs` rely
+/// on, and the objects in `objects`. `progress(objects_done)` is called as
+/// objects are verified.
+pub fn fsck(
+    store: &Store,
+    refs: &[Reference],
+    objects: &[ObjectReference],
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<FsckReport, StoreError> {
     let all = store.list()?;
     let present: HashSet<Hash> = all.iter().copied().collect();
     let results = parallel(&all, |h| {
@@ -139,6 +158,28 @@ pub fn fsck(store: &Store, refs: &[Reference], progress: &(dyn Fn(u64) + Sync)) 
                 mark(h, Problem::Corrupt, "file", String::new(), Some(&e.shown()));
             }
         }
+    }
+    for r in objects {
+        let problem = if !present.contains(&r.object) {
+            Problem::Missing
+        } else if corrupt.contains(&r.object) {
+            Problem::Corrupt
+        } else {
+            continue;
+        };
+        let whose = format!("{} of {}", r.role, r.resource);
+        let d = damaged
+            .entry(r.object)
+            .or_insert_with(|| damage(r.object, problem, r.role, String::new()));
+        if d.role == "unreferenced" || d.detail.is_empty() {
+            // The first checkpoint that names it says what it is.
+            d.detail = match d.detail.as_str() {
+                "" => whose,
+                reason => format!("{whose}: {reason}"),
+            };
+        }
+        d.role = r.role;
+        d.checkpoints.insert(r.checkpoint.clone());
     }
     Ok(FsckReport {
         objects: all.len(),

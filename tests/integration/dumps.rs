@@ -131,6 +131,73 @@ steps = [{ resource = ["main", "state"] }]
     assert_eq!(sqlite(&db, "SELECT 1;"), "", "nothing was written");
 }
 
+/// gc keeps the dumps and saved outputs of the checkpoints it keeps (no
+/// manifest names them), removes the ones only a dropped checkpoint used, and
+/// fsck reports a kept checkpoint's dump that has gone missing.
+#[test]
+fn gc_keeps_the_dumps_of_kept_checkpoints_and_fsck_misses_none() {
+    let p = Project::new();
+    let db = p.path().join("app.db");
+    sqlite(
+        &db,
+        "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO items (name) VALUES ('a');",
+    );
+    p.file("state.txt", "v1\n");
+    p.file(
+        "backout.toml",
+        r#"[plan]
+name = "gc-dumps"
+[capture]
+databases = [{ name = "main", kind = "sqlite", path = "app.db" }]
+commands = [{ name = "state", save = ["cat", "state.txt"], restore = ["cp", "{file}", "state.txt"] }]
+"#,
+    );
+    p.run(&["checkpoint"]).success();
+    sqlite(&db, "INSERT INTO items (name) VALUES ('b');");
+    p.run(&["checkpoint"]).success();
+
+    // cp-1 goes, and with it its dump, the one object only it used (the
+    // saved output is the same in both).
+    let gc = p.run(&["gc", "--keep", "1", "--json"]);
+    gc.success();
+    let report: serde_json::Value = serde_json::from_str(&gc.stdout()).unwrap();
+    assert_eq!(report["dropped"], serde_json::json!(["cp-1"]), "{report}");
+    assert_eq!(report["objects_removed"], 1, "{report}");
+    let fsck = p.run(&["fsck"]);
+    fsck.success();
+
+    // cp-2 still restores both.
+    sqlite(&db, "DELETE FROM items;");
+    p.file("state.txt", "v2\n");
+    p.run(&["restore", "cp-2"]).success();
+    assert_eq!(sqlite(&db, "SELECT 1;"), "a,b");
+    assert_eq!(std::fs::read_to_string(p.path().join("state.txt")).unwrap(), "v1\n");
+
+    // Its dump deleted behind backout's back: fsck names it and the
+    // checkpoint, and restore refuses before writing anything.
+    let cp: serde_json::Value = serde_json::from_str(&p.run(&["show", "cp-2", "--json"]).stdout()).unwrap();
+    let object = cp["resources"]["databases"][0]["object"].as_str().unwrap().to_string();
+    let file = walk(&p.path().join(".backout/objects"))
+        .into_iter()
+        .find(|f| f.file_name().unwrap().to_string_lossy().contains(&object[2..]))
+        .expect("the dump object");
+    std::fs::remove_file(file).unwrap();
+    let fsck = p.run(&["fsck"]);
+    fsck.code_is(5);
+    let out = fsck.stdout();
+    assert!(
+        out.contains(&format!("missing database dump {}: affects cp-2", &object[..12])),
+        "{out}"
+    );
+    assert!(out.contains("database dump of main"), "{out}");
+    let json: serde_json::Value = serde_json::from_str(&p.run(&["fsck", "--json"]).stdout()).unwrap();
+    assert_eq!(json["affected_checkpoints"], serde_json::json!(["cp-2"]), "{json}");
+    sqlite(&db, "DELETE FROM items;");
+    let r = p.run(&["restore", "cp-2", "--only", "main"]);
+    assert_ne!(r.code(), 0, "{}", r.stdout());
+    assert_eq!(sqlite(&db, "SELECT 1;"), "", "nothing was written");
+}
+
 #[test]
 fn a_postgres_database_comes_back_through_checkpoint_and_restore() {
     let Some(url) = crate::server_url("BACKOUT_TEST_PG_URL") else {
