@@ -35,9 +35,34 @@ pub struct GcReport {
 }
 
 /// Drops checkpoints by `rules`, then every object no remaining checkpoint uses.
-/// Refuses (removing nothing) if a remaining checkpoint's manifest cannot be read,
-/// since its objects could not be told apart from garbage.
+/// Keeps the safety checkpoints the next `backout undo` and `backout redo`
+/// put back. Refuses (removing nothing) while a rollback, undo or redo a
+/// crash interrupted waits to be resumed, or if a remaining checkpoint or its
+/// manifest cannot be read, since its objects could not be told apart from
+/// garbage.
 pub fn gc(ws: &Workspace, rules: &GcRules) -> anyhow::Result<GcReport> {
+    // A rollback, undo or redo a kill interrupted resumes from its checkpoints.
+    if let Some(op) = ws.oplog.interrupted(&["rollback", "undo", "redo"])? {
+        anyhow::bail!(
+            "op-{} is a {} a crash interrupted; gc could drop the checkpoints it resumes from, so it removed nothing\n  = hint: finish it first (`backout {}`), then run gc again",
+            op.id,
+            op.kind,
+            op.kind
+        );
+    }
+    // What the next `backout undo` and `backout redo` put back.
+    let mut needed = HashSet::new();
+    for op in [
+        crate::rollback::undo::undo_target(ws)?,
+        crate::rollback::undo::redo_target(ws)?,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let Some(cp) = crate::rollback::undo::safety_of(ws, &op)? {
+            needed.insert(cp.id);
+        }
+    }
     let store = ws.store()?;
     let now = ws.now_ms();
     let all = ws.oplog.checkpoints()?;
@@ -50,7 +75,11 @@ pub fn gc(ws: &Workspace, rules: &GcRules) -> anyhow::Result<GcReport> {
             .older_than
             .is_some_and(|d| now - c.created_at > d.as_millis() as i64);
         let asked = rules.keep.is_some() || rules.older_than.is_some();
-        let drop = asked && rank > 0 && (rules.keep.is_none() || by_count) && (rules.older_than.is_none() || by_age);
+        let drop = asked
+            && rank > 0
+            && !needed.contains(&c.id)
+            && (rules.keep.is_none() || by_count)
+            && (rules.older_than.is_none() || by_age);
         if drop {
             drop_ids.push(c.id);
             report.dropped.push(checkpoint_name(c.id));
@@ -68,7 +97,15 @@ pub fn gc(ws: &Workspace, rules: &GcRules) -> anyhow::Result<GcReport> {
     // Everything the kept checkpoints use, read before anything is removed.
     let mut live: HashSet<Hash> = HashSet::new();
     for c in complete.iter().filter(|c| !drop_ids.contains(&c.id)) {
-        for p in Resources::from_row(c).paths {
+        let res = Resources::try_from_row(c).with_context(|| {
+            format!(
+                "gc stopped before removing anything: the record of {} cannot be read",
+                checkpoint_name(c.id)
+            )
+        })?;
+        // Its database dumps and commands' outputs, which no manifest names.
+        live.extend(res.objects().map(|(_, object, _)| object));
+        for p in res.paths {
             let m = Manifest::load(&store, p.manifest).with_context(|| {
                 format!(
                     "gc stopped before removing anything: {} of {} cannot be read; run `backout fsck`",
@@ -79,8 +116,6 @@ pub fn gc(ws: &Workspace, rules: &GcRules) -> anyhow::Result<GcReport> {
             live.insert(p.manifest);
             live.extend(m.entries.iter().filter(|e| e.kind == Kind::File).filter_map(|e| e.hash));
         }
-        // Its database dumps and commands' outputs, which no manifest names.
-        live.extend(Resources::from_row(c).objects().map(|(_, object, _)| object));
     }
     for c in all.iter().filter(|c| drop_ids.contains(&c.id)) {
         if let Some(g) = Resources::from_row(c).git {
@@ -111,9 +146,23 @@ pub fn fsck(ws: &Workspace, progress: &dyn Progress) -> anyhow::Result<FsckRepor
     let mut refs = Vec::new();
     let mut objects = Vec::new();
     let mut git_damage = Vec::new();
+    let mut unreadable = Vec::new();
     for c in ws.oplog.checkpoints()?.iter().filter(|c| c.complete) {
-        let res = Resources::from_row(c);
         let name = checkpoint_name(c.id);
+        let res = match Resources::try_from_row(c) {
+            Ok(res) => res,
+            Err(e) => {
+                unreadable.push(Damage {
+                    object: name.clone(),
+                    problem: Problem::Invalid,
+                    role: "checkpoint record",
+                    detail: format!("its record in the operation log cannot be read: {e}"),
+                    checkpoints: [name].into(),
+                    paths: Default::default(),
+                });
+                continue;
+            }
+        };
         for p in &res.paths {
             refs.push(Reference {
                 checkpoint: name.clone(),
@@ -137,6 +186,7 @@ pub fn fsck(ws: &Workspace, progress: &dyn Progress) -> anyhow::Result<FsckRepor
     progress.begin("checking objects", total, 0);
     let mut report = crate::store::fsck::fsck(&store, &refs, &objects, &|n| progress.advance(n, 0))?;
     progress.end();
+    report.damaged.extend(unreadable);
     for (cp, commit, detail) in git_damage {
         report.damaged.push(Damage {
             object: commit,

@@ -111,7 +111,14 @@ pub fn plan_specs(plan: &crate::plan::Plan) -> Vec<Spec> {
 
 impl Resources {
     pub fn from_row(row: &CheckpointRow) -> Resources {
-        serde_json::from_value(row.resources.clone()).unwrap_or_default()
+        Self::try_from_row(row).unwrap_or_default()
+    }
+
+    /// The checkpoint's record, or why it cannot be read (written by a newer
+    /// backout, or edited by hand): for gc and fsck, which must not take an
+    /// unreadable record for an empty one.
+    pub fn try_from_row(row: &CheckpointRow) -> Result<Resources, serde_json::Error> {
+        serde_json::from_value(row.resources.clone())
     }
 
     /// Every resource this checkpoint holds, ready to verify or restore.
@@ -464,6 +471,9 @@ pub fn restore(
         progress,
         captured: Default::default(),
     };
+    // The staged objects go however the restore ends: a dry run, a refusal
+    // (a damaged object), a failure or success.
+    let _staged = RemoveOnDrop(&cx.scratch);
     let mut planned = Vec::new();
     let mut changes = Vec::new();
     let mut warnings = Vec::new();
@@ -500,11 +510,18 @@ pub fn restore(
         .context("taking the safety checkpoint; nothing was restored")?;
     outcome.safety_checkpoint = Some(checkpoint_name(safety.id));
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "staged, safety checkpoint taken");
-    let result = commit_all(ws, op, &cx, &chosen, prepared, &cp_name, safety.id);
+    commit_all(ws, op, &cx, &chosen, prepared, &cp_name, safety.id)?;
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "committed");
-    let _ = std::fs::remove_dir_all(&cx.scratch);
-    result?;
     Ok(outcome)
+}
+
+/// Removes a staging directory when dropped.
+struct RemoveOnDrop<'a>(&'a Path);
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.0);
+    }
 }
 
 /// Puts back every resource `cp` holds except git, planned, staged and checked

@@ -106,12 +106,9 @@ fn is_nested(op: &OperationRow) -> bool {
     op.kind == "restore" && op.args["from"].as_str() == Some("rollback step")
 }
 
-/// Undoes the newest rollback, restore or redo not undone yet.
-pub async fn undo(ws: &Workspace) -> anyhow::Result<UndoReport> {
-    refuse_if_rollback_interrupted(ws)?;
-    if let Some(r) = finish_interrupted(ws).await? {
-        return Ok(r);
-    }
+/// The operation `backout undo` would take back now: the newest rollback,
+/// restore or redo not undone yet.
+pub fn undo_target(ws: &Workspace) -> anyhow::Result<Option<OperationRow>> {
     // An undo that failed took nothing back for good: its target can be undone again.
     let undone: BTreeSet<i64> = ws
         .oplog
@@ -120,23 +117,16 @@ pub async fn undo(ws: &Workspace) -> anyhow::Result<UndoReport> {
         .filter(|u| u.outcome.as_deref() == Some("ok"))
         .filter_map(|u| u.args["undoes"].as_i64())
         .collect();
-    let target = ws
+    Ok(ws
         .oplog
         .finished(UNDOABLE, 1000)?
         .into_iter()
-        .find(|o| !undone.contains(&o.id) && !is_nested(o))
-        .ok_or(UndoError::NothingToUndo)?;
-    let cp = safety_of(ws, &target)?.ok_or(UndoError::NoSafetyCheckpoint { op: target.id })?;
-    let args = serde_json::json!({ "undoes": target.id, "checkpoint_id": cp.id });
-    perform(ws, "undo", target.id, &cp, &args, None).await
+        .find(|o| !undone.contains(&o.id) && !is_nested(o)))
 }
 
-/// Reapplies what the newest undo took back, if nothing was rolled back since.
-pub async fn redo(ws: &Workspace) -> anyhow::Result<UndoReport> {
-    refuse_if_rollback_interrupted(ws)?;
-    if let Some(r) = finish_interrupted(ws).await? {
-        return Ok(r);
-    }
+/// The undo `backout redo` would reapply now: the newest one not redone,
+/// if nothing was rolled back or restored since.
+pub fn redo_target(ws: &Workspace) -> anyhow::Result<Option<OperationRow>> {
     let redone: BTreeSet<i64> = ws
         .oplog
         .finished(&["redo"], 1000)?
@@ -145,17 +135,42 @@ pub async fn redo(ws: &Workspace) -> anyhow::Result<UndoReport> {
         .filter_map(|u| u.args["redoes"].as_i64())
         .collect();
     let newest_change = ws.oplog.finished(&["rollback", "restore"], 1)?.first().map(|o| o.id);
-    let target = ws
+    Ok(ws
         .oplog
         .finished(&["undo"], 1000)?
         .into_iter()
         .filter(|o| o.outcome.as_deref() == Some("ok"))
         .find(|o| !redone.contains(&o.id))
-        .filter(|o| newest_change.is_none_or(|c| o.id > c))
-        .ok_or(UndoError::NothingToRedo)?;
+        .filter(|o| newest_change.is_none_or(|c| o.id > c)))
+}
+
+/// Undoes the newest rollback, restore or redo not undone yet.
+pub async fn undo(ws: &Workspace) -> anyhow::Result<UndoReport> {
+    take_back_or_redo(ws, "undo", undo_target, UndoError::NothingToUndo).await
+}
+
+/// Reapplies what the newest undo took back, if nothing was rolled back since.
+pub async fn redo(ws: &Workspace) -> anyhow::Result<UndoReport> {
+    take_back_or_redo(ws, "redo", redo_target, UndoError::NothingToRedo).await
+}
+
+/// `undo` or `redo` (`kind`): puts back the safety checkpoint of the
+/// operation `target` names, after finishing one a crash interrupted.
+async fn take_back_or_redo(
+    ws: &Workspace,
+    kind: &str,
+    target: fn(&Workspace) -> anyhow::Result<Option<OperationRow>>,
+    none: UndoError,
+) -> anyhow::Result<UndoReport> {
+    refuse_if_rollback_interrupted(ws)?;
+    if let Some(r) = finish_interrupted(ws).await? {
+        return Ok(r);
+    }
+    let target = target(ws)?.ok_or(none)?;
     let cp = safety_of(ws, &target)?.ok_or(UndoError::NoSafetyCheckpoint { op: target.id })?;
-    let args = serde_json::json!({ "redoes": target.id, "checkpoint_id": cp.id });
-    perform(ws, "redo", target.id, &cp, &args, None).await
+    let key = if kind == "undo" { "undoes" } else { "redoes" };
+    let args = serde_json::json!({ key: target.id, "checkpoint_id": cp.id });
+    perform(ws, kind, target.id, &cp, &args, None).await
 }
 
 /// Undoing around a half-done rollback would mix two states.

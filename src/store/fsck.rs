@@ -48,7 +48,8 @@ pub struct Damage {
     /// The object's name (for `git`, the commit).
     pub object: String,
     pub problem: Problem,
-    /// `manifest`, `file`, `database dump`, `command output`, or `unreferenced`.
+    /// `manifest`, `file`, `database dump`, `command output`, `checkpoint
+    /// record` (the object is then the checkpoint), or `unreferenced`.
     pub role: &'static str,
     pub detail: String,
     pub checkpoints: BTreeSet<String>,

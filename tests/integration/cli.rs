@@ -203,7 +203,7 @@ fn secrets_from_the_environment_never_reach_output_or_state() {
     assert!(all.contains("********"), "expected masked output:\n{all}");
     assert!(!all.contains(SECRET), "secret leaked to the terminal:\n{all}");
     // Nothing under .backout holds it either (the WAL included).
-    for entry in walk(&p.path().join(".backout")) {
+    for entry in crate::walk(&p.path().join(".backout")) {
         let bytes = std::fs::read(&entry).unwrap();
         assert!(
             !bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
@@ -211,19 +211,6 @@ fn secrets_from_the_environment_never_reach_output_or_state() {
             entry.display()
         );
     }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = e.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 #[test]

@@ -73,6 +73,10 @@ steps = [{ resource = ["main", "state"] }]
         "{line}"
     );
     assert!(!line.contains(".backout"), "{line}");
+    let staged: Vec<_> = std::fs::read_dir(p.path().join(".backout/tmp"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(staged.is_empty(), "the dry run left its staged dump: {staged:?}");
     let json = p.run(&["--json", "restore", "cp-1", "--dry-run"]);
     json.success();
     let out: serde_json::Value = serde_json::from_str(&json.stdout()).unwrap();
@@ -115,7 +119,7 @@ steps = [{ resource = ["main", "state"] }]
     let cp: serde_json::Value = serde_json::from_str(&p.run(&["show", "cp-1", "--json"]).stdout()).unwrap();
     let object = cp["resources"]["databases"][0]["object"].as_str().unwrap().to_string();
     let objects = p.path().join(".backout/objects");
-    let file = walk(&objects)
+    let file = crate::walk(&objects)
         .into_iter()
         .find(|f| f.file_name().unwrap().to_string_lossy().contains(&object[2..]))
         .expect("the dump object");
@@ -177,7 +181,7 @@ commands = [{ name = "state", save = ["cat", "state.txt"], restore = ["cp", "{fi
     // checkpoint, and restore refuses before writing anything.
     let cp: serde_json::Value = serde_json::from_str(&p.run(&["show", "cp-2", "--json"]).stdout()).unwrap();
     let object = cp["resources"]["databases"][0]["object"].as_str().unwrap().to_string();
-    let file = walk(&p.path().join(".backout/objects"))
+    let file = crate::walk(&p.path().join(".backout/objects"))
         .into_iter()
         .find(|f| f.file_name().unwrap().to_string_lossy().contains(&object[2..]))
         .expect("the dump object");
@@ -260,17 +264,4 @@ fn a_postgres_database_comes_back_through_checkpoint_and_restore() {
     // The password never reached the terminal.
     let password = url.split(':').nth(2).unwrap().split('@').next().unwrap();
     assert!(!r.stdout().contains(password) && !r.stderr().contains(password));
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = e.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }

@@ -125,6 +125,20 @@ impl Run {
 
 /// A loopback port nobody listens on (bound, then released).
 /// The step names of a `--json` rollback, undo or redo report.
+/// Every file under `dir`, at any depth.
+pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
 pub fn step_names(j: &serde_json::Value) -> Vec<String> {
     j["steps"]
         .as_array()

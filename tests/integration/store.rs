@@ -286,6 +286,77 @@ fn gc_drops_old_checkpoints_and_only_their_objects() {
     p.run(&["gc", "--older-than", "a week"]).code_is(2);
 }
 
+/// gc keeps what `backout undo` needs, removes nothing while an interrupted
+/// rollback waits to be resumed, and never takes a checkpoint record it
+/// cannot read for an empty one.
+#[test]
+fn gc_keeps_what_undo_and_resume_need_and_refuses_an_unreadable_record() {
+    let p = project();
+    p.run(&["checkpoint"]).success();
+    p.file("config/app.toml", "mode = \"fast\"\n");
+    p.run(&["restore", "cp-1", "--only", "config"]).success(); // safety cp-2
+    p.run(&["checkpoint"]).success(); // cp-3
+    let r = p.run(&["gc", "--keep", "1", "--json"]);
+    r.success();
+    let v = json(&r);
+    assert_eq!(v["dropped"], serde_json::json!(["cp-1"]), "{v}");
+    assert_eq!(
+        v["kept"],
+        serde_json::json!(["cp-2", "cp-3"]),
+        "undo's checkpoint stays: {v}"
+    );
+    p.run(&["fsck"]).success();
+    p.run(&["undo"]).success();
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("config/app.toml")).unwrap(),
+        "mode = \"fast\"\n",
+        "undo put back what the restore replaced"
+    );
+
+    let db = rusqlite::Connection::open(p.path().join(".backout/state.db")).unwrap();
+    let objects = || crate::walk(&p.path().join(".backout/objects")).len();
+    let before = objects();
+
+    // A rollback a crash interrupted: gc removes nothing until it is resumed.
+    db.execute(
+        "INSERT INTO operations (kind, args, started_at) VALUES ('rollback', '{}', 1)",
+        [],
+    )
+    .unwrap();
+    let op = db.last_insert_rowid();
+    let r = p.run(&["gc", "--keep", "1"]);
+    r.code_is(1);
+    assert!(
+        r.stderr()
+            .contains(&format!("op-{op} is a rollback a crash interrupted")),
+        "{}",
+        r.stderr()
+    );
+    assert_eq!(objects(), before, "nothing removed");
+    assert_eq!(json(&p.run(&["checkpoints", "--json"])).as_array().unwrap().len(), 3);
+    db.execute("DELETE FROM operations WHERE id = ?1", [op]).unwrap();
+
+    // A record this backout cannot read is not taken for an empty checkpoint:
+    // the newest, cp-4 (undo's safety checkpoint), which gc always keeps.
+    db.execute("UPDATE checkpoints SET resources = '{\"paths\": 5}' WHERE id = 4", [])
+        .unwrap();
+    let r = p.run(&["gc", "--keep", "1"]);
+    assert_ne!(r.code(), 0, "{}", r.stdout());
+    assert!(
+        r.stderr().contains("the record of cp-4 cannot be read"),
+        "{}",
+        r.stderr()
+    );
+    assert_eq!(objects(), before, "nothing removed");
+    let f = p.run(&["fsck"]);
+    f.code_is(5);
+    assert!(
+        f.stdout().contains("invalid checkpoint record cp-4: affects cp-4"),
+        "{}",
+        f.stdout()
+    );
+}
+
 #[test]
 fn capture_paths_must_stay_inside_the_root() {
     let p = Project::new();
