@@ -1083,6 +1083,7 @@ mod tests {
     fn stored_since_trusts_only_directories_unchanged_since_the_seal() {
         let d = tempfile::tempdir().unwrap();
         let store = Store::open(d.path()).unwrap();
+        let before_commit = store.seal_now().unwrap();
         let b = store.batch();
         let objs: Vec<Hash> = (0..64u32).map(|i| b.put(&i.to_le_bytes()).unwrap()).collect();
         b.commit().unwrap();
@@ -1112,8 +1113,10 @@ mod tests {
         assert_eq!(store.batch().stored_since(&objs, sealed), want);
 
         // A seal from before the commit, or one the clock has not reached
-        // yet (set back since), vouches for nothing.
-        assert!(!store.fans_unchanged_since(sealed - 60_000_000).iter().any(|&u| u));
+        // yet (set back since), vouches for nothing. (The one before the
+        // commit is a real one: a fixed 60 ms before the seal failed once
+        // under the full suite, when the 30 ms sleep above took longer.)
+        assert!(!store.fans_unchanged_since(before_commit).iter().any(|&u| u));
         assert!(
             !store
                 .fans_unchanged_since(store.seal_now().unwrap() + 3_600_000_000_000)
