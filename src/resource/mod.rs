@@ -547,25 +547,21 @@ pub fn restore_all_but_git(ws: &Workspace, cp: &CheckpointRow) -> anyhow::Result
         progress: &(),
         captured: Default::default(),
     };
-    let result = (|| {
-        let mut prepared = Vec::new();
-        for h in &chosen {
-            let p = h
-                .plan_restore(&cx)
-                .with_context(|| format!("cannot restore {} from {cp_name}", h.name()))?;
-            prepared.push(
-                p.prepare(&cx)
-                    .with_context(|| format!("cannot restore {} from {cp_name}", h.name()))?,
-            );
-        }
-        for (h, p) in chosen.iter().zip(prepared) {
-            p.commit(&cx)
-                .with_context(|| format!("restoring {} from {cp_name}", h.name()))?;
-        }
-        anyhow::Ok(())
-    })();
-    let _ = std::fs::remove_dir_all(&cx.scratch);
-    result?;
+    let _staged = RemoveOnDrop(&cx.scratch);
+    let mut prepared = Vec::new();
+    for h in &chosen {
+        let p = h
+            .plan_restore(&cx)
+            .with_context(|| format!("cannot restore {} from {cp_name}", h.name()))?;
+        prepared.push(
+            p.prepare(&cx)
+                .with_context(|| format!("cannot restore {} from {cp_name}", h.name()))?,
+        );
+    }
+    for (h, p) in chosen.iter().zip(prepared) {
+        p.commit(&cx)
+            .with_context(|| format!("restoring {} from {cp_name}", h.name()))?;
+    }
     Ok(chosen.iter().map(|h| h.name()).collect())
 }
 

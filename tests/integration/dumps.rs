@@ -15,14 +15,15 @@ fn sqlite(path: &std::path::Path, sql: &str) -> String {
     .unwrap_or_default()
 }
 
-#[test]
-fn a_sqlite_database_and_command_state_round_trip_through_the_store() {
+/// A project whose plan captures SQLite database `app.db` (table `items`,
+/// holding `rows`) as `main` and `state.txt` ("v1") through a command as
+/// `state`; its rollback restores both. The project and the database's path.
+fn sqlite_and_state(rows: &str) -> (Project, std::path::PathBuf) {
     let p = Project::new();
-    p.git(&["init", "-q"]);
     let db = p.path().join("app.db");
     sqlite(
         &db,
-        "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO items (name) VALUES ('a'), ('b');",
+        &format!("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO items (name) VALUES {rows};"),
     );
     p.file("state.txt", "v1\n");
     p.file(
@@ -37,6 +38,28 @@ commands = [{ name = "state", save = ["cat", "state.txt"], restore = ["cp", "{fi
 steps = [{ resource = ["main", "state"] }]
 "#,
     );
+    (p, db)
+}
+
+/// The hash of checkpoint `cp`'s dump of its first database, and the file
+/// that holds it in the store.
+fn dump_of(p: &Project, cp: &str) -> (String, std::path::PathBuf) {
+    let shown: serde_json::Value = serde_json::from_str(&p.run(&["show", cp, "--json"]).stdout()).unwrap();
+    let object = shown["resources"]["databases"][0]["object"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let file = crate::walk(&p.path().join(".backout/objects"))
+        .into_iter()
+        .find(|f| f.file_name().unwrap().to_string_lossy().contains(&object[2..]))
+        .expect("the dump object");
+    (object, file)
+}
+
+#[test]
+fn a_sqlite_database_and_command_state_round_trip_through_the_store() {
+    let (p, db) = sqlite_and_state("('a'), ('b')");
+    p.git(&["init", "-q"]);
     let r = p.run(&["checkpoint"]);
     r.success();
     assert!(r.stdout().contains("main: 1 file, "), "{}", r.stdout());
@@ -116,20 +139,21 @@ steps = [{ resource = ["main", "state"] }]
     p.run(&["fsck"]).success();
 
     // A damaged dump is found by fsck, and restore refuses it before writing.
-    let cp: serde_json::Value = serde_json::from_str(&p.run(&["show", "cp-1", "--json"]).stdout()).unwrap();
-    let object = cp["resources"]["databases"][0]["object"].as_str().unwrap().to_string();
-    let objects = p.path().join(".backout/objects");
-    let file = crate::walk(&objects)
-        .into_iter()
-        .find(|f| f.file_name().unwrap().to_string_lossy().contains(&object[2..]))
-        .expect("the dump object");
+    let (object, file) = dump_of(&p, "cp-1");
     let mut bytes = std::fs::read(&file).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
     std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     std::fs::write(&file, bytes).unwrap();
     sqlite(&db, "DELETE FROM items;");
-    p.run(&["fsck"]).code_is(5);
+    let fsck = p.run(&["fsck"]);
+    fsck.code_is(5);
+    let out = fsck.stdout();
+    assert!(
+        out.contains(&format!("corrupt database dump {}: affects cp-1", &object[..12])),
+        "{out}"
+    );
+    assert!(out.contains("database dump of main: "), "what it is, then why: {out}");
     let r = p.run(&["restore", "cp-1", "--only", "main"]);
     assert_ne!(r.code(), 0, "{}", r.stdout());
     assert_eq!(sqlite(&db, "SELECT 1;"), "", "nothing was written");
@@ -140,22 +164,7 @@ steps = [{ resource = ["main", "state"] }]
 /// fsck reports a kept checkpoint's dump that has gone missing.
 #[test]
 fn gc_keeps_the_dumps_of_kept_checkpoints_and_fsck_misses_none() {
-    let p = Project::new();
-    let db = p.path().join("app.db");
-    sqlite(
-        &db,
-        "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO items (name) VALUES ('a');",
-    );
-    p.file("state.txt", "v1\n");
-    p.file(
-        "backout.toml",
-        r#"[plan]
-name = "gc-dumps"
-[capture]
-databases = [{ name = "main", kind = "sqlite", path = "app.db" }]
-commands = [{ name = "state", save = ["cat", "state.txt"], restore = ["cp", "{file}", "state.txt"] }]
-"#,
-    );
+    let (p, db) = sqlite_and_state("('a')");
     p.run(&["checkpoint"]).success();
     sqlite(&db, "INSERT INTO items (name) VALUES ('b');");
     p.run(&["checkpoint"]).success();
@@ -179,12 +188,7 @@ commands = [{ name = "state", save = ["cat", "state.txt"], restore = ["cp", "{fi
 
     // Its dump deleted behind backout's back: fsck names it and the
     // checkpoint, and restore refuses before writing anything.
-    let cp: serde_json::Value = serde_json::from_str(&p.run(&["show", "cp-2", "--json"]).stdout()).unwrap();
-    let object = cp["resources"]["databases"][0]["object"].as_str().unwrap().to_string();
-    let file = crate::walk(&p.path().join(".backout/objects"))
-        .into_iter()
-        .find(|f| f.file_name().unwrap().to_string_lossy().contains(&object[2..]))
-        .expect("the dump object");
+    let (object, file) = dump_of(&p, "cp-2");
     std::fs::remove_file(file).unwrap();
     let fsck = p.run(&["fsck"]);
     fsck.code_is(5);
