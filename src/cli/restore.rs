@@ -9,7 +9,10 @@ use crate::resource::{self, RestoreError};
 /// The whole restore is planned and every stored object it needs is checked
 /// first: a damaged checkpoint is refused before anything is written. Then a
 /// safety checkpoint of the same resources is taken (restore from it to undo),
-/// and each resource is restored as a journaled step. Paths are restored
+/// and each resource is restored as a journaled step. Before anything is
+/// written, what the restore discards of what was written since the checkpoint
+/// is measured and said — rows per table, Redis keys, files — with the safety
+/// checkpoint that keeps it (`backout export` gets it out). Paths are restored
 /// exactly — contents, modes, symlinks, mtimes, and files the checkpoint did not
 /// have are removed — never outside the plan root and never through a symlink.
 /// Git gets back its working tree, index, HEAD and branch.
@@ -98,6 +101,10 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode, CommandError> {
     }
     for w in &outcome.warnings {
         p.warn(w);
+    }
+    // What was written since the checkpoint and is (or would be) discarded.
+    for d in &outcome.discarded {
+        p.out(d.sentence());
     }
     let what = outcome.resources.join(", ");
     if outcome.dry_run {

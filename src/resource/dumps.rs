@@ -159,11 +159,28 @@ impl Held for DbState {
         take(cx, self.object, &dir, &self.snapshot.file.name)?;
         // Reads the dump with the kind's own tool: a damaged one stops here.
         let plan = block_on(db::plan_restore(&db, &self.snapshot, &dir))?;
+        // What the restore discards, measured against the verified dump. A
+        // measurement that fails does not stop the restore (the safety
+        // checkpoint keeps everything), but says so.
+        let unit = if db.kind == crate::plan::DbKind::Redis {
+            "key"
+        } else {
+            "row"
+        };
+        let mut discard = super::discard::Discard::new(&db.name, unit, "");
+        match block_on(db::measure(&db, &self.snapshot, &dir)) {
+            Ok(m) => {
+                discard.counts = m.counts;
+                discard.schema = m.schema;
+            }
+            Err(e) => discard.unmeasured = Some(format!("{e:#}")),
+        }
         Ok(Box::new(DbRestore {
             state: self,
             db,
             dir,
             actions: plan.actions,
+            discard,
         }))
     }
 }
@@ -173,6 +190,7 @@ struct DbRestore<'a> {
     db: Database,
     dir: PathBuf,
     actions: Vec<String>,
+    discard: super::discard::Discard,
 }
 
 impl<'a> PlannedRestore for DbRestore<'a> {
@@ -191,6 +209,9 @@ impl<'a> PlannedRestore for DbRestore<'a> {
                 }
             })
             .collect()
+    }
+    fn discard(&self) -> Option<super::discard::Discard> {
+        Some(self.discard.clone())
     }
     fn prepare<'b>(self: Box<Self>, _cx: &Cx<'_>) -> anyhow::Result<Box<dyn PreparedRestore + 'b>>
     where

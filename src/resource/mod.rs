@@ -23,6 +23,7 @@
 
 pub mod command;
 pub mod db;
+pub mod discard;
 pub mod dumps;
 pub mod gc;
 pub mod git;
@@ -221,6 +222,11 @@ pub trait Held {
 
 pub trait PlannedRestore {
     fn changes(&self) -> Vec<ChangeLine>;
+    /// What the restore discards of what was written since the checkpoint
+    /// (measured while planning; `None` for kinds that do not hold user data).
+    fn discard(&self) -> Option<discard::Discard> {
+        None
+    }
     /// What the restore will not put back, and why.
     fn warnings(&self) -> Vec<String> {
         Vec::new()
@@ -412,6 +418,9 @@ pub struct RestoreOutcome {
     /// What the restore does not put back, and why (owners when not root).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Per database and path: what was written since the checkpoint and is
+    /// discarded, and the safety checkpoint that keeps it.
+    pub discarded: Vec<discard::Discard>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -477,12 +486,18 @@ pub fn restore(
     let mut planned = Vec::new();
     let mut changes = Vec::new();
     let mut warnings = Vec::new();
+    let mut discarded = Vec::new();
     for h in &chosen {
         let p = h
             .plan_restore(&cx)
             .with_context(|| format!("cannot restore {} from {cp_name}", h.name()))?;
         changes.extend(p.changes());
         warnings.extend(p.warnings());
+        if let Some(mut d) = p.discard() {
+            d.since = cp_name.clone();
+            d.counts.retain(|c| !c.is_empty());
+            discarded.push(d);
+        }
         planned.push(p);
     }
     let mut outcome = RestoreOutcome {
@@ -492,6 +507,7 @@ pub fn restore(
         safety_checkpoint: None,
         changes,
         warnings,
+        discarded,
     };
     let Some(op) = op.filter(|_| !dry_run) else {
         return Ok(outcome);
@@ -509,6 +525,23 @@ pub fn restore(
     let safety = checkpoint_of(ws, op, Some(&label), None, &specs, progress)
         .context("taking the safety checkpoint; nothing was restored")?;
     outcome.safety_checkpoint = Some(checkpoint_name(safety.id));
+    for d in &mut outcome.discarded {
+        d.kept_in = Some(checkpoint_name(safety.id));
+    }
+    // Logged before anything is written: what this restore is about to discard.
+    if !outcome.discarded.is_empty() {
+        ws.oplog.event(
+            op,
+            ws.now_ms(),
+            "discarded",
+            &serde_json::json!({
+                "checkpoint": cp_name,
+                "safety_checkpoint": checkpoint_name(safety.id),
+                "discarded": outcome.discarded,
+                "summary": outcome.discarded.iter().map(discard::Discard::sentence).collect::<Vec<_>>(),
+            }),
+        )?;
+    }
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "staged, safety checkpoint taken");
     commit_all(ws, op, &cx, &chosen, prepared, &cp_name, safety.id)?;
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "committed");
@@ -744,6 +777,11 @@ impl PlannedRestore for PathRestore {
     }
     fn warnings(&self) -> Vec<String> {
         self.planned.warnings.clone()
+    }
+    fn discard(&self) -> Option<discard::Discard> {
+        let mut d = discard::Discard::new(&self.name, "file", "");
+        d.counts.push(self.planned.discarded());
+        Some(d)
     }
     fn prepare<'b>(self: Box<Self>, cx: &Cx<'_>) -> anyhow::Result<Box<dyn PreparedRestore + 'b>>
     where

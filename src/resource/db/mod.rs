@@ -19,6 +19,7 @@
 
 pub mod postgres;
 pub mod redis;
+pub mod rows;
 pub mod sqlite;
 
 use std::io::Write;
@@ -276,6 +277,28 @@ pub async fn plan_restore(db: &Database, snap: &DbSnapshot, dir: &Path) -> Resul
         }
         DbKind::Postgres => postgres::plan_restore(db, snap, dir).await,
         DbKind::Redis => redis::plan_restore(db, snap, dir).await,
+    }
+}
+
+/// What restoring a dump would discard of what was written since it was taken.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Measured {
+    /// Per table (per logical database for Redis).
+    pub counts: Vec<crate::resource::discard::Count>,
+    pub schema: Vec<crate::resource::discard::SchemaChange>,
+}
+
+/// Compares `db` as it is now with the (verified) dump in `dir`: what
+/// restoring it would discard. Reads only.
+pub async fn measure(db: &Database, snap: &DbSnapshot, dir: &Path) -> Result<Measured, DbError> {
+    same_kind(db, snap)?;
+    match db.kind {
+        DbKind::Sqlite => {
+            let (db, snap, dir) = (db.clone(), snap.clone(), dir.to_path_buf());
+            blocking(move || sqlite::measure::measure(&db, &snap, &dir)).await
+        }
+        DbKind::Postgres => postgres::measure::measure(db, snap, dir).await,
+        DbKind::Redis => redis::contents::measure(db, snap, dir).await,
     }
 }
 

@@ -27,6 +27,9 @@
 //! Terminating another role's sessions needs superuser or `pg_signal_backend`;
 //! without it the lock timeout says which sessions are in the way.
 
+pub mod copy;
+pub mod measure;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;

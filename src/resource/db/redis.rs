@@ -31,6 +31,8 @@
 //! The password goes to `redis-cli` in `REDISCLI_AUTH`, never in its arguments,
 //! and to the server in an `AUTH` command.
 
+pub mod contents;
+
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

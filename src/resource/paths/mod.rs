@@ -1508,6 +1508,7 @@ pub fn normalize(rel: &str) -> String {
     rel.trim_end_matches('/').to_string()
 }
 
+mod discard;
 #[cfg(test)]
 mod escapes;
 #[cfg(test)]
