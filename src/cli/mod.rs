@@ -323,5 +323,10 @@ fn print_step(p: &Printer, indent: &str, s: &crate::rollback::StepReport) {
             .map(|l| format!("{indent}  | {l}"))
             .collect();
         p.status(body.join("\n"));
+    } else {
+        // What a restore discarded is said whether or not the step's output is.
+        for d in &s.discarded {
+            p.status(format!("{indent}  {}", d.sentence()));
+        }
     }
 }

@@ -169,6 +169,14 @@ pub async fn run(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, CommandError
             ));
         }
     }
+    // What the restores among the steps would discard, said before asking.
+    let asks = !args.yes && !p.json() && std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let discarded = if args.dry_run || asks {
+        crate::rollback::resources::would_discard(&ws, &cp, &sel.steps)
+    } else {
+        Vec::new()
+    };
+    lines.extend(discarded.iter().map(|d| d.sentence()));
     if args.dry_run {
         p.data(&serde_json::json!({
             "checkpoint": name,
@@ -180,6 +188,7 @@ pub async fn run(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, CommandError
             "target_ms": sel.target.map(|d| d.as_millis() as u64),
             "rto_ms": ws.plan.rto.map(|d| d.as_millis() as u64),
             "applied_after": later,
+            "discarded": discarded,
         }));
         for l in &lines {
             p.out(l);

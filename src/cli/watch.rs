@@ -215,13 +215,18 @@ pub async fn run(ctx: &Ctx, args: WatchArgs) -> Result<ExitCode, CommandError> {
                 }
                 match e {
                     ResponseEvent::RollbackStarted { checkpoint } => p.status(format!("rolling back to {checkpoint}")),
-                    ResponseEvent::Step(StepEvent::Finished(s)) => p.status(format!(
-                        "  step {} {}: {} ({}ms)",
-                        s.seq,
-                        s.name,
-                        if s.ok { "ok" } else { "FAILED" },
-                        s.duration_ms
-                    )),
+                    ResponseEvent::Step(StepEvent::Finished(s)) => {
+                        p.status(format!(
+                            "  step {} {}: {} ({}ms)",
+                            s.seq,
+                            s.name,
+                            if s.ok { "ok" } else { "FAILED" },
+                            s.duration_ms
+                        ));
+                        for d in &s.discarded {
+                            p.status(format!("    {}", d.sentence()));
+                        }
+                    }
                     ResponseEvent::Check(c) => p.status(format!(
                         "  [{}] {}: {}",
                         if c.passed { "pass" } else { "FAIL" },

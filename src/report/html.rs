@@ -205,6 +205,13 @@ pub fn render(i: &Incident) -> String {
         );
     }
 
+    if let Some(lines) = super::discarded_lines(&i.rollback) {
+        h.push_str("<h2>Data discarded</h2><ul>");
+        for l in lines {
+            let _ = write!(h, "<li>{}</li>", esc(&l));
+        }
+        h.push_str("</ul>");
+    }
     h.push_str("<h2>Validation</h2>");
     if i.verification.is_empty() {
         h.push_str("<p class=\"todo\">No checks ran.</p>");

@@ -265,6 +265,12 @@ pub fn markdown(i: &Incident) -> String {
             s.output.trim()
         );
     }
+    if let Some(lines) = discarded_lines(&i.rollback) {
+        let _ = writeln!(md, "\n## Data discarded\n");
+        for l in lines {
+            let _ = writeln!(md, "- {}", l.replace('|', "\\|"));
+        }
+    }
     let _ = writeln!(md, "\n## Validation\n");
     if i.verification.is_empty() {
         let _ = writeln!(md, "No `[verify]` checks in the plan.");
@@ -302,6 +308,17 @@ pub fn markdown(i: &Incident) -> String {
         fill(&i.lessons)
     );
     md
+}
+
+/// What the rollback's restores discarded of what was written since the
+/// checkpoint, one sentence per database or path; `None` when no step restored
+/// any (a restore that discarded nothing says so).
+pub fn discarded_lines(rb: &RollbackReport) -> Option<Vec<String>> {
+    let all: Vec<&crate::resource::discard::Discard> = rb.steps.iter().flat_map(|s| &s.discarded).collect();
+    if all.is_empty() {
+        return None;
+    }
+    Some(all.iter().map(|d| d.sentence()).collect())
 }
 
 /// Where an incident's report files live.

@@ -65,6 +65,7 @@ pub async fn apply_phase(
             target: &target,
             checkpoint: &cp,
             interrupted: false,
+            discarded: Default::default(),
         };
         let s = steps::run_recorded(&cx, step, command, at).await?;
         let ok = s.ok;

@@ -44,6 +44,10 @@ pub struct StepReport {
     pub duration_ms: u64,
     /// Done before an interruption; not run again on resume.
     pub already_done: bool,
+    /// What a `resource` step's restore discarded of what was written since
+    /// the checkpoint, and the safety checkpoint that keeps it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub discarded: Vec<crate::resource::discard::Discard>,
 }
 
 /// Time taken against the objectives.
@@ -337,6 +341,7 @@ async fn drive(
                 started_at: ws.now_ms(),
                 duration_ms: 0,
                 already_done: true,
+                discarded: Vec::new(),
             };
             note_services(&ws.plan, step, &mut report.degraded, &mut relaunched);
             on(&StepEvent::Finished(s.clone()));
@@ -363,6 +368,7 @@ async fn drive(
             target: &target,
             checkpoint,
             interrupted,
+            discarded: Default::default(),
         };
         let s = steps::run_recorded(&sctx, step, command, at).await?;
         let ok = s.ok;

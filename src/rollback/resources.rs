@@ -7,14 +7,16 @@
 
 use crate::oplog::CheckpointRow;
 use crate::resource;
+use crate::resource::discard::Discard;
 use crate::workspace::Workspace;
 
-/// Restores the named resources of `checkpoint`; returns what was restored.
+/// Restores the named resources of `checkpoint`; returns what was restored,
+/// and what that discarded of what was written since the checkpoint.
 pub fn restore_checkpoint_resources(
     ws: &Workspace,
     checkpoint: &CheckpointRow,
     names: &[String],
-) -> anyhow::Result<String> {
+) -> anyhow::Result<(String, Vec<Discard>)> {
     let cp = resource::checkpoint_name(checkpoint.id);
     let op = ws.oplog.begin(
         "restore",
@@ -39,11 +41,35 @@ pub fn restore_checkpoint_resources(
                 lines.push(format!("  ... {} more changes", out.changes.len() - 20));
             }
             lines.extend(out.warnings.iter().map(|w| format!("  warning: {w}")));
-            Ok(lines.join("\n"))
+            lines.extend(out.discarded.iter().map(|d| format!("  {}", d.sentence())));
+            Ok((lines.join("\n"), out.discarded))
         }
         Err(e) => {
             ws.oplog.finish(op, "failed", Some(&format!("{e:#}")), ws.now_ms())?;
             Err(e)
         }
     }
+}
+
+/// What the `resource` steps among `steps` would discard of what was written
+/// since `checkpoint` (a dry run of each restore: reads only), for the
+/// rollback's dry run and its confirmation. A restore that cannot be planned
+/// says why in place of its measure.
+pub fn would_discard(ws: &Workspace, checkpoint: &CheckpointRow, steps: &[crate::plan::Step]) -> Vec<Discard> {
+    let cp = resource::checkpoint_name(checkpoint.id);
+    let mut out = Vec::new();
+    for s in steps {
+        let crate::plan::StepKind::RestoreResource { names } = &s.kind else {
+            continue;
+        };
+        match resource::restore(ws, None, checkpoint, names, true, &()) {
+            Ok(o) => out.extend(o.discarded),
+            Err(e) => out.extend(names.iter().map(|n| {
+                let mut d = Discard::new(n, "row", &cp);
+                d.unmeasured = Some(format!("{e:#}"));
+                d
+            })),
+        }
+    }
+    out
 }

@@ -23,6 +23,8 @@ pub struct StepCtx<'a> {
     pub checkpoint: &'a CheckpointRow,
     /// The step was begun before a crash and is being run again.
     pub interrupted: bool,
+    /// What a `resource` step discarded, for its report.
+    pub discarded: std::sync::Mutex<Vec<crate::resource::discard::Discard>>,
 }
 
 type Outcome = (bool, Option<i32>, String);
@@ -109,6 +111,7 @@ pub async fn run_recorded(
         started_at: at,
         duration_ms: t.elapsed().as_millis() as u64,
         already_done: false,
+        discarded: std::mem::take(&mut *cx.discarded.lock().expect("poisoned")),
     };
     let outcome = if ok { "ok" } else { "failed" };
     cx.ws
@@ -266,7 +269,10 @@ pub async fn run(cx: &StepCtx<'_>, step: &Step) -> Outcome {
         }
         StepKind::RestoreResource { names } => {
             match crate::rollback::resources::restore_checkpoint_resources(ws, cx.checkpoint, names) {
-                Ok(out) => (true, Some(0), out),
+                Ok((out, discarded)) => {
+                    *cx.discarded.lock().expect("poisoned") = discarded;
+                    (true, Some(0), out)
+                }
                 Err(e) => fail(format!("{e:#}")),
             }
         }

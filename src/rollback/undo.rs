@@ -340,6 +340,7 @@ async fn perform(
                     started_at: at,
                     duration_ms: 0,
                     already_done: true,
+                    discarded: Vec::new(),
                 });
                 continue;
             }
@@ -375,6 +376,7 @@ async fn perform(
             started_at: at,
             duration_ms: st.elapsed().as_millis() as u64,
             already_done: false,
+            discarded: Vec::new(),
         });
         if !ok {
             failed = Some(UndoError::StepFailed {
