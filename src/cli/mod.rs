@@ -7,6 +7,7 @@ mod checkpoint;
 mod checkpoints;
 mod demo;
 mod demo_app;
+mod export;
 mod fsck;
 mod gc;
 mod init;
@@ -75,6 +76,7 @@ enum Command {
     Checkpoint(checkpoint::CheckpointArgs),
     Checkpoints(checkpoints::CheckpointsArgs),
     Restore(restore::RestoreArgs),
+    Export(export::ExportArgs),
     Fsck(fsck::FsckArgs),
     Gc(gc::GcArgs),
     Baseline(baseline::BaselineArgs),
@@ -226,6 +228,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CommandError>
         Command::Checkpoint(a) => checkpoint::run(ctx, a).await,
         Command::Checkpoints(a) => checkpoints::run(ctx, a),
         Command::Restore(a) => restore::run(ctx, a),
+        Command::Export(a) => export::run(ctx, a).await,
         Command::Fsck(a) => fsck::run(ctx, a),
         Command::Gc(a) => gc::run(ctx, a),
         Command::Baseline(a) => baseline::run(ctx, a).await,

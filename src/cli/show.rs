@@ -8,7 +8,9 @@ use crate::report::ms;
 /// Show one operation (op-N), checkpoint (cp-N) or incident (inc-N) in full
 ///
 /// An operation with its journaled steps and timeline events; a checkpoint with
-/// what it holds; an incident with its verdict, recovery times and report files.
+/// its time, label and what it holds (each resource, its size, what
+/// `backout export` gets out of it); an incident with its verdict, recovery
+/// times and report files. `--json` prints the records in full.
 ///
 /// Example: backout show op-12
 #[derive(Debug, Args)]
@@ -78,23 +80,9 @@ pub fn run(ctx: &Ctx, args: ShowArgs) -> Result<ExitCode, CommandError> {
                 .with_context(|| format!("no checkpoint {}", args.id))
                 .map_err(CommandError::usage)?;
             p.data(&c);
-            p.out(format!(
-                "{} {} ({})",
-                args.id,
-                when(c.created_at),
-                if c.complete {
-                    "complete"
-                } else {
-                    "INCOMPLETE: never used for restore"
-                }
-            ));
-            if let Some(l) = &c.label {
-                p.out(format!("  label {l}"));
+            for line in checkpoint_lines(&args.id, &c) {
+                p.out(line);
             }
-            p.out(format!(
-                "  resources {}",
-                serde_json::to_string_pretty(&c.resources).unwrap_or_default()
-            ));
         }
         "inc" => {
             let row = ws
@@ -134,4 +122,81 @@ pub fn run(ctx: &Ctx, args: ShowArgs) -> Result<ExitCode, CommandError> {
         _ => return Err(bad()),
     }
     Ok(ExitCode::Ok)
+}
+
+/// A checkpoint for people: when, label and phase, then one line per resource.
+fn checkpoint_lines(id: &str, c: &crate::oplog::CheckpointRow) -> Vec<String> {
+    use crate::output::bytes;
+    let res = crate::resource::Resources::from_row(c);
+    let mut out = vec![format!(
+        "{id}  {}  {}",
+        when(c.created_at),
+        if c.complete {
+            "complete"
+        } else {
+            "INCOMPLETE: its capture was interrupted; never used for restore"
+        }
+    )];
+    out.push(format!("  label     {}", c.label.as_deref().unwrap_or("-")));
+    if let Some(ph) = &c.phase {
+        out.push(format!("  phase     {ph}"));
+    }
+    out.push(format!("  taken by  op-{}", c.op_id));
+    out.push(format!("  size      {}", bytes(res.bytes())));
+    let held = res.held();
+    if held.is_empty() {
+        out.push("  holds nothing".into());
+        return out;
+    }
+    out.push("  resources".into());
+    let width = held.iter().map(|h| h.name().chars().count()).max().unwrap_or(0);
+    let summary = |name: &str| res.summary.iter().find(|s| s.name == name);
+    for h in &held {
+        let name = h.name();
+        let what = if let Some(g) = res.git.as_ref().filter(|_| name == "git") {
+            format!(
+                "git: {} at {}{}",
+                g.branch.as_deref().unwrap_or("detached HEAD"),
+                g.head.as_deref().map_or("no commit", |h| &h[..h.len().min(12)]),
+                summary(&name).map_or(String::new(), |s| format!(", {} files in the working tree", s.files))
+            )
+        } else if let Some(d) = res.databases.iter().find(|d| d.snapshot.name == name) {
+            let s = &d.snapshot;
+            let what = match (s.tables, s.keys) {
+                (Some(t), _) => format!("{t} table{}", if t == 1 { "" } else { "s" }),
+                (None, Some(k)) => format!("{k} key{}", if k == 1 { "" } else { "s" }),
+                _ => "empty".into(),
+            };
+            format!(
+                "database ({} {}): {what}, dump {}",
+                s.kind,
+                s.server_version,
+                bytes(s.file.size)
+            )
+        } else if let Some(cmd) = res.commands.iter().find(|c| c.snapshot.name == name) {
+            format!(
+                "command `{}`: output {}",
+                cmd.snapshot.save,
+                bytes(cmd.snapshot.file.size)
+            )
+        } else {
+            match summary(&name) {
+                Some(s) => format!(
+                    "path: {} file{}, {}",
+                    s.files,
+                    if s.files == 1 { "" } else { "s" },
+                    bytes(s.bytes)
+                ),
+                None => "path".into(),
+            }
+        };
+        out.push(format!("    {name:<width$}  {what}"));
+        for w in summary(&name).map(|s| s.warnings.as_slice()).unwrap_or_default() {
+            out.push(format!("    {:<width$}  warning: {w}", ""));
+        }
+    }
+    if c.complete {
+        out.push(format!("  get one out: backout export {id} RESOURCE -o FILE"));
+    }
+    out
 }

@@ -25,9 +25,11 @@ pub mod command;
 pub mod db;
 pub mod discard;
 pub mod dumps;
+pub mod export;
 pub mod gc;
 pub mod git;
 pub mod paths;
+pub mod tar;
 
 use std::path::{Path, PathBuf};
 

@@ -288,6 +288,24 @@ pub struct Measured {
     pub schema: Vec<crate::resource::discard::SchemaChange>,
 }
 
+/// How `backout export --table` writes rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowFormat {
+    /// `INSERT INTO table (columns) VALUES (...);`, one per row.
+    Sql,
+    /// A header line of column names, then one line per row.
+    Csv,
+}
+
+/// A CSV field (RFC 4180): NULL is an empty field, an empty string `""`.
+pub fn csv_field(v: Option<&str>) -> String {
+    match v {
+        None => String::new(),
+        Some(s) if s.is_empty() || s.contains([',', '"', '\n', '\r']) => format!("\"{}\"", s.replace('"', "\"\"")),
+        Some(s) => s.to_string(),
+    }
+}
+
 /// Compares `db` as it is now with the (verified) dump in `dir`: what
 /// restoring it would discard. Reads only.
 pub async fn measure(db: &Database, snap: &DbSnapshot, dir: &Path) -> Result<Measured, DbError> {

@@ -28,6 +28,7 @@
 //! without it the lock timeout says which sessions are in the way.
 
 pub mod copy;
+pub mod export;
 pub mod measure;
 
 use std::collections::BTreeSet;

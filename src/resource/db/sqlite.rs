@@ -11,6 +11,7 @@
 //! application holds open see the restored content on their next read (a file
 //! renamed over theirs would leave them reading the old inode).
 
+pub mod export;
 pub mod measure;
 
 use std::path::{Path, PathBuf};
