@@ -91,6 +91,7 @@ fn help_lists_every_command_with_an_example() {
         "checkpoint",
         "checkpoints",
         "restore",
+        "export",
         "fsck",
         "gc",
         "baseline",

@@ -4,6 +4,7 @@ mod canary;
 mod capture;
 mod cli;
 mod compose;
+mod dataloss;
 mod demo;
 mod dumps;
 mod engine;
