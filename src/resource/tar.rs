@@ -160,7 +160,7 @@ mod tests {
 
     #[test]
     fn pax_records_count_their_own_length() {
-        assert_eq!(record("path", b"a"), b"11 path=a\n");
+        assert_eq!(record("path", b"a"), b"9 path=a\n");
         let long = vec![b'x'; 95];
         let r = record("path", &long);
         let len: usize = String::from_utf8_lossy(&r).split(' ').next().unwrap().parse().unwrap();
