@@ -168,7 +168,10 @@ impl Held for DbState {
             "row"
         };
         let mut discard = super::discard::Discard::new(&db.name, unit, "");
-        match block_on(db::measure(&db, &self.snapshot, &dir)) {
+        let t = std::time::Instant::now();
+        let measured = block_on(db::measure(&db, &self.snapshot, &dir));
+        tracing::debug!(database = %db.name, ms = t.elapsed().as_millis() as u64, "measured what the restore discards");
+        match measured {
             Ok(m) => {
                 discard.counts = m.counts;
                 discard.schema = m.schema;
