@@ -563,13 +563,14 @@ impl Drop for RemoveOnDrop<'_> {
 /// before anything is written, with no safety checkpoint or journal of its own:
 /// for undo and redo, which took their safety checkpoint first and journal this
 /// as their step (git they put back themselves). Idempotent. Returns the names
-/// of the resources restored.
-pub fn restore_all_but_git(ws: &Workspace, cp: &CheckpointRow) -> anyhow::Result<Vec<String>> {
+/// of the resources restored, and what that discarded of what was written
+/// since `cp` (measured before writing).
+pub fn restore_all_but_git(ws: &Workspace, cp: &CheckpointRow) -> anyhow::Result<(Vec<String>, Vec<discard::Discard>)> {
     let cp_name = checkpoint_name(cp.id);
     let res = Resources::from_row(cp);
     let chosen: Vec<&dyn Held> = res.held().into_iter().filter(|h| h.spec() != Spec::Git).collect();
     if chosen.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
     let store = ws.store()?;
     let history = history(ws)?;
@@ -584,10 +585,16 @@ pub fn restore_all_but_git(ws: &Workspace, cp: &CheckpointRow) -> anyhow::Result
     };
     let _staged = RemoveOnDrop(&cx.scratch);
     let mut prepared = Vec::new();
+    let mut discarded = Vec::new();
     for h in &chosen {
         let p = h
             .plan_restore(&cx)
             .with_context(|| format!("cannot restore {} from {cp_name}", h.name()))?;
+        if let Some(mut d) = p.discard() {
+            d.since = cp_name.clone();
+            d.counts.retain(|c| !c.is_empty());
+            discarded.push(d);
+        }
         prepared.push(
             p.prepare(&cx)
                 .with_context(|| format!("cannot restore {} from {cp_name}", h.name()))?,
@@ -597,7 +604,7 @@ pub fn restore_all_but_git(ws: &Workspace, cp: &CheckpointRow) -> anyhow::Result
         p.commit(&cx)
             .with_context(|| format!("restoring {} from {cp_name}", h.name()))?;
     }
-    Ok(chosen.iter().map(|h| h.name()).collect())
+    Ok((chosen.iter().map(|h| h.name()).collect(), discarded))
 }
 
 /// Restores each prepared resource as one journaled step of `op`.

@@ -349,7 +349,7 @@ async fn perform(
         }
         let st = Instant::now();
         let (ok, output) = match &p.action {
-            Action::PutBack => match put_back_all(ws, cp, resumed || journal.contains_key(&seq)) {
+            Action::PutBack => match put_back_all(ws, cp, &safety, resumed || journal.contains_key(&seq)) {
                 Ok(out) => (true, out),
                 Err(e) => (false, format!("{e:#}")),
             },
@@ -418,7 +418,14 @@ async fn perform(
 
 /// Puts back everything `cp` holds: git first (it removes untracked files the
 /// checkpoint did not have), then paths, databases and command-captured state.
-fn put_back_all(ws: &Workspace, cp: &CheckpointRow, after_crash: bool) -> anyhow::Result<String> {
+/// What this discards of what was written since is said after what it put
+/// back, with `safety` (taken first) keeping it.
+fn put_back_all(
+    ws: &Workspace,
+    cp: &CheckpointRow,
+    safety: &CheckpointRow,
+    after_crash: bool,
+) -> anyhow::Result<String> {
     let mut done = Vec::new();
     if let Some(state) = Resources::from_row(cp).git {
         put_back(&state, after_crash).map_err(|source| match source {
@@ -430,8 +437,9 @@ fn put_back_all(ws: &Workspace, cp: &CheckpointRow, after_crash: bool) -> anyhow
         })?;
         done.push("git".to_string());
     }
-    done.extend(resource::restore_all_but_git(ws, cp)?);
-    Ok(format!(
+    let (names, discarded) = resource::restore_all_but_git(ws, cp)?;
+    done.extend(names);
+    let mut out = format!(
         "{} as {} holds them",
         if done.is_empty() {
             "nothing to put back".to_string()
@@ -439,7 +447,12 @@ fn put_back_all(ws: &Workspace, cp: &CheckpointRow, after_crash: bool) -> anyhow
             done.join(", ")
         },
         resource::checkpoint_name(cp.id)
-    ))
+    );
+    for mut d in discarded {
+        d.kept_in = Some(resource::checkpoint_name(safety.id));
+        out.push_str(&format!("\n{}", d.sentence()));
+    }
+    Ok(out)
 }
 
 enum PutBackError {
