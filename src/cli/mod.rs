@@ -17,6 +17,7 @@ mod restore;
 mod rollback;
 mod run;
 mod runbook;
+mod service;
 mod show;
 mod status;
 mod undo;
@@ -89,6 +90,7 @@ enum Command {
     Show(show::ShowArgs),
     Report(report::ReportArgs),
     Runbook(runbook::RunbookArgs),
+    Service(service::ServiceArgs),
     Demo(demo::DemoArgs),
     DemoApp(demo_app::DemoAppArgs),
 }
@@ -225,7 +227,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CommandError>
         Command::Check(a) => check::run(ctx, a),
         Command::Checkpoint(a) => checkpoint::run(ctx, a).await,
         Command::Checkpoints(a) => checkpoints::run(ctx, a),
-        Command::Restore(a) => restore::run(ctx, a),
+        Command::Restore(a) => restore::run(ctx, a).await,
         Command::Fsck(a) => fsck::run(ctx, a),
         Command::Gc(a) => gc::run(ctx, a),
         Command::Baseline(a) => baseline::run(ctx, a).await,
@@ -240,6 +242,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CommandError>
         Command::Show(a) => show::run(ctx, a),
         Command::Report(a) => report::run(ctx, a),
         Command::Runbook(a) => runbook::run(ctx, a),
+        Command::Service(a) => service::run(ctx, a).await,
         Command::Demo(a) => demo::run(ctx, a).await,
         Command::DemoApp(a) => demo_app::run(ctx, a).await,
     }

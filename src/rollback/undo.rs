@@ -352,10 +352,13 @@ async fn perform(
                 Ok(out) => (true, out),
                 Err(e) => (false, format!("{e:#}")),
             },
-            Action::Service(svc, action, timeout) => match control::act(svc, *action, &run_dir, *timeout).await {
-                Ok(line) => (true, line),
-                Err(e) => (false, format!("{e:#}")),
-            },
+            // The ready probe is a step of its own here (a wait), so the restart itself does not wait.
+            Action::Service(svc, action, timeout) => {
+                match control::act(svc, *action, &run_dir, *timeout, None, &ws.clock).await {
+                    Ok(line) => (true, line),
+                    Err(e) => (false, format!("{e:#}")),
+                }
+            }
             Action::Wait(probe, timeout) => {
                 let (ok, _, out) = super::wait_healthy(ws, probe, *timeout).await;
                 (ok, out)
