@@ -150,6 +150,7 @@ pub async fn act(
         if !w.ok {
             return Err(ServiceError::NotReady {
                 name: svc.name.clone(),
+                running: super::instance(&watched[0].files).map(|i| i.pid),
                 message: w.message,
             });
         }

@@ -78,8 +78,12 @@ pub enum ServiceError {
         log: PathBuf,
         tail: String,
     },
-    #[error("service {name:?} did not become ready: {message}")]
-    NotReady { name: String, message: String },
+    #[error("service {name:?} did not become ready{}: {message}", .running.map_or(String::new(), |p| format!(" (it still runs, pid {p})")))]
+    NotReady {
+        name: String,
+        running: Option<i32>,
+        message: String,
+    },
     #[error("service {name:?}: `{command}` failed ({how})\n{output}")]
     Control {
         name: String,

@@ -28,6 +28,9 @@ pub struct Watched<'a> {
 #[derive(Debug, Clone)]
 pub struct Waited {
     pub ok: bool,
+    /// Not healthy, but known: the instance answered unhealthily
+    /// [`SETTLED_AFTER`] times in a row, or died ([`observe`] only).
+    pub settled: bool,
     pub tries: u32,
     /// What it saw: "health healthy after 3 tries", or why it failed, with the
     /// last probe result and the end of the service's log.
@@ -48,10 +51,33 @@ pub fn watched<'a>(services: &'a [Service], probe: &Probe, run_dir: &std::path::
         .collect()
 }
 
+/// How many unhealthy answers in a row tell [`observe`] the health of a
+/// service that is up: it answers, and what it answers is not healthy.
+pub const SETTLED_AFTER: u32 = 3;
+
 /// Samples `probe` until it is healthy and every process service in `watched`
 /// with a port is served by its own instance, or `timeout` passes, or a
 /// watched instance dies.
 pub async fn until_healthy(probe: &Probe, clock: &Clock, timeout: Duration, watched: &[Watched<'_>]) -> Waited {
+    sample_until(probe, clock, timeout, watched, false).await
+}
+
+/// Finds out how healthy the services behind `probe` are, without requiring
+/// them to be: what undo does after putting back a state that may be the
+/// broken one a rollback was for. Like [`until_healthy`], but it also ends
+/// (`settled`) once the service answers unhealthily [`SETTLED_AFTER`] times in
+/// a row — an answer, not a refused connection: it is up, and that is its health.
+pub async fn observe(probe: &Probe, clock: &Clock, timeout: Duration, watched: &[Watched<'_>]) -> Waited {
+    sample_until(probe, clock, timeout, watched, true).await
+}
+
+async fn sample_until(
+    probe: &Probe,
+    clock: &Clock,
+    timeout: Duration,
+    watched: &[Watched<'_>],
+    settle: bool,
+) -> Waited {
     let until = Instant::now() + timeout;
     let cap = probe.every.clamp(Duration::from_millis(1), MAX_PAUSE);
     let mut pause = FIRST_PAUSE.min(cap);
@@ -64,6 +90,7 @@ pub async fn until_healthy(probe: &Probe, clock: &Clock, timeout: Duration, watc
         })
         .collect();
     let mut tries = 0;
+    let mut unhealthy_answers = 0;
     loop {
         tries += 1;
         for (w, pid) in watched.iter().zip(&instances) {
@@ -72,6 +99,7 @@ pub async fn until_healthy(probe: &Probe, clock: &Clock, timeout: Duration, watc
             {
                 return Waited {
                     ok: false,
+                    settled: settle,
                     tries,
                     message: format!("{} cannot become healthy: {e}", probe.name),
                 };
@@ -87,6 +115,7 @@ pub async fn until_healthy(probe: &Probe, clock: &Clock, timeout: Duration, watc
                 None => {
                     return Waited {
                         ok: true,
+                        settled: true,
                         tries,
                         message: format!("{} healthy after {tries} tries", probe.name),
                     };
@@ -94,8 +123,25 @@ pub async fn until_healthy(probe: &Probe, clock: &Clock, timeout: Duration, watc
                 Some((w, serving)) => format!("it answers, but {}", serving.describe(&w.svc.name)),
             }
         } else {
+            // An answer (a status, a command's exit) rather than no connection.
+            let answered = (s.status.is_some() || s.value.is_some() || s.fields.contains_key("exit_code"))
+                && watched.iter().all(|w| {
+                    matches!(
+                        identity::serving(w.svc, &w.files),
+                        Serving::Ours { .. } | Serving::Unknown
+                    )
+                });
+            unhealthy_answers = if answered { unhealthy_answers + 1 } else { 0 };
             s.error.unwrap_or_else(|| "unhealthy".into())
         };
+        if settle && unhealthy_answers >= SETTLED_AFTER {
+            return Waited {
+                ok: false,
+                settled: true,
+                tries,
+                message: format!("{} is up and unhealthy: {last}", probe.name),
+            };
+        }
         if Instant::now() >= until {
             let mut message = format!(
                 "{} not healthy after {tries} tries in {}; last: {last}",
@@ -113,6 +159,7 @@ pub async fn until_healthy(probe: &Probe, clock: &Clock, timeout: Duration, watc
             }
             return Waited {
                 ok: false,
+                settled: false,
                 tries,
                 message,
             };

@@ -385,3 +385,79 @@ fn a_restore_restarts_the_services_running_the_replaced_state() {
     );
     assert_eq!(version(port).as_deref(), Some("1.1.0"), "left running as asked");
 }
+
+/// Undo after an incident puts back the broken state the rollback was for:
+/// it restarts the service on it and reports its health without requiring it
+/// (exit 0), never re-runs a command capture's restore when the state already
+/// matches (here it would fail, as a `pip install` without the network does),
+/// and redo and undo then alternate as often as asked.
+#[test]
+fn undo_after_an_incident_reports_the_broken_state_and_redo_always_works() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    let port = crate::closed_port();
+    let _cleanup = Cleanup(p.to_path_buf());
+    std::fs::write(
+        p.join("backout.toml"),
+        format!(
+            r#"
+[plan]
+name = "undo-incident"
+[capture]
+git = true
+commands = [{{ name = "config", save = ["cat", "app.toml"], restore = ["sh", "-c", "echo 'pip: no network' >&2; exit 1"] }}]
+[[service]]
+name = "quotes"
+start = ["{exe}", "demo-app", "--config", "app.toml", "--port", "{port}"]
+ready = "quote"
+ready-timeout = "10s"
+[[probe]]
+name = "quote"
+http = {{ url = "http://127.0.0.1:{port}/api/quote", status = 200 }}
+every = "100ms"
+timeout = "1s"
+[rollback]
+steps = [{{ git = "revert" }}, {{ service = "quotes", action = "restart" }}, {{ wait = "quote", timeout = "10s" }}]
+"#,
+            exe = bin().display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(p.join("app.toml"), config("1.0.0")).unwrap();
+    sh(p, "git init -q -b main && git add -A && git commit -qm 1.0.0");
+    ok(p, &["checkpoint"]);
+    let broken = config("1.1.0").replace("error-rate = 0", "error-rate = 1");
+    std::fs::write(p.join("app.toml"), broken).unwrap();
+    sh(p, "git commit -qam 1.1.0");
+    // Started by hand, as it was deployed; the rollback adopts and stops it.
+    let _hand = start_by_hand(p, port);
+    assert_eq!(version(port).as_deref(), Some("1.1.0"));
+    ok(p, &["rollback", "--yes"]);
+    assert_eq!(version(port).as_deref(), Some("1.0.0"));
+
+    for round in 0..2 {
+        let out = backout(p, &["undo"]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "round {round}: {err}");
+        assert!(
+            err.contains("not healthy in the state put back") && err.contains("status 500"),
+            "round {round}: undo says the state it put back is unhealthy: {err}"
+        );
+        assert_eq!(
+            version(port).as_deref(),
+            Some("1.1.0"),
+            "round {round}: the broken state is back"
+        );
+        let out = backout(p, &["redo"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "round {round}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            version(port).as_deref(),
+            Some("1.0.0"),
+            "round {round}: redo reapplied the rollback"
+        );
+    }
+}
