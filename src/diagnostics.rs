@@ -23,7 +23,11 @@ pub async fn capture(ws: &Workspace) -> Vec<Diagnostic> {
         let mut status = String::new();
         for svc in &ws.plan.services {
             let files = ServiceFiles::new(&run_dir, &svc.name);
-            status.push_str(&format!("{}: {:?}\n", svc.name, service::status(svc, &files)));
+            status.push_str(&format!("{}: {}\n", svc.name, service::status(svc, &files)));
+            let serving = service::identity::serving(svc, &files);
+            if serving != service::identity::Serving::Unknown {
+                status.push_str(&format!("  {}\n", serving.describe(&svc.name)));
+            }
             if let Ok(text) = std::fs::read(&files.log) {
                 out.push(item(
                     format!("log of service {}", svc.name),

@@ -279,7 +279,12 @@ pub async fn verify_all(
     mut progress: impl FnMut(Duration, Duration),
 ) -> anyhow::Result<Vec<CheckResult>> {
     let op = ws.oplog.begin("verify", &serde_json::json!({}), ws.now_ms())?;
-    let mut checks = verify::run_list(ws, level, &mut on).await;
+    // First who answers: every check after this one would pass for any process on the port.
+    let degraded = crate::rollback::services::degraded_now(ws)?
+        .map(|d| d.services)
+        .unwrap_or_default();
+    let mut checks = verify::serving(ws, &degraded, &mut on);
+    checks.extend(verify::run_list(ws, level, &mut on).await);
     checks.extend(verify::run_checks(ws, &mut on).await);
     if let Some(d) = ws.plan.verify.stable_for {
         let c = verify::stable_for(ws, d, |elapsed| progress(elapsed, d)).await;

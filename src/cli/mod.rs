@@ -18,6 +18,7 @@ mod restore;
 mod rollback;
 mod run;
 mod runbook;
+mod service;
 mod show;
 mod status;
 mod undo;
@@ -91,6 +92,7 @@ enum Command {
     Show(show::ShowArgs),
     Report(report::ReportArgs),
     Runbook(runbook::RunbookArgs),
+    Service(service::ServiceArgs),
     Demo(demo::DemoArgs),
     DemoApp(demo_app::DemoAppArgs),
 }
@@ -227,7 +229,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CommandError>
         Command::Check(a) => check::run(ctx, a),
         Command::Checkpoint(a) => checkpoint::run(ctx, a).await,
         Command::Checkpoints(a) => checkpoints::run(ctx, a),
-        Command::Restore(a) => restore::run(ctx, a),
+        Command::Restore(a) => restore::run(ctx, a).await,
         Command::Export(a) => export::run(ctx, a).await,
         Command::Fsck(a) => fsck::run(ctx, a),
         Command::Gc(a) => gc::run(ctx, a),
@@ -243,6 +245,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CommandError>
         Command::Show(a) => show::run(ctx, a),
         Command::Report(a) => report::run(ctx, a),
         Command::Runbook(a) => runbook::run(ctx, a),
+        Command::Service(a) => service::run(ctx, a).await,
         Command::Demo(a) => demo::run(ctx, a).await,
         Command::DemoApp(a) => demo_app::run(ctx, a).await,
     }

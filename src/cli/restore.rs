@@ -28,12 +28,16 @@ pub struct RestoreArgs {
     /// Print exactly what would change, and change nothing
     #[arg(long)]
     dry_run: bool,
+    /// Leave running services as they are [default: restart them, so they run
+    /// what was restored rather than what they loaded before]
+    #[arg(long)]
+    no_restart: bool,
 }
 
 /// Changes a real restore lists before it only counts.
 const LIST_UP_TO: usize = 40;
 
-pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode, CommandError> {
+pub async fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode, CommandError> {
     let ws = ctx.workspace()?;
     let id = resource::parse_checkpoint_name(&args.checkpoint).ok_or_else(|| {
         CommandError::usage(anyhow::anyhow!(
@@ -47,22 +51,26 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode, CommandError> {
         .ok_or_else(|| CommandError::usage(RestoreError::NoSuchCheckpoint(resource::checkpoint_name(id))))?;
     let only: Vec<String> = args.only.iter().map(|o| o.trim_end_matches('/').to_string()).collect();
     let bar = ctx.printer.progress();
+    // Services running now run what they loaded from the state being replaced.
+    let running = crate::rollback::services::running(&ws)?;
+    let mut _lock = None;
+    let mut op = None;
     let outcome = if args.dry_run {
         resource::restore(&ws, None, &cp, &only, true, &bar)?
     } else {
-        let _lock = ws.lock("restore")?;
-        let op = ws.oplog.begin(
+        _lock = Some(ws.lock("restore")?);
+        let o = ws.oplog.begin(
             "restore",
             &serde_json::json!({ "checkpoint": resource::checkpoint_name(id), "only": only }),
             ws.now_ms(),
         )?;
-        match resource::restore(&ws, Some(op), &cp, &only, false, &bar) {
-            Ok(o) => {
-                ws.oplog.finish(op, "ok", None, ws.now_ms())?;
-                o
-            }
+        op = Some(o);
+        // What undoing this restore brings back: these services, running.
+        crate::rollback::services::ensure_recorded(&ws, o, &running)?;
+        match resource::restore(&ws, Some(o), &cp, &only, false, &bar) {
+            Ok(out) => out,
             Err(e) => {
-                ws.oplog.finish(op, "failed", Some(&format!("{e:#}")), ws.now_ms())?;
+                ws.oplog.finish(o, "failed", Some(&format!("{e:#}")), ws.now_ms())?;
                 return Err(e.into());
             }
         }
@@ -121,5 +129,57 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode, CommandError> {
             outcome.safety_checkpoint.as_deref().unwrap_or("?")
         ));
     }
+    let names: Vec<&str> = running.iter().map(|t| t.name.as_str()).collect();
+    if names.is_empty() || outcome.changes.is_empty() {
+        if let Some(op) = op {
+            ws.oplog.finish(op, "ok", None, ws.now_ms())?;
+        }
+        return Ok(ExitCode::Ok);
+    }
+    if outcome.dry_run {
+        p.out(format!(
+            "running services would be restarted so they run what is restored: {} (--no-restart leaves them)",
+            names.join(", ")
+        ));
+        return Ok(ExitCode::Ok);
+    }
+    let op = op.expect("a real restore has an operation");
+    if args.no_restart {
+        p.warn(format!(
+            "{} still run what they loaded before the restore: `backout service restart {}` makes them run what is restored",
+            names.join(", "),
+            names.join(" ")
+        ));
+        ws.oplog.finish(op, "ok", None, ws.now_ms())?;
+        return Ok(ExitCode::Ok);
+    }
+    let run_dir = ws.run_dir()?;
+    for t in &running {
+        let Some(svc) = ws.plan.service(&t.name) else {
+            continue;
+        };
+        let ready = svc.ready.as_deref().and_then(|r| ws.plan.probe(r));
+        match crate::service::control::act(
+            svc,
+            crate::plan::ServiceAction::Restart,
+            &run_dir,
+            t.timeout,
+            ready,
+            &ws.clock,
+        )
+        .await
+        {
+            Ok(lines) => lines.lines().for_each(|l| p.status(l)),
+            Err(e) => {
+                let msg = format!(
+                    "the restore is done, but restarting {} failed: {e:#}\n  = hint: `backout undo` takes the restore back",
+                    svc.name
+                );
+                ws.oplog.finish(op, "failed", Some(&msg), ws.now_ms())?;
+                return Err(CommandError::failure(anyhow::anyhow!(msg)));
+            }
+        }
+    }
+    ws.oplog.finish(op, "ok", None, ws.now_ms())?;
     Ok(ExitCode::Ok)
 }

@@ -50,7 +50,17 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode, CommandError> {
     };
     let mut done = Vec::new();
     for phase in &phases {
-        p.status(format!("phase {}: applying", phase.name));
+        // What a failure will do is said before anything changes.
+        match phase.default() {
+            Some(opt) => p.status(format!(
+                "phase {}: applying; on failure it is rolled back with option {:?}",
+                phase.name, opt.name
+            )),
+            None => p.warn(format!(
+                "phase {}: applying; it has no rollback option, so on failure backout stops and leaves it as it is (`backout rollback --to CHECKPOINT` then)",
+                phase.name
+            )),
+        }
         let (applied, cp) = crate::rollback::apply::apply_phase(&ws, phase, on, |c| {
             p.status(format!(
                 "  [{}] {}: {}",
@@ -68,22 +78,24 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode, CommandError> {
             done.push(serde_json::to_value(&applied)?);
             continue;
         }
-        p.out(format!(
-            "phase {}: {}; rolling it back to {}",
-            phase.name,
-            if applied.applied {
-                "verification failed"
-            } else {
-                "apply failed"
-            },
-            applied.checkpoint
-        ));
+        let failure = if applied.applied {
+            "verification failed"
+        } else {
+            "apply failed"
+        };
         let rollback = match phase.default() {
             None => {
-                p.warn(format!("phase {} has no rollback option: stopping here", phase.name));
+                p.out(format!(
+                    "phase {}: {failure}; left as it is (no rollback option); its checkpoint {} holds the state before it: `backout rollback --to {}`",
+                    phase.name, applied.checkpoint, applied.checkpoint
+                ));
                 None
             }
             Some(opt) => {
+                p.out(format!(
+                    "phase {}: {failure}; rolling it back to {}",
+                    phase.name, applied.checkpoint
+                ));
                 let sel = select::select(
                     &ws.plan,
                     &Request {

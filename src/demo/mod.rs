@@ -194,7 +194,7 @@ async fn scenario(
         .probe("health")
         .context("the demo plan has a health probe")?
         .clone();
-    let pid = service::start(svc, files)?;
+    let pid = service::start(svc, files)?.pid();
     let (ready, _, why) = rollback::wait_healthy(ws, &health, Duration::from_secs(10)).await;
     if !ready {
         bail!(

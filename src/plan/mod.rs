@@ -169,6 +169,9 @@ pub struct Service {
     pub env: Vec<(String, Text)>,
     pub ready: Option<String>,
     pub ready_timeout: Duration,
+    /// The TCP port the service listens on: `port`, or its `ready` probe's
+    /// when that probe targets this machine. backout checks who holds it.
+    pub port: Option<u16>,
     pub stop_timeout: Duration,
     /// How a non-process service is driven.
     pub control: ServiceControl,
@@ -567,6 +570,20 @@ impl Validator<'_> {
         }
     }
 
+    fn port(&mut self, s: &S<i64>) -> Option<u16> {
+        match u16::try_from(*s.get_ref()) {
+            Ok(p) if p > 0 => Some(p),
+            _ => {
+                self.error(
+                    s.span(),
+                    format!("{} is not a TCP port", s.get_ref()),
+                    "a port is a number from 1 to 65535, e.g. port = 8000",
+                );
+                None
+            }
+        }
+    }
+
     fn opt_duration(&mut self, s: &Option<S<String>>, default: Duration) -> Duration {
         s.as_ref().and_then(|s| self.duration(s)).unwrap_or(default)
     }
@@ -751,6 +768,7 @@ impl Validator<'_> {
         self.probe_service_refs(&raw.probes, &service_names);
 
         let probes = self.link_compose_probes(&raw.probes, probes, &services);
+        let services = services::ports_from_ready_probes(services, &probes);
 
         let mut rule_names = BTreeSet::new();
         let rules: Vec<Rule> = raw
@@ -1050,6 +1068,7 @@ impl Validator<'_> {
             env,
             ready: r.ready.as_ref().map(|r| r.get_ref().clone()),
             ready_timeout: self.opt_duration(&r.ready_timeout, Duration::from_secs(30)),
+            port: r.port.as_ref().and_then(|p| self.port(p)),
             stop_timeout: self.opt_duration(&r.stop_timeout, Duration::from_secs(10)),
             control,
         }

@@ -70,6 +70,22 @@ pub struct PrometheusProbe {
 }
 
 impl ProbeKind {
+    /// The TCP port the probe reaches on this machine (an http URL or tcp
+    /// address whose host is loopback, `localhost` or `0.0.0.0`).
+    pub fn local_port(&self) -> Option<u16> {
+        match self {
+            ProbeKind::Http(h) => {
+                let url = reqwest::Url::parse(&h.url.value).ok()?;
+                super::services::local_port_of(url.host_str()?, url.port_or_known_default())
+            }
+            ProbeKind::Tcp(t) => {
+                let (host, port) = t.address.rsplit_once(':')?;
+                super::services::local_port_of(host, port.parse().ok())
+            }
+            _ => None,
+        }
+    }
+
     /// What the probe measures, for listings: a URL, an address, a command, a path.
     pub fn target(&self) -> String {
         match self {

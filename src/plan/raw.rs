@@ -136,6 +136,8 @@ pub struct RawService {
     pub env: BTreeMap<String, S<String>>,
     /// The probe that says the service is ready after a start.
     pub ready: Option<S<String>>,
+    /// The TCP port it listens on (default: its `ready` probe's, when local).
+    pub port: Option<S<i64>>,
     pub ready_timeout: Option<S<String>>,
     pub stop_timeout: Option<S<String>>,
     /// kind = "command": how to stop it and ask whether it runs.

@@ -184,3 +184,30 @@ impl Validator<'_> {
         probes
     }
 }
+
+/// A process service without `port` listens where its `ready` probe looks,
+/// when that probe targets this machine (an http URL or tcp address on
+/// loopback, `localhost` or `0.0.0.0`).
+pub(super) fn ports_from_ready_probes(
+    mut services: Vec<super::Service>,
+    probes: &[super::Probe],
+) -> Vec<super::Service> {
+    for s in services.iter_mut().filter(|s| s.port.is_none()) {
+        s.port = s
+            .ready
+            .as_deref()
+            .and_then(|r| probes.iter().find(|p| p.name == r))
+            .and_then(|p| p.kind.local_port());
+    }
+    services
+}
+
+/// The port of a `host:port` or URL when the host is this machine.
+pub fn local_port_of(host: &str, port: Option<u16>) -> Option<u16> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let local = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
+    if local { port } else { None }
+}

@@ -19,6 +19,7 @@ pub async fn sample(service: &str, control: &ServiceControl, timeout: Duration) 
         env: Vec::new(),
         ready: None,
         ready_timeout: timeout,
+        port: None,
         stop_timeout: timeout,
         control: control.clone(),
     };

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::db::{DbError, DumpFile, finish_file};
+use super::db::{DbError, DumpFile, finish_file, hash_file};
 use crate::exec::{self, ExecError, Invocation, Outcome};
 use crate::plan::{CaptureCommand, FILE_PLACEHOLDER};
 
@@ -162,9 +162,43 @@ fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// Checks the saved output, then runs the restore command with it.
+/// Whether the save command prints today exactly what it saved: then the
+/// state is already what the checkpoint holds (a venv put back with the paths
+/// before it, an undo of a rollback that did not change it) and its restore
+/// need not run — `pip install --force-reinstall` would only ask the package
+/// index again for what is installed.
+async fn already_as_saved(spec: &CaptureCommand, snap: &CommandSnapshot, dir: &Path) -> bool {
+    let now = dir.join(format!("{}.now", file_name(&spec.name)));
+    let inv = Invocation {
+        argv: spec.save.resolved(),
+        cwd: spec.cwd.clone(),
+        env: Vec::new(),
+        timeout: spec.timeout,
+    };
+    let same = match exec::run_to_file(&inv, &now).await {
+        Ok(o) if o.success() => hash_file(&now).is_ok_and(|(_, h)| h == snap.file.blake3),
+        _ => false,
+    };
+    let _ = std::fs::remove_file(&now);
+    same
+}
+
+/// Checks the saved output, then runs the restore command with it, unless the
+/// state already matches it (see [`already_as_saved`]).
 pub async fn restore(spec: &CaptureCommand, snap: &CommandSnapshot, dir: &Path) -> Result<Outcome, CommandError> {
     verify(snap, dir)?;
+    let t = std::time::Instant::now();
+    if already_as_saved(spec, snap, dir).await {
+        return Ok(Outcome {
+            exit_code: Some(0),
+            timed_out: false,
+            output: format!(
+                "`{}` prints what the checkpoint saved: nothing to restore",
+                spec.save.shown()
+            ),
+            duration: t.elapsed(),
+        });
+    }
     let (argv, shown) = restore_command(spec, &absolute(&dir.join(&snap.file.name)));
     let inv = Invocation {
         argv,
@@ -218,10 +252,11 @@ mod tests {
             .output()
             .expect("python3 runs");
         assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-        // pip reinstalls what the file lists from what is installed: no index needed.
+        // pip reinstalls what the file lists from what is installed: no index
+        // needed. notes.txt stands for a change since the capture.
         let s = spec(
             project.path(),
-            cmd(&["venv/bin/pip", "freeze", "--all"], false),
+            cmd(&["venv/bin/pip freeze --all; cat notes.txt 2>/dev/null || true"], true),
             cmd(
                 &["venv/bin/pip install --no-index --no-deps -r {file} && cp {file} restored-from.txt"],
                 true,
@@ -238,6 +273,11 @@ mod tests {
             plan.run.contains("packages.out") && !plan.run.contains("{file}"),
             "{plan:?}"
         );
+        // Unchanged since the capture: nothing to run (and no index to ask).
+        let outcome = restore(&s, &snap, store.path()).await.unwrap();
+        assert!(outcome.output.contains("nothing to restore"), "{outcome:?}");
+        assert!(!project.path().join("restored-from.txt").exists());
+        std::fs::write(project.path().join("notes.txt"), "changed since\n").unwrap();
         let outcome = restore(&s, &snap, store.path()).await.unwrap();
         assert!(
             outcome.output.contains("Requirement already satisfied: pip"),
@@ -261,8 +301,10 @@ mod tests {
             } else {
                 cmd(&["sh", "-c", "printf '%s\\n' \"$@\" > args.txt", "sh", "{file}"], false)
             };
-            let s = spec(project.path(), cmd(&["echo", "state"], false), restore_cmd);
+            std::fs::write(project.path().join("state.txt"), "state").unwrap();
+            let s = spec(project.path(), cmd(&["cat", "state.txt"], false), restore_cmd);
             let snap = capture(&s, &odd).await.unwrap();
+            std::fs::write(project.path().join("state.txt"), "changed").unwrap();
             if !shell {
                 // What --dry-run shows pastes into a shell as the same command.
                 let plan = plan_restore(&s, &snap, &odd).unwrap();
@@ -329,15 +371,17 @@ mod tests {
     #[tokio::test]
     async fn a_failing_restore_is_an_error_with_its_output() {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("x"), "x").unwrap();
         let s = spec(
             dir.path(),
-            cmd(&["echo", "x"], false),
+            cmd(&["cat", "x"], false),
             cmd(
                 &["sh", "-c", "echo 'cannot install' >&2; exit 1", "sh", "{file}"],
                 false,
             ),
         );
         let snap = capture(&s, dir.path()).await.unwrap();
+        std::fs::write(dir.path().join("x"), "y").unwrap();
         let e = restore(&s, &snap, dir.path()).await.unwrap_err().to_string();
         assert!(e.contains("cannot install") && e.contains("exit code 1"), "{e}");
     }

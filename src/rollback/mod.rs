@@ -462,34 +462,18 @@ fn note_services(
     }
 }
 
-/// Samples `probe` until it is healthy or `timeout` passes.
+/// Samples `probe` until it is healthy, answered by the services behind it
+/// (see [`crate::service::ready`]), or `timeout` passes; fails at once when
+/// the instance of such a service dies.
 pub async fn wait_healthy(
     ws: &Workspace,
     probe: &crate::plan::Probe,
     timeout: Duration,
 ) -> (bool, Option<i32>, String) {
-    let until = Instant::now() + timeout;
-    // Poll faster than the probe's interval: every millisecond here is recovery time.
-    let pause = probe.every.min(Duration::from_millis(20));
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let s = crate::probe::sample(probe, &ws.clock).await;
-        if s.ok {
-            return (true, Some(0), format!("{} healthy after {tries} tries", probe.name));
-        }
-        if Instant::now() >= until {
-            let why = s.error.unwrap_or_default();
-            return (
-                false,
-                None,
-                format!(
-                    "{} not healthy after {tries} tries in {}: {why}",
-                    probe.name,
-                    crate::plan::units::format_duration(timeout)
-                ),
-            );
-        }
-        tokio::time::sleep(pause).await;
-    }
+    let watched = match ws.run_dir() {
+        Ok(dir) => crate::service::ready::watched(&ws.plan.services, probe, &dir),
+        Err(e) => return (false, None, format!("{e:#}")),
+    };
+    let w = crate::service::ready::until_healthy(probe, &ws.clock, timeout, &watched).await;
+    (w.ok, w.ok.then_some(0), w.message)
 }

@@ -137,6 +137,30 @@ pub fn touched(plan: &crate::plan::Plan, steps: &[Step]) -> Vec<Touched> {
         .collect()
 }
 
+/// The plan's services that run now (under backout, under their manager, or
+/// started by hand and holding their port), each to be restarted within its
+/// readiness and stop timeouts: what a restore must restart so they run what
+/// it put back.
+pub fn running(ws: &Workspace) -> anyhow::Result<Vec<Touched>> {
+    let all: Vec<Touched> = ws
+        .plan
+        .services
+        .iter()
+        .map(|s| Touched {
+            name: s.name.clone(),
+            relaunch: Relaunch::Restart,
+            timeout: s.ready_timeout + s.stop_timeout,
+        })
+        .collect();
+    let now = snapshot(ws, &all)?;
+    Ok(all
+        .into_iter()
+        .zip(now.services)
+        .filter(|(_, r)| r.state == Was::Running)
+        .map(|(t, _)| t)
+        .collect())
+}
+
 /// Asks each service (concurrently: a compose or systemd status is a command)
 /// what it is doing now.
 pub fn snapshot(ws: &Workspace, services: &[Touched]) -> anyhow::Result<ServicesBefore> {
@@ -155,7 +179,7 @@ pub fn snapshot(ws: &Workspace, services: &[Touched]) -> anyhow::Result<Services
                     scope.spawn(move || {
                         let state = match plan.service(name) {
                             Some(svc) => match service::status(svc, &ServiceFiles::new(run_dir, name)) {
-                                Status::Running { .. } | Status::Active => Was::Running,
+                                Status::Running { .. } | Status::Active | Status::Foreign { .. } => Was::Running,
                                 Status::Stopped => Was::Stopped,
                                 Status::Unknown => Was::Unknown,
                             },

@@ -356,7 +356,8 @@ async fn services(
     };
     let mut out = Vec::new();
     for svc in targets {
-        match control::act(svc, action, &run_dir, timeout).await {
+        let ready = svc.ready.as_deref().and_then(|r| ws.plan.probe(r));
+        match control::act(svc, action, &run_dir, timeout, ready, &ws.clock).await {
             Ok(line) => out.push(line),
             Err(e) => {
                 out.push(format!("{e:#}"));

@@ -207,7 +207,9 @@ enum Action<'a> {
     PutBack,
     /// The service, the action, and how long it may take.
     Service(&'a Service, ServiceAction, Duration),
-    Wait(&'a Probe, Duration),
+    /// How healthy the service is once restarted: waited for, not required
+    /// (the state put back may be the broken one a rollback was for).
+    Health(&'a Probe, Duration),
 }
 
 struct Planned<'a> {
@@ -274,7 +276,7 @@ fn plan_steps<'a>(
                     steps.push(Planned {
                         name: format!("wait for {}", probe.name),
                         command: None,
-                        action: Action::Wait(probe, svc.ready_timeout),
+                        action: Action::Health(probe, svc.ready_timeout),
                     });
                 }
             }
@@ -353,13 +355,24 @@ async fn perform(
                 Ok(out) => (true, out),
                 Err(e) => (false, format!("{e:#}")),
             },
-            Action::Service(svc, action, timeout) => match control::act(svc, *action, &run_dir, *timeout).await {
-                Ok(line) => (true, line),
-                Err(e) => (false, format!("{e:#}")),
-            },
-            Action::Wait(probe, timeout) => {
-                let (ok, _, out) = super::wait_healthy(ws, probe, *timeout).await;
-                (ok, out)
+            // The ready probe is a step of its own here (a wait), so the restart itself does not wait.
+            Action::Service(svc, action, timeout) => {
+                match control::act(svc, *action, &run_dir, *timeout, None, &ws.clock).await {
+                    Ok(line) => (true, line),
+                    Err(e) => (false, format!("{e:#}")),
+                }
+            }
+            Action::Health(probe, timeout) => {
+                let watched = crate::service::ready::watched(&ws.plan.services, probe, &run_dir);
+                let w = crate::service::ready::observe(probe, &ws.clock, *timeout, &watched).await;
+                if !w.ok {
+                    notes.push(format!(
+                        "not healthy in the state put back (as it was before op-{target_op}): {}",
+                        w.message
+                    ));
+                }
+                // Its health is reported, not required: this is the state asked for.
+                (true, w.message)
             }
         };
         let output = crate::exec::tail_lines(&output, 40);

@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use super::{ServiceError, ServiceFiles, Status};
+use super::identity::{self, Confirmed};
+use super::{ServiceError, ServiceFiles, Started, Status};
+use crate::context::Clock;
 use crate::exec::{self, Invocation};
-use crate::plan::{Command, Service, ServiceAction, ServiceControl};
+use crate::plan::{Command, Probe, Service, ServiceAction, ServiceControl};
 
 /// The compose command line on this machine: `docker compose` (the plugin) when
 /// it answers, else the standalone `docker-compose`.
@@ -73,13 +75,15 @@ fn shown_arg(a: &str) -> String {
 /// The external commands for a non-process service; empty for `process`.
 fn invocations(svc: &Service, action: ServiceAction) -> Vec<(Vec<String>, PathBuf)> {
     match &svc.control {
+        // What a person types to do the same by hand.
         ServiceControl::Process => {
             let verb = match action {
                 ServiceAction::Start => "start",
                 ServiceAction::Stop | ServiceAction::Down => "stop",
                 ServiceAction::Restart | ServiceAction::Rebuild => "restart",
             };
-            vec![(vec![format!("{verb} process {}", svc.name)], svc.cwd.clone())]
+            let argv = ["backout", "service", verb, svc.name.as_str()];
+            vec![(argv.iter().map(|a| a.to_string()).collect(), svc.cwd.clone())]
         }
         c @ ServiceControl::Compose { service, .. } => {
             let s = service.as_str();
@@ -119,8 +123,44 @@ fn invocations(svc: &Service, action: ServiceAction) -> Vec<(Vec<String>, PathBu
     }
 }
 
-/// Performs `action` on `svc`; returns a line saying what happened.
+/// Performs `action` on `svc`; returns lines saying what happened, each one
+/// checked: a process service's start is confirmed only once the instance it
+/// started listens on the service's port (or, without one, stays alive), a
+/// stop only once nothing of the service listens there any more, and a start
+/// or restart of a service with a `ready` probe waits for that probe (answered
+/// by the instance just started) within `timeout`.
 pub async fn act(
+    svc: &Service,
+    action: ServiceAction,
+    run_dir: &Path,
+    timeout: Duration,
+    ready: Option<&Probe>,
+    clock: &Clock,
+) -> Result<String, ServiceError> {
+    let began = std::time::Instant::now();
+    let mut lines = act_only(svc, action, run_dir, timeout).await?;
+    let starts = !matches!(action, ServiceAction::Stop | ServiceAction::Down);
+    if let (true, Some(probe)) = (starts, ready) {
+        let left = timeout.saturating_sub(began.elapsed());
+        let watched = [super::ready::Watched {
+            svc,
+            files: ServiceFiles::new(run_dir, &svc.name),
+        }];
+        let w = super::ready::until_healthy(probe, clock, left, &watched).await;
+        if !w.ok {
+            return Err(ServiceError::NotReady {
+                name: svc.name.clone(),
+                running: super::instance(&watched[0].files).map(|i| i.pid),
+                message: w.message,
+            });
+        }
+        lines.push_str(&format!("\n{}: ready ({})", svc.name, w.message));
+    }
+    Ok(lines)
+}
+
+/// [`act`] without waiting for the `ready` probe.
+async fn act_only(
     svc: &Service,
     action: ServiceAction,
     run_dir: &Path,
@@ -130,13 +170,35 @@ pub async fn act(
         let svc = svc.clone();
         let files = ServiceFiles::new(run_dir, &svc.name);
         let name = svc.name.clone();
-        let joined = tokio::task::spawn_blocking(move || match action {
-            ServiceAction::Start => super::start(&svc, &files).map(|p| format!("{} started (pid {p})", svc.name)),
-            ServiceAction::Stop | ServiceAction::Down => {
-                super::stop(&svc, &files).map(|()| format!("{} stopped", svc.name))
-            }
-            ServiceAction::Restart | ServiceAction::Rebuild => {
-                super::restart(&svc, &files).map(|p| format!("{} restarted (pid {p})", svc.name))
+        let confirm_within = svc.ready_timeout.min(timeout);
+        let joined = tokio::task::spawn_blocking(move || -> Result<String, ServiceError> {
+            let start = |svc: &Service| -> Result<String, ServiceError> {
+                Ok(match super::start(svc, &files)? {
+                    Started::Spawned(pid) => match identity::confirm(svc, &files, pid, confirm_within)? {
+                        Confirmed::Listening(port) => {
+                            format!("{} started (pid {pid}), listening on port {port}", svc.name)
+                        }
+                        Confirmed::Alive => format!(
+                            "{} started (pid {pid}); alive after {} (no port to check it serves: set `port` or `ready`)",
+                            svc.name,
+                            crate::plan::units::format_duration(identity::SETTLE)
+                        ),
+                    },
+                    Started::AlreadyRunning(pid) => format!("{} already running (pid {pid})", svc.name),
+                    Started::Adopted(p) => format!(
+                        "{} already running as {}, started outside backout: adopted",
+                        svc.name,
+                        p.describe()
+                    ),
+                })
+            };
+            match action {
+                ServiceAction::Start => start(&svc),
+                ServiceAction::Stop | ServiceAction::Down => Ok(super::stop(&svc, &files)?.describe(&svc.name)),
+                ServiceAction::Restart | ServiceAction::Rebuild => {
+                    let stopped = super::stop(&svc, &files)?.describe(&svc.name);
+                    Ok(format!("{stopped}\n{}", start(&svc)?))
+                }
             }
         })
         .await;

@@ -19,6 +19,9 @@
 //! ([`control`]).
 
 pub mod control;
+pub mod identity;
+pub mod procs;
+pub mod ready;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -47,6 +50,40 @@ pub enum ServiceError {
     StopTimeout { name: String, pid: i32, timeout: Duration },
     #[error("service {name:?}: {count} process(es) carrying {SERVICE_ID_VAR}={token} survived TERM and KILL")]
     Orphans { name: String, token: String, count: usize },
+    #[error("service {name:?}: port {port} is held by {holder}, which backout did not start\n  = hint: {hint}")]
+    PortHeld {
+        name: String,
+        port: u16,
+        holder: String,
+        hint: String,
+    },
+    #[error("service {name:?} (pid {pid}) exited{how}{}", log_excerpt(.log, .tail))]
+    Exited {
+        name: String,
+        pid: i32,
+        how: String,
+        log: PathBuf,
+        tail: String,
+    },
+    #[error(
+        "service {name:?} (pid {pid}) runs but did not listen on port {port} within {}{}",
+        crate::plan::units::format_duration(*.timeout),
+        log_excerpt(.log, .tail)
+    )]
+    NotListening {
+        name: String,
+        pid: i32,
+        port: u16,
+        timeout: Duration,
+        log: PathBuf,
+        tail: String,
+    },
+    #[error("service {name:?} did not become ready{}: {message}", .running.map_or(String::new(), |p| format!(" (it still runs, pid {p})")))]
+    NotReady {
+        name: String,
+        running: Option<i32>,
+        message: String,
+    },
     #[error("service {name:?}: `{command}` failed ({how})\n{output}")]
     Control {
         name: String,
@@ -56,18 +93,48 @@ pub enum ServiceError {
     },
 }
 
+/// "; last lines of LOG:" and the lines, or nothing when the log is empty.
+fn log_excerpt(log: &Path, tail: &str) -> String {
+    if tail.trim().is_empty() {
+        return String::new();
+    }
+    let body: Vec<String> = tail.lines().map(|l| format!("  | {l}")).collect();
+    format!("; the last lines of {}:\n{}", log.display(), body.join("\n"))
+}
+
 /// What a service is doing now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Status {
+    /// A process backout started or adopted.
     Running {
         pid: i32,
     },
     /// Running under a manager (compose, systemd, a status command): no pid of ours.
     Active,
+    /// Not started by backout, yet something holds the service's port (an
+    /// instance started by hand, or another program): not counted as the service.
+    Foreign {
+        pid: i32,
+        port: u16,
+    },
     Stopped,
     /// The kind has no way to tell (a command service without `status`).
     Unknown,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Status::Running { pid } => write!(f, "running (pid {pid})"),
+            Status::Active => f.write_str("running"),
+            Status::Foreign { pid, port } => {
+                write!(f, "not started by backout; pid {pid} holds its port {port}")
+            }
+            Status::Stopped => f.write_str("stopped"),
+            Status::Unknown => f.write_str("unknown (its kind cannot tell)"),
+        }
+    }
 }
 
 /// The environment variable holding a spawned instance's token.
@@ -278,39 +345,96 @@ pub fn start_time(pid: i32) -> Option<u64> {
     fields.get(19)?.parse().ok()
 }
 
+/// What the service is doing: for a process service, its recorded instance
+/// when that still lives, else whoever holds its port ([`Status::Foreign`]).
 pub fn status(svc: &Service, files: &ServiceFiles) -> Status {
     match svc.kind {
-        ServiceKind::Process => match read_pidfile(&files.pidfile) {
-            Some(p) if start_time(p.pid) == Some(p.started) => Status::Running { pid: p.pid },
-            _ => Status::Stopped,
+        ServiceKind::Process => match instance(files) {
+            Some(i) => Status::Running { pid: i.pid },
+            None => match svc
+                .port
+                .and_then(|port| Some((procs::listeners(port).into_iter().next()?, port)))
+            {
+                Some((holder, port)) => Status::Foreign { pid: holder.pid, port },
+                None => Status::Stopped,
+            },
         },
         _ => control::status_blocking(svc),
     }
 }
 
-/// What a pid file holds: `PID START [TOKEN]` (older ones have no token).
-struct PidFile {
-    pid: i32,
-    started: u64,
-    token: Option<String>,
+/// The instance the pid file records, when it still lives.
+pub fn instance(files: &ServiceFiles) -> Option<Instance> {
+    read_pidfile(&files.pidfile).filter(|p| start_time(p.pid) == Some(p.started))
 }
 
-fn read_pidfile(path: &Path) -> Option<PidFile> {
+/// What a pid file holds: `PID START TOKEN` for an instance backout spawned
+/// (older ones have no token), `PID START -` for one it adopted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub pid: i32,
+    pub started: u64,
+    pub token: Option<String>,
+    /// Started outside backout and adopted: it has no token, and its process
+    /// group may be the shell's that started it, so it is stopped by its tree.
+    pub adopted: bool,
+}
+
+fn read_pidfile(path: &Path) -> Option<Instance> {
     let text = std::fs::read_to_string(path).ok()?;
     let mut parts = text.split_whitespace();
-    Some(PidFile {
-        pid: parts.next()?.parse().ok()?,
-        started: parts.next()?.parse().ok()?,
-        token: parts.next().map(str::to_string),
+    let pid = parts.next()?.parse().ok()?;
+    let started = parts.next()?.parse().ok()?;
+    let (token, adopted) = match parts.next() {
+        Some("-") => (None, true),
+        t => (t.map(str::to_string), false),
+    };
+    Some(Instance {
+        pid,
+        started,
+        token,
+        adopted,
     })
 }
 
-/// Starts the service unless it already runs; returns its pid.
-pub fn start(svc: &Service, files: &ServiceFiles) -> Result<i32, ServiceError> {
-    if let Status::Running { pid } = status(svc, files) {
-        return Ok(pid);
+/// What a start did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Started {
+    /// A new instance.
+    Spawned(i32),
+    /// An instance of backout's already ran.
+    AlreadyRunning(i32),
+    /// An instance started by hand held the port; backout adopted it.
+    Adopted(procs::Proc),
+}
+
+impl Started {
+    pub fn pid(&self) -> i32 {
+        match self {
+            Started::Spawned(p) | Started::AlreadyRunning(p) => *p,
+            Started::Adopted(p) => p.pid,
+        }
+    }
+}
+
+/// Starts the service unless it already runs. An instance started outside
+/// backout that holds the service's port is adopted when it is this service
+/// (same working directory or command line; see [`identity::looks_like`]),
+/// and refused otherwise: a second instance would die on the port, leaving
+/// the old one to answer. A spawned instance still has to prove it serves:
+/// [`identity::confirm`].
+pub fn start(svc: &Service, files: &ServiceFiles) -> Result<Started, ServiceError> {
+    if let Some(i) = instance(files) {
+        return Ok(Started::AlreadyRunning(i.pid));
     }
     reap_interrupted_start(svc, files)?;
+    if let Some(adopted) = identity::adopt_holder(svc, files)? {
+        return Ok(Started::Adopted(adopted));
+    }
+    spawn(svc, files).map(Started::Spawned)
+}
+
+fn spawn(svc: &Service, files: &ServiceFiles) -> Result<i32, ServiceError> {
     let argv = svc.start.resolved();
     let io = |path: &Path| {
         let name = svc.name.clone();
@@ -348,9 +472,12 @@ pub fn start(svc: &Service, files: &ServiceFiles) -> Result<i32, ServiceError> {
         std::thread::sleep(Duration::from_secs(10));
     }
     // Reap the child when it exits while we still run, so it never lingers as a
-    // zombie; if we exit first, init adopts it and the service keeps running.
+    // zombie, and keep how it ended for the error that says why it died; if we
+    // exit first, init adopts it and the service keeps running.
     std::thread::spawn(move || {
-        let _ = child.wait();
+        if let Ok(status) = child.wait() {
+            identity::note_exit(pid, status);
+        }
     });
     let started = start_time(pid).unwrap_or(0);
     write_run_file(&files.pidfile, format!("{pid} {started} {token}\n").as_bytes()).map_err(io(&files.pidfile))?;
@@ -358,36 +485,92 @@ pub fn start(svc: &Service, files: &ServiceFiles) -> Result<i32, ServiceError> {
     Ok(pid)
 }
 
-/// Stops the service's whole process group: TERM, then KILL after its stop
-/// timeout; then every process still carrying its token (descendants that left
-/// the group), and whatever an interrupted start left.
-pub fn stop(svc: &Service, files: &ServiceFiles) -> Result<(), ServiceError> {
-    reap_interrupted_start(svc, files)?;
-    let token = read_pidfile(&files.pidfile).and_then(|p| p.token);
-    if let Status::Running { pid } = status(svc, files) {
-        let pg = rustix::process::Pid::from_raw(pid).expect("a running pid is positive");
-        let _ = rustix::process::kill_process_group(pg, rustix::process::Signal::TERM);
-        if !wait_gone(pid, svc.stop_timeout) {
-            let _ = rustix::process::kill_process_group(pg, rustix::process::Signal::KILL);
-            if !wait_gone(pid, Duration::from_secs(5)) {
-                return Err(ServiceError::StopTimeout {
-                    name: svc.name.clone(),
-                    pid,
-                    timeout: svc.stop_timeout,
-                });
-            }
+/// What a stop did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stopped {
+    /// The instance of backout's that was stopped.
+    pub instance: Option<i32>,
+    /// Processes started outside backout that held the service's port and were
+    /// stopped as this service (see [`identity::looks_like`]).
+    pub foreign: Vec<procs::Proc>,
+}
+
+impl Stopped {
+    /// "stopped (pid N)", "was not running", ...
+    pub fn describe(&self, name: &str) -> String {
+        let mut parts = Vec::new();
+        if let Some(pid) = self.instance {
+            parts.push(format!("{name} stopped (pid {pid})"));
+        }
+        for p in &self.foreign {
+            parts.push(format!("{name}: stopped {}, started outside backout", p.describe()));
+        }
+        if parts.is_empty() {
+            format!("{name} was not running; nothing to stop")
+        } else {
+            parts.join("\n")
         }
     }
-    if let Some(token) = token {
+}
+
+/// Stops the service: its instance's whole process group (an adopted one's
+/// process tree), TERM then KILL after its stop timeout; every process still
+/// carrying its token; whatever an interrupted start left. Then, when the
+/// service has a port, nothing may still listen there: a copy of this service
+/// started by hand is stopped too, anything else is an error naming it — a stop
+/// that leaves the port served has stopped nothing that matters.
+pub fn stop(svc: &Service, files: &ServiceFiles) -> Result<Stopped, ServiceError> {
+    reap_interrupted_start(svc, files)?;
+    let recorded = read_pidfile(&files.pidfile);
+    let mut report = Stopped::default();
+    if let Some(i) = instance(files) {
+        end_instance(svc, &i)?;
+        report.instance = Some(i.pid);
+    }
+    if let Some(token) = recorded.and_then(|p| p.token) {
         end_token(&svc.name, &token, svc.stop_timeout)?;
     }
     let _ = std::fs::remove_file(&files.pidfile);
+    report.foreign = identity::stop_holders(svc)?;
+    Ok(report)
+}
+
+/// TERM to the instance (its group when it leads one, else its tree), KILL
+/// after the stop timeout.
+fn end_instance(svc: &Service, i: &Instance) -> Result<(), ServiceError> {
+    // A spawned instance leads its own group. An adopted one may share the
+    // group of the shell that started it: only its own tree is signalled then.
+    let leads_group = !i.adopted || procs::Proc::read(i.pid).is_some_and(|p| p.pgid == i.pid);
+    let signal = |sig: rustix::process::Signal| {
+        if leads_group {
+            if let Some(pg) = rustix::process::Pid::from_raw(i.pid) {
+                let _ = rustix::process::kill_process_group(pg, sig);
+            }
+        } else {
+            for p in procs::tree(i.pid) {
+                if let Some(pid) = rustix::process::Pid::from_raw(p.pid) {
+                    let _ = rustix::process::kill_process(pid, sig);
+                }
+            }
+        }
+    };
+    signal(rustix::process::Signal::TERM);
+    if !wait_gone(i.pid, svc.stop_timeout) {
+        signal(rustix::process::Signal::KILL);
+        if !wait_gone(i.pid, Duration::from_secs(5)) {
+            return Err(ServiceError::StopTimeout {
+                name: svc.name.clone(),
+                pid: i.pid,
+                timeout: svc.stop_timeout,
+            });
+        }
+    }
     Ok(())
 }
 
-pub fn restart(svc: &Service, files: &ServiceFiles) -> Result<i32, ServiceError> {
-    stop(svc, files)?;
-    start(svc, files)
+pub fn restart(svc: &Service, files: &ServiceFiles) -> Result<(Stopped, Started), ServiceError> {
+    let stopped = stop(svc, files)?;
+    Ok((stopped, start(svc, files)?))
 }
 
 fn wait_gone(pid: i32, timeout: Duration) -> bool {
@@ -445,6 +628,7 @@ mod tests {
             env: vec![],
             ready: None,
             ready_timeout: Duration::from_secs(5),
+            port: None,
             stop_timeout: Duration::from_millis(300),
             control: crate::plan::ServiceControl::Process,
         }
@@ -455,9 +639,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let files = ServiceFiles::new(dir.path(), "t");
         let s = svc("echo started; exec sleep 300");
-        let pid = start(&s, &files).unwrap();
+        let pid = start(&s, &files).unwrap().pid();
         assert_eq!(status(&s, &files), Status::Running { pid });
-        assert_eq!(start(&s, &files).unwrap(), pid, "start is idempotent");
+        assert_eq!(
+            start(&s, &files).unwrap(),
+            Started::AlreadyRunning(pid),
+            "start is idempotent"
+        );
         // Its output reaches the log file (polled: the shell may not have run yet).
         let logged = (0..250).any(|_| {
             std::thread::sleep(Duration::from_millis(20));
@@ -466,7 +654,7 @@ mod tests {
                 .contains("started")
         });
         assert!(logged, "the service's stdout never reached {}", files.log.display());
-        let pid2 = restart(&s, &files).unwrap();
+        let pid2 = restart(&s, &files).unwrap().1.pid();
         assert_ne!(pid, pid2);
         stop(&s, &files).unwrap();
         assert_eq!(status(&s, &files), Status::Stopped);
@@ -478,7 +666,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let files = ServiceFiles::new(dir.path(), "t");
         let s = svc("trap '' TERM; sleep 300 & wait; sleep 300");
-        let pid = start(&s, &files).unwrap();
+        let pid = start(&s, &files).unwrap().pid();
         stop(&s, &files).unwrap();
         assert!(start_time(pid).is_none());
     }
@@ -497,7 +685,7 @@ mod tests {
             cwd: dir.path().to_path_buf(),
             ..s
         };
-        let pid = start(&s, &files).unwrap();
+        let pid = start(&s, &files).unwrap().pid();
         assert!(!files.intent.exists(), "the intent is gone once the pid is recorded");
         let token = read_pidfile(&files.pidfile).unwrap().token.unwrap();
         assert!(token.starts_with("t-"), "{token}");
@@ -551,7 +739,7 @@ mod tests {
             }),
             "the orphan and its child carry the token"
         );
-        let pid = start(&s, &files).unwrap();
+        let pid = start(&s, &files).unwrap().pid();
         let _ = orphan.wait();
         assert!(!alive(opid) || start_time(opid).is_none());
         assert!(

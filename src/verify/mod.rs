@@ -24,6 +24,42 @@ pub async fn run_checks(ws: &Workspace, on: impl FnMut(&CheckResult)) -> Vec<Che
     run_list(ws, &ws.plan.verify.checks, on).await
 }
 
+/// One check per process service with a port (except those in `skip`, which
+/// degraded mode stopped): the instance backout started or adopted is the one
+/// listening there. Anything else answering the plan's checks on that port —
+/// an old copy started by hand, still running the broken code — would make
+/// them pass for the wrong process.
+pub fn serving(ws: &Workspace, skip: &[String], mut on: impl FnMut(&CheckResult)) -> Vec<CheckResult> {
+    let Ok(run_dir) = ws.run_dir() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for svc in ws.plan.services.iter().filter(|s| !skip.contains(&s.name)) {
+        let t = Instant::now();
+        let files = crate::service::ServiceFiles::new(&run_dir, &svc.name);
+        let serving = crate::service::identity::serving(svc, &files);
+        if serving == crate::service::identity::Serving::Unknown {
+            continue;
+        }
+        let mut evidence = serving.describe(&svc.name);
+        if !serving.is_ours() {
+            evidence.push_str(&format!(
+                "\n  = hint: `backout service status {0}` shows who; `backout service restart {0}` puts backout's instance there",
+                svc.name
+            ));
+        }
+        let r = CheckResult {
+            name: format!("{} serves port {}", svc.name, svc.port.unwrap_or_default()),
+            passed: serving.is_ours(),
+            evidence,
+            duration_ms: t.elapsed().as_millis() as u64,
+        };
+        on(&r);
+        out.push(r);
+    }
+    out
+}
+
 /// Runs the given checks (a phase's `verify`), in order.
 pub async fn run_list(ws: &Workspace, checks: &[Check], mut on: impl FnMut(&CheckResult)) -> Vec<CheckResult> {
     let mut out = Vec::new();

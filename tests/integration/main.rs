@@ -14,6 +14,7 @@ mod examples;
 mod notify;
 mod report;
 mod resume;
+mod service_identity;
 mod services;
 mod store;
 mod systemd;

@@ -57,12 +57,12 @@ rollback = [
     )
 }
 
-fn config(version: &str) -> String {
+pub fn config(version: &str) -> String {
     format!("version = \"{version}\"\nerror-rate = 0\nlatency-ms = 0\nmemory-mb = 0\n")
 }
 
 /// Ends whatever service process a test left, however it ends.
-struct Cleanup(PathBuf);
+pub struct Cleanup(pub PathBuf);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
@@ -114,7 +114,7 @@ fn carriers(token: &str) -> Vec<i32> {
     pids
 }
 
-fn get(port: u16, path: &str) -> Option<String> {
+pub fn get(port: u16, path: &str) -> Option<String> {
     use std::io::{Read, Write};
     let mut s =
         std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500)).ok()?;
@@ -129,11 +129,11 @@ fn get(port: u16, path: &str) -> Option<String> {
         .then(|| body.rsplit("\r\n\r\n").next().unwrap_or("").trim().to_string())
 }
 
-fn version(port: u16) -> Option<String> {
+pub fn version(port: u16) -> Option<String> {
     get(port, "/api/version")
 }
 
-fn ok(dir: &Path, args: &[&str]) -> String {
+pub fn ok(dir: &Path, args: &[&str]) -> String {
     let out = backout(dir, args).output().unwrap();
     assert!(
         out.status.success(),
@@ -144,7 +144,7 @@ fn ok(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn json(dir: &Path, args: &[&str]) -> serde_json::Value {
+pub fn json(dir: &Path, args: &[&str]) -> serde_json::Value {
     let mut a = args.to_vec();
     a.push("--json");
     let out = ok(dir, &a);
