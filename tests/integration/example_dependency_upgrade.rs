@@ -241,7 +241,7 @@ fn dependency_upgrade_example_rolls_back_flask_3_by_each_of_the_seeds_methods() 
     // The seed's Critical tier, "API server fails to start / import errors":
     // a tidy-up moves the news endpoint's werkzeug import to the top of app.py.
     // On Werkzeug 3 the module no longer imports, so the upgraded API never
-    // answers its health check; `run` rolls the phase back at once with its
+    // starts (its start fails at once, with its log); `run` rolls the phase back with its
     // default option, Method 1 (the requirements backup, force-reinstalled).
     let app = std::fs::read_to_string(dir.join("app.py")).unwrap();
     let local = "    from werkzeug.urls import url_quote  # removed in Werkzeug 3.0\n";
@@ -255,8 +255,11 @@ fn dependency_upgrade_example_rolls_back_flask_3_by_each_of_the_seeds_methods() 
     let r = p.run(&["run", "--phase", "flask-3"]);
     r.code_is(1);
     let out = r.stdout() + &r.stderr();
+    // The start fails as soon as the new instance dies, saying why.
     for want in [
-        "wait for health: FAILED",
+        "start api: FAILED",
+        "exited with exit status 1",
+        "ImportError: cannot import name 'url_quote'",
         "phase flask-3: apply failed; rolling it back",
         "rollback option \"Method 1: requirements backup + force reinstall\"",
     ] {
