@@ -51,6 +51,7 @@
 pub mod cli;
 pub mod context;
 pub mod demo;
+pub mod deploy;
 pub mod diagnostics;
 pub mod error;
 pub mod exec;

@@ -5,6 +5,7 @@ mod capture;
 mod cli;
 mod compose;
 mod demo;
+mod deploy;
 mod dumps;
 mod engine;
 mod example_dependency_upgrade;
