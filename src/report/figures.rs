@@ -73,16 +73,21 @@ impl Incident {
         })
     }
 
-    /// The level target's value: met or missed only for a rollback that
-    /// finished; a failed one did not reach its target at all.
+    /// The level target's value: met or missed only for a recovery; a failed
+    /// rollback did not reach its target at all, and one whose checks failed
+    /// only took its time.
     pub fn level_target_text(&self) -> Option<String> {
         let t = &self.rollback.timing;
         let target = ms(t.target_ms? as i64);
         let took = ms(t.total_ms as i64);
-        Some(match (self.rollback.ok, t.within_target) {
-            (false, _) => format!("{target} (not reached: the rollback FAILED after {took})"),
-            (true, Some(true)) => format!("{target} (met: the rollback took {took})"),
-            (true, _) => format!("{target} (MISSED: the rollback took {took})"),
+        Some(match (self.rollback.ok, self.recovered(), t.within_target) {
+            (false, _, _) => format!("{target} (not reached: the rollback FAILED after {took})"),
+            (true, false, _) => format!(
+                "{target} (not recovered: {}; the rollback took {took})",
+                self.not_recovered_why()
+            ),
+            (true, true, Some(true)) => format!("{target} (met: the rollback took {took})"),
+            (true, true, _) => format!("{target} (MISSED: the rollback took {took})"),
         })
     }
 
@@ -175,4 +180,87 @@ pub fn timeline_lines(i: &Incident) -> Vec<String> {
             format!("{off:<9} {}", e.what)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An incident: deployed at `deploy`, first bad sample at 1_300, verdict
+    /// at 2_000, healthy again at 2_500 (when the rollback went well).
+    fn incident(deploy: Option<i64>, rollback_ok: bool, check_passed: bool) -> Incident {
+        serde_json::from_value(serde_json::json!({
+            "id": "inc-1", "plan": "p",
+            "verdict": {
+                "outcome": "rollback", "rule": "errors", "when": "api.error_rate > 5%", "probe": "api",
+                "value": 0.5, "threshold": 0.05, "baseline": null, "window": "2s", "samples": 10,
+                "failed_samples": 5, "first_sample_at": null, "last_sample_at": null, "explanation": "x",
+            },
+            "deploy_at": deploy, "first_bad_at": 1_300, "verdict_at": 2_000,
+            "rollback": {
+                "op": 3, "checkpoint": "cp-1", "selection": { "level": "full" }, "label": "full",
+                "safety_checkpoint": "cp-2", "safety_checkpoint_ms": 5, "steps": [],
+                "started_at": 2_000, "ended_at": 2_500,
+                "healthy_at": if rollback_ok { Some(2_500) } else { None },
+                "ok": rollback_ok, "resumed": false, "degraded": [], "abandoned": [],
+                "timing": { "total_ms": 500, "safety_checkpoint_ms": 5, "rto_ms": 60_000, "target_ms": 10_000,
+                            "within_rto": true, "within_target": true },
+            },
+            "verification": [{ "name": "api", "passed": check_passed, "evidence": "", "duration_ms": 1 }],
+            "rto_ms": 60_000, "timeline": [],
+        }))
+        .unwrap()
+    }
+
+    fn value(i: &Incident, name: &str) -> String {
+        figures(i)
+            .into_iter()
+            .find(|f| f.name.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {:?}", figures(i)))
+            .value
+    }
+
+    #[test]
+    fn with_a_deploy_every_figure_counts_from_it() {
+        let i = incident(Some(1_000), true, true);
+        assert_eq!(i.time_to_detect_ms(), Some(1_000));
+        assert_eq!(i.time_to_recover_ms(), Some(1_500));
+        assert_eq!(i.rollback_to_healthy_ms(), Some(500));
+        assert_eq!(value(&i, "first bad sample"), "300ms after the deploy");
+        assert_eq!(value(&i, "recovery-time objective"), "1m (met)");
+        assert!(figures(&i).iter().all(|f| f.name != "impact"));
+        assert_eq!(i.since(), "since deploy");
+    }
+
+    #[test]
+    fn without_a_deploy_detection_counts_from_the_first_bad_sample() {
+        let i = incident(None, true, true);
+        assert_eq!(i.time_to_detect_ms(), Some(700));
+        assert_eq!(i.time_to_recover_ms(), Some(500));
+        assert_eq!(value(&i, "impact"), "1.2s");
+        assert_eq!(i.since(), "since first bad sample");
+    }
+
+    /// The issue saw "RTO 5m: met" on the console beside "not recovered".
+    #[test]
+    fn met_is_never_said_of_a_recovery_that_did_not_happen() {
+        for (ok, passed, why) in [(true, false, "verification FAILED"), (false, true, "rollback FAILED")] {
+            let i = incident(Some(1_000), ok, passed);
+            assert_eq!(i.within_rto(), None);
+            assert_eq!(i.time_to_recover_ms(), None);
+            assert_eq!(value(&i, "time to recover"), format!("not recovered ({why})"));
+            assert_eq!(
+                value(&i, "recovery-time objective"),
+                format!("1m (not recovered: {why})")
+            );
+            for line in console_lines(&i) {
+                assert!(!line.contains("met") || line.contains("not"), "{line}");
+            }
+        }
+        let failed = incident(Some(1_000), false, true);
+        assert_eq!(
+            value(&failed, "level target"),
+            "10s (not reached: the rollback FAILED after 500ms)"
+        );
+    }
 }
