@@ -94,7 +94,7 @@ pub async fn run(ctx: &Ctx, args: DeployArgs) -> Result<ExitCode, CommandError> 
         )));
     }
     let ws = ctx.workspace()?;
-    let _lock = ws.lock("deploy")?;
+    let mut lock = Some(ws.lock("deploy")?);
     if let Some(open) = crate::rollback::target::open_deploy(&ws.oplog)? {
         p.warn(format!(
             "the deploy of {} (op-{}: {}) was never concluded (no watch succeeded, nothing was rolled back); this deploy's checkpoint holds its state",
@@ -196,11 +196,22 @@ pub async fn run(ctx: &Ctx, args: DeployArgs) -> Result<ExitCode, CommandError> 
         };
         return super::watch::act_on(ctx, &ws, &args.act, trigger, target).await;
     }
+    if ws.plan.probes.is_empty() {
+        p.out("deployed; the plan has no [[probe]], so there is nothing to watch");
+        return Ok(ExitCode::Ok);
+    }
+    // A watch that only alerts changes nothing: like `backout watch`, it leaves
+    // the lock to whoever decides to roll back meanwhile.
+    if !args.act.may_act() {
+        lock.take();
+    }
     let schedule = Schedule {
         deploy_at: marker.at,
         done: Default::default(),
     };
-    super::watch::watch_and_act(ctx, &ws, &args.act, schedule, Some(marker), target, false).await
+    let code = super::watch::watch_and_act(ctx, &ws, &args.act, schedule, Some(marker), target, false).await;
+    drop(lock);
+    code
 }
 
 /// Checkpoint, baseline, marker: everything before the deploy command.
