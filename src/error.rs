@@ -16,6 +16,11 @@ pub enum ExitCode {
     RollbackTriggered = 4,
     /// `fsck` found missing or corrupt objects, or a restore refused a damaged checkpoint.
     Damaged = 5,
+    /// A watch or deploy rolled back, and the recovery was verified.
+    RolledBack = 6,
+    /// A watch or deploy rolled back, and the rollback failed or the recovery
+    /// was not verified.
+    NotRecovered = 7,
 }
 
 /// An error with the exit code it should end the process with.

@@ -34,11 +34,16 @@ pub enum ResponseEvent {
 /// What the incident started from.
 #[derive(Debug, Clone)]
 pub struct Trigger {
+    /// The operation the incident belongs to: the watch (or the deploy whose
+    /// command failed).
     pub watch_op: OpId,
     pub verdict: Verdict,
     pub verdict_at: i64,
     pub first_bad_at: Option<i64>,
-    pub deploy_at: Option<i64>,
+    /// The deploy marker every figure counts from, when the change has one.
+    pub deploy: Option<crate::deploy::Marker>,
+    /// When the watch began, when a watch reached the verdict.
+    pub watch_started_at: Option<i64>,
 }
 
 /// Opens the incident, captures diagnostics, rolls back to `checkpoint`,
@@ -130,48 +135,38 @@ pub async fn respond(
         ));
     }
 
-    let incident = assemble(
-        ws,
-        id,
-        t.verdict,
-        t.deploy_at,
-        t.first_bad_at,
-        t.verdict_at,
-        rb,
-        checks,
-        diagnostics,
-    )?;
+    let watch_op = t.watch_op;
+    let incident = assemble(ws, id, t, rb, checks, diagnostics)?;
     let path = report::write(ws, &incident)?;
     ws.oplog.set_incident_report(incident_id, &path)?;
-    notifier.finish(ws, t.watch_op, NOTIFY_WAIT).await;
+    notifier.finish(ws, watch_op, NOTIFY_WAIT).await;
     Ok((incident, path))
 }
 
 /// Puts an incident together from what happened: the verdict, the rollback, the
 /// checks, the diagnostics, and the samples, baselines and thresholds for charts.
-#[allow(clippy::too_many_arguments)]
 pub fn assemble(
     ws: &Workspace,
     id: String,
-    verdict: Verdict,
-    deploy_at: Option<i64>,
-    first_bad_at: Option<i64>,
-    verdict_at: i64,
+    t: Trigger,
     rollback: crate::rollback::RollbackReport,
     verification: Vec<CheckResult>,
     diagnostics: Vec<crate::report::Diagnostic>,
 ) -> anyhow::Result<Incident> {
     let baselines = baselines(ws)?;
-    let from = deploy_at.or(first_bad_at).unwrap_or(verdict_at) - ws.plan.baseline_for.as_millis() as i64;
+    let deploy_at = t.deploy.as_ref().map(|m| m.at);
+    let from = deploy_at.or(t.first_bad_at).unwrap_or(t.verdict_at) - ws.plan.baseline_for.as_millis() as i64;
     let samples = ws.oplog.samples_between(from, ws.now_ms())?;
     let mut incident = Incident {
         id,
         plan: ws.plan.name.clone(),
         limits: limits(ws, &baselines),
-        verdict,
+        verdict: t.verdict,
         deploy_at,
-        first_bad_at,
-        verdict_at,
+        deploy: t.deploy,
+        watch_started_at: t.watch_started_at,
+        first_bad_at: t.first_bad_at,
+        verdict_at: t.verdict_at,
         rollback,
         verification,
         rto_ms: ws.plan.rto.map(|d| d.as_millis() as u64),
@@ -187,9 +182,11 @@ pub fn assemble(
 }
 
 /// Writes the report of a rollback run by hand (`backout rollback`, any level):
-/// an incident of its own, so every rollback leaves the same record.
+/// an incident of its own, so every rollback leaves the same record. `deploy`
+/// is the marker of the change it took back, when that change was marked.
 pub fn report_manual(
     ws: &Workspace,
+    deploy: Option<crate::deploy::Marker>,
     rb: crate::rollback::RollbackReport,
     checks: Vec<CheckResult>,
     diagnostics: Vec<crate::report::Diagnostic>,
@@ -216,17 +213,15 @@ pub fn report_manual(
     };
     let at = rb.started_at;
     let incident_id = ws.oplog.open_incident(rb.op, at, &serde_json::to_value(&verdict)?)?;
-    let incident = assemble(
-        ws,
-        format!("inc-{incident_id}"),
+    let trigger = Trigger {
+        watch_op: rb.op,
         verdict,
-        None,
-        None,
-        at,
-        rb,
-        checks,
-        diagnostics,
-    )?;
+        verdict_at: at,
+        first_bad_at: None,
+        deploy,
+        watch_started_at: None,
+    };
+    let incident = assemble(ws, format!("inc-{incident_id}"), trigger, rb, checks, diagnostics)?;
     let path = report::write(ws, &incident)?;
     ws.oplog.set_incident_report(incident_id, &path)?;
     Ok((incident, path))
@@ -292,6 +287,11 @@ pub async fn verify_all(
         checks.push(c);
     }
     let failed: Vec<&str> = checks.iter().filter(|c| !c.passed).map(|c| c.name.as_str()).collect();
+    // Passed checks vouch for the state they ran against: the checkpoint
+    // holding it becomes a known-good rollback target.
+    if failed.is_empty() && !checks.is_empty() {
+        crate::rollback::target::record_good(&ws.oplog, op, ws.now_ms(), "verify passed")?;
+    }
     let error = (!failed.is_empty()).then(|| format!("failed: {}", failed.join(", ")));
     ws.oplog.finish(
         op,

@@ -15,7 +15,8 @@
 //! | [`store`] | the content-addressed object store: objects, manifests, fsck |
 //! | [`watch`] | probes sampled concurrently, windows, baselines, rules → explained [`watch::Verdict`]s; the decision matrix, scheduled reviews, watch status |
 //! | [`probe`] | one measurement of one probe: [`probe::http`], [`probe::tcp`], [`probe::command`], [`probe::log`], [`probe::process`], [`probe::prometheus`], [`probe::compose`] |
-//! | [`rollback`] | the journaled step executor, safety checkpoint first; levels and options, resume after a kill, undo/redo, `backout run`'s phases |
+//! | [`rollback`] | the journaled step executor, safety checkpoint first; levels and options, resume after a kill, undo/redo, `backout run`'s phases; the default target ([`rollback::target`]) |
+//! | [`deploy`] | deploy markers: when a change began, the checkpoint of the state before it, the deploy command's outcome |
 //! | [`service`] | services backout starts, stops and restarts: process, compose, systemd, command |
 //! | [`verify`] | checks that prove recovery, and "stable for D" |
 //! | [`incident`] | the response to a rollback verdict: roll back, verify, report |
@@ -51,6 +52,7 @@
 pub mod cli;
 pub mod context;
 pub mod demo;
+pub mod deploy;
 pub mod diagnostics;
 pub mod error;
 pub mod exec;

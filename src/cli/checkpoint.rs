@@ -126,6 +126,13 @@ pub async fn run(ctx: &Ctx, args: CheckpointArgs) -> Result<ExitCode, CommandErr
             for w in res.summary.iter().flat_map(|s| &s.warnings) {
                 ctx.printer.warn(w);
             }
+            if let Some(m) = crate::rollback::target::open_deploy(&ws.oplog)? {
+                ctx.printer.status(format!(
+                    "note: the deploy of {} (op-{}) is still open: {name} holds its state, so it is not a default rollback target until a watch of it succeeds",
+                    super::when(m.at),
+                    m.op
+                ));
+            }
             // One JSON document for scripts, the baseline folded in when the
             // plan takes one with every checkpoint.
             let baseline = if ws.plan.baseline_on_checkpoint {

@@ -5,7 +5,6 @@ use clap::Args;
 
 use super::Ctx;
 use crate::error::{CommandError, ExitCode};
-use crate::report::ms;
 
 /// Run the whole loop on an embedded sample service, offline
 ///
@@ -37,25 +36,7 @@ pub async fn run(ctx: &Ctx, args: DemoArgs) -> Result<ExitCode, CommandError> {
     let p = &ctx.printer;
     let result = crate::demo::run(&dir, &exe, kept, |line| p.status(line)).await?;
     p.data(&result);
-    let i = &result.incident;
-    let start = i.deploy_at.unwrap_or(i.verdict_at);
-    p.out("");
-    p.out(p.bold("Timeline (since deploy)"));
-    for e in &i.timeline {
-        p.out(format!("  +{:<8} {}", ms(e.at - start), e.what));
-    }
-    p.out("");
-    if let Some(t) = result.time_to_detect_ms {
-        p.out(format!("time to detect:  {} (first bad sample → verdict)", ms(t)));
-    }
-    if let Some(t) = result.time_to_recover_ms {
-        let rto = match (i.rto_ms, i.within_rto()) {
-            (Some(r), Some(true)) => format!(", objective {}: met", ms(r as i64)),
-            (Some(r), _) => format!(", objective {}: MISSED", ms(r as i64)),
-            _ => String::new(),
-        };
-        p.out(format!("time to recover: {} (verdict → healthy{rto})", ms(t)));
-    }
+    super::watch::print_incident(p, &result.incident);
     p.out(format!(
         "history kept: bad commit {} reverted by {}",
         &result.bad_commit[..8],

@@ -7,6 +7,7 @@ mod checkpoint;
 mod checkpoints;
 mod demo;
 mod demo_app;
+mod deploy;
 mod export;
 mod fsck;
 mod gc;
@@ -46,6 +47,8 @@ Exit codes:
   3  locked: another backout command is changing this project
   4  a watch reached a rollback verdict and did not roll back itself
   5  damaged store: fsck found missing or corrupt objects, or restore refused a damaged checkpoint
+  6  a watch or deploy rolled back, and the recovery was verified
+  7  a watch or deploy rolled back, and the rollback failed or the recovery was not verified
 
 Start with `backout demo` to see the whole loop, or `backout init` in your project.";
 
@@ -81,6 +84,7 @@ enum Command {
     Fsck(fsck::FsckArgs),
     Gc(gc::GcArgs),
     Baseline(baseline::BaselineArgs),
+    Deploy(deploy::DeployArgs),
     Watch(watch::WatchArgs),
     Run(run::RunArgs),
     Status(status::StatusArgs),
@@ -234,6 +238,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CommandError>
         Command::Fsck(a) => fsck::run(ctx, a),
         Command::Gc(a) => gc::run(ctx, a),
         Command::Baseline(a) => baseline::run(ctx, a).await,
+        Command::Deploy(a) => deploy::run(ctx, a).await,
         Command::Watch(a) => watch::run(ctx, a).await,
         Command::Run(a) => run::run(ctx, a).await,
         Command::Status(a) => status::run(ctx, a),
@@ -298,12 +303,29 @@ pub fn named_checkpoint(ws: &Workspace, name: &str) -> Result<crate::oplog::Chec
     Ok(row)
 }
 
-/// The last complete checkpoint, or a usage error saying how to make one.
-pub fn last_checkpoint(ws: &Workspace) -> Result<crate::oplog::CheckpointRow, CommandError> {
-    ws.oplog
-        .latest_restore_point()?
-        .context("no complete checkpoint yet; run `backout checkpoint` before the change")
-        .map_err(CommandError::usage)
+/// The checkpoint a rollback goes to: `--to` by name (explained, with a
+/// warning when the rule would never have chosen it), or the default target,
+/// the newest checkpoint known to be good (see [`crate::rollback::target`]).
+pub fn rollback_target(ws: &Workspace, to: Option<&str>) -> Result<crate::rollback::target::Target, CommandError> {
+    use crate::rollback::target::{self, TargetError};
+    match to {
+        Some(name) => {
+            let row = named_checkpoint(ws, name)?;
+            Ok(target::explain(&ws.oplog, &row)?)
+        }
+        None => target::default_target(&ws.oplog).map_err(|e| match e {
+            TargetError::Oplog(o) => CommandError::from(o),
+            other => CommandError::usage(other),
+        }),
+    }
+}
+
+/// Says which checkpoint a rollback goes to and why, then what to know about it.
+pub fn show_target(p: &Printer, t: &crate::rollback::target::Target) {
+    p.status(format!("rollback target: {}", t.why));
+    for w in &t.warnings {
+        p.warn(w);
+    }
 }
 
 /// One finished step on stderr: its outcome and time, then what it printed —

@@ -9,8 +9,11 @@ use crate::rollback::{CrashPoint, Options, RollbackReport, StepEvent};
 
 /// Roll back to a checkpoint: everything, one phase, or one component, then verify
 ///
-/// With no arguments: the plan's full rollback ([rollback] steps) to the last
-/// complete checkpoint. A safety checkpoint of the current state is taken first,
+/// With no arguments: the plan's full rollback ([rollback] steps) to the newest
+/// checkpoint known to be good: the deploy marker's, or one a watch or verify
+/// vouched for; never a safety checkpoint, a checkpoint of the state being
+/// rolled back, or one that would undo the last rollback. The dry run and the
+/// rollback say which and why. A safety checkpoint of the current state is taken first,
 /// so nothing is lost and `backout undo` can take the rollback back. Every step is
 /// journaled; after a crash or kill, --resume continues where it stopped. Without
 /// --yes on a terminal, shows the steps and asks.
@@ -18,8 +21,8 @@ use crate::rollback::{CrashPoint, Options, RollbackReport, StepEvent};
 /// Example: backout rollback --phase ticker-metadata --option "B: full revert" --dry-run
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
-    /// The checkpoint to roll back to (cp-N) [default: the last complete one; with
-    /// --phase, the one taken before that phase, if any]
+    /// The checkpoint to roll back to (cp-N) [default: the newest known to be
+    /// good; with --phase, the one taken before that phase, if any]
     #[arg(long, value_name = "CHECKPOINT")]
     to: Option<String>,
     /// Roll back everything (level 1, the default)
@@ -71,18 +74,38 @@ pub async fn run(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, CommandError
     if args.resume {
         let rb = crate::rollback::resume(&ws, &opts, on).await?;
         // A resumed rollback has no evidence from before its first step: the first run changed things already.
-        return finish(ctx, &ws, rb, Vec::new(), None).await;
+        return finish(ctx, &ws, None, rb, Vec::new(), None).await;
     }
     // A phase goes back to the checkpoint taken before it, when there is one.
     let phase_cp = match (&args.to, &args.phase) {
-        (None, Some(phase)) => ws.oplog.latest_checkpoint_of_phase(phase)?,
+        (None, Some(phase)) => ws
+            .oplog
+            .latest_checkpoint_of_phase(phase)?
+            .map(|cp| crate::rollback::target::for_phase(&ws.oplog, &cp, phase))
+            .transpose()?,
         _ => None,
     };
-    let cp = match (&args.to, phase_cp) {
-        (Some(name), _) => super::named_checkpoint(&ws, name)?,
-        (None, Some(cp)) => cp,
-        (None, None) => super::last_checkpoint(&ws)?,
+    let chosen = match phase_cp {
+        Some(t) => t,
+        None => super::rollback_target(&ws, args.to.as_deref())?,
     };
+    let cp = chosen.row.clone();
+    // The last change was a rollback (or restore) to this very checkpoint:
+    // running it again would only repeat its steps. Said, not guessed.
+    if let Some(already) = chosen.already_there.as_deref().filter(|_| args.to.is_none()) {
+        let msg = format!(
+            "nothing to roll back: {already}\n  = hint: pass --to {} to run the rollback again anyway",
+            chosen.checkpoint
+        );
+        if args.dry_run {
+            p.data(
+                &serde_json::json!({ "checkpoint": chosen.checkpoint, "target": chosen, "nothing_to_roll_back": true }),
+            );
+            p.out(msg);
+            return Ok(ExitCode::Ok);
+        }
+        return Err(CommandError::usage(anyhow::anyhow!(msg)));
+    }
     // Phases applied after this one and still in place: rolling this one back
     // alone may break them (seed 002's phases each build on the one before).
     let later = match (&args.phase, &args.to) {
@@ -97,11 +120,11 @@ pub async fn run(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, CommandError
     let sel = select::select(&ws.plan, &req).map_err(|e: SelectError| CommandError::usage(e))?;
     let name = resource::checkpoint_name(cp.id);
     let target = Resources::from_row(&cp);
-    let mut lines = vec![format!(
-        "roll back ({}) to {name} ({})",
-        sel.label,
-        super::when(cp.created_at)
-    )];
+    let mut lines = vec![
+        format!("roll back ({}) to {name} ({})", sel.label, super::when(cp.created_at)),
+        format!("  why: {}", chosen.why),
+    ];
+    lines.extend(chosen.warnings.iter().map(|w| format!("warning: {w}")));
     let mut json_steps = Vec::new();
     for (i, s) in sel.steps.iter().enumerate() {
         let cmd = crate::rollback::steps::describe(&ws.plan, s, &target);
@@ -180,6 +203,8 @@ pub async fn run(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, CommandError
     if args.dry_run {
         p.data(&serde_json::json!({
             "checkpoint": name,
+            "target": chosen,
+            "nothing_to_roll_back": false,
             "selection": sel.selection,
             "level": sel.label,
             "steps": json_steps,
@@ -208,19 +233,25 @@ pub async fn run(ctx: &Ctx, args: RollbackArgs) -> Result<ExitCode, CommandError
             )));
         }
     }
+    if args.yes || p.json() {
+        super::show_target(p, &chosen);
+    }
     if let Some(w) = later_warning {
         p.warn(w);
     }
+    // The change this takes back, when it was marked: the report's figures count from it.
+    let deploy = crate::rollback::target::open_deploy(&ws.oplog)?;
     // Evidence first, as for an automatic rollback: nothing has changed yet.
     let diagnostics = crate::diagnostics::capture(&ws).await;
     let rb = crate::rollback::execute(&ws, &cp, &sel, &opts, on).await?;
-    finish(ctx, &ws, rb, diagnostics, args.reason.as_deref()).await
+    finish(ctx, &ws, deploy, rb, diagnostics, args.reason.as_deref()).await
 }
 
 /// Verifies a finished rollback and reports it with its timing.
 async fn finish(
     ctx: &Ctx,
     ws: &crate::workspace::Workspace,
+    deploy: Option<crate::deploy::Marker>,
     rb: RollbackReport,
     diagnostics: Vec<crate::report::Diagnostic>,
     reason: Option<&str>,
@@ -246,7 +277,8 @@ async fn finish(
         Vec::new()
     };
     let verified = rb.ok && checks.iter().all(|c| c.passed);
-    let (incident, report) = crate::incident::report_manual(ws, rb.clone(), checks.clone(), diagnostics, reason)?;
+    let (incident, report) =
+        crate::incident::report_manual(ws, deploy, rb.clone(), checks.clone(), diagnostics, reason)?;
     p.data(&serde_json::json!({ "rollback": rb, "verification": checks, "verified": verified, "incident": incident.id, "report": report }));
     p.out(format!(
         "rollback ({}) to {} {}{} in {}; safety checkpoint {} (`backout undo` takes it back)",
@@ -257,18 +289,9 @@ async fn finish(
         crate::report::ms(rb.ended_at - rb.started_at),
         rb.safety_checkpoint.as_deref().unwrap_or("-")
     ));
-    let t = &rb.timing;
-    for (what, limit, within) in [
-        ("level target", t.target_ms, t.within_target),
-        ("RTO", t.rto_ms, t.within_rto),
-    ] {
-        if let (Some(l), Some(w)) = (limit, within) {
-            p.out(format!(
-                "  {what} {}: {}",
-                crate::report::ms(l as i64),
-                if w { "met" } else { "MISSED" }
-            ));
-        }
+    // The same figures as the report: "met" only for a verified recovery.
+    for line in crate::report::figures::console_lines(&incident) {
+        p.out(format!("  {line}"));
     }
     p.out(format!("report: {}", report.display()));
     for op in &rb.abandoned {

@@ -4,10 +4,14 @@ use std::time::Duration;
 use clap::Args;
 
 use super::Ctx;
+use crate::deploy::Marker;
 use crate::error::{CommandError, ExitCode};
 use crate::incident::{self, ResponseEvent, Trigger};
+use crate::report::Incident;
 use crate::rollback::StepEvent;
+use crate::rollback::target::Target;
 use crate::watch::{self, Outcome, Schedule, WatchEvent, WatchResult};
+use crate::workspace::Workspace;
 
 /// Probe health against the plan's rules and decide: pass, investigate or roll back
 ///
@@ -17,32 +21,64 @@ use crate::watch::{self, Outcome, Schedule, WatchEvent, WatchResult};
 /// passed), or after --for. On a terminal it draws a live view; otherwise it
 /// prints plain lines, or JSON lines with --json.
 ///
+/// The deploy time (what reviews and every figure count from) and the default
+/// rollback target come from the latest deploy marker (`backout deploy`, `deploy
+/// --mark`, `backout run`) while its change is open; without one, from the
+/// start of the watch. Exit codes: 0 healthy, 4 rollback verdict not acted on,
+/// 6 rolled back and recovered, 7 rolled back and not recovered.
+///
 /// Example: backout watch --for 30m --auto-rollback
 #[derive(Debug, Args)]
 pub struct WatchArgs {
-    /// Stop after this long [default: until a verdict or success]
-    #[arg(long = "for", value_name = "DURATION", value_parser = super::baseline::parse_duration)]
-    duration: Option<Duration>,
-    /// On a rollback verdict, roll back to the last checkpoint, verify and report
-    #[arg(long, group = "mode")]
-    auto_rollback: bool,
-    /// On a rollback verdict, ask before rolling back (on a terminal)
-    #[arg(long, group = "mode")]
-    confirm: bool,
-    /// On a rollback verdict, only report it and exit with code 4 (the default)
-    #[arg(long, group = "mode")]
-    alert_only: bool,
+    #[command(flatten)]
+    act: ActArgs,
     /// Continue the last watch's schedule: same deploy time, reviews already done skipped
     #[arg(long)]
     resume: bool,
-    /// With --auto-rollback or --confirm: the checkpoint to roll back to (cp-N), e.g.
-    /// the one before a multi-phase change [default: the last complete one]
+    /// With --auto-rollback or --confirm: the checkpoint to roll back to (cp-N)
+    /// [default: the newest known to be good, e.g. the deploy marker's]
     #[arg(long, value_name = "CHECKPOINT")]
     to: Option<String>,
 }
 
+/// How long to watch and what to do on a rollback verdict: shared by `watch`
+/// and `deploy`.
+#[derive(Debug, Clone, Args)]
+pub struct ActArgs {
+    /// Stop after this long [default: until a verdict or success]
+    #[arg(long = "for", value_name = "DURATION", value_parser = super::baseline::parse_duration)]
+    pub duration: Option<Duration>,
+    /// On a rollback verdict, roll back to the default target, verify and report
+    #[arg(long, group = "mode")]
+    pub auto_rollback: bool,
+    /// On a rollback verdict, ask before rolling back (on a terminal)
+    #[arg(long, group = "mode")]
+    pub confirm: bool,
+    /// On a rollback verdict, only report it and exit with code 4 (the default)
+    #[arg(long, group = "mode")]
+    pub alert_only: bool,
+}
+
+impl ActArgs {
+    /// Whether a rollback verdict may lead to a rollback.
+    pub fn may_act(&self) -> bool {
+        self.auto_rollback || self.confirm
+    }
+}
+
+/// The reviews of the deploy at `deploy_at` already recorded as done.
+fn reviews_done(ws: &Workspace, deploy_at: i64) -> Result<std::collections::BTreeSet<String>, CommandError> {
+    Ok(ws
+        .oplog
+        .events_since(deploy_at)?
+        .into_iter()
+        .filter(|e| e.kind == "review" && e.detail["deploy_at"] == deploy_at)
+        .filter_map(|e| e.detail["name"].as_str().map(String::from))
+        .collect())
+}
+
 /// The schedule of the last watch, from the operation log.
-fn last_schedule(ws: &crate::workspace::Workspace) -> Result<Schedule, CommandError> {
+fn last_schedule(ws: &Workspace) -> Result<Schedule, CommandError> {
     let Some(last) = ws.oplog.operations(Some("watch"), 1)?.into_iter().next() else {
         return Err(CommandError::usage(anyhow::anyhow!(
             "no watch to resume; start one with `backout watch`"
@@ -58,19 +94,15 @@ fn last_schedule(ws: &crate::workspace::Workspace) -> Result<Schedule, CommandEr
         )));
     }
     let deploy_at = last.args["deploy_at"].as_i64().unwrap_or(last.started_at);
-    let done = ws
-        .oplog
-        .events_since(deploy_at)?
-        .into_iter()
-        .filter(|e| e.kind == "review" && e.detail["deploy_at"] == deploy_at)
-        .filter_map(|e| e.detail["name"].as_str().map(String::from))
-        .collect();
-    Ok(Schedule { deploy_at, done })
+    Ok(Schedule {
+        deploy_at,
+        done: reviews_done(ws, deploy_at)?,
+    })
 }
 
 pub async fn run(ctx: &Ctx, args: WatchArgs) -> Result<ExitCode, CommandError> {
     let ws = ctx.workspace()?;
-    let may_act = args.auto_rollback || args.confirm;
+    let may_act = args.act.may_act();
     // Only a watch that may roll back holds the lock; an alert-only one changes nothing.
     let _lock = if may_act { Some(ws.lock("watch")?) } else { None };
     if args.to.is_some() && !may_act {
@@ -78,53 +110,100 @@ pub async fn run(ctx: &Ctx, args: WatchArgs) -> Result<ExitCode, CommandError> {
             "--to names the checkpoint a rollback goes to: use it with --auto-rollback or --confirm"
         )));
     }
-    let checkpoint = match (&args.to, may_act) {
-        (_, false) => None,
-        (None, true) => Some(super::last_checkpoint(&ws)?),
-        (Some(name), true) => Some(super::named_checkpoint(&ws, name)?),
-    };
     let p = &ctx.printer;
-    let started = ws.now_ms();
-    let schedule = if args.resume {
-        last_schedule(&ws)?
+    let target = if may_act {
+        let t = super::rollback_target(&ws, args.to.as_deref())?;
+        super::show_target(p, &t);
+        if let Some(already) = &t.already_there {
+            p.status(format!("note: {already}; a rollback now would only repeat its steps"));
+        }
+        Some(t)
     } else {
-        Schedule {
-            deploy_at: started,
-            done: Default::default(),
+        None
+    };
+    let open = crate::rollback::target::open_deploy(&ws.oplog)?;
+    let (schedule, deploy) = if args.resume {
+        let s = last_schedule(&ws)?;
+        p.status(format!(
+            "resuming the watch of the deploy at {} ({} review(s) done)",
+            super::when(s.deploy_at),
+            s.done.len()
+        ));
+        let m = open.filter(|m| m.at == s.deploy_at);
+        (s, m)
+    } else {
+        match open {
+            Some(m) => (
+                Schedule {
+                    deploy_at: m.at,
+                    done: reviews_done(&ws, m.at)?,
+                },
+                Some(m),
+            ),
+            None => (
+                Schedule {
+                    deploy_at: ws.now_ms(),
+                    done: Default::default(),
+                },
+                None,
+            ),
         }
     };
+    watch_and_act(ctx, &ws, &args.act, schedule, deploy, target, args.resume).await
+}
+
+/// Watches from `schedule` (the deploy `deploy` when marked) and acts on a
+/// rollback verdict as `act` says, rolling back to `target`.
+pub(super) async fn watch_and_act(
+    ctx: &Ctx,
+    ws: &Workspace,
+    act: &ActArgs,
+    schedule: Schedule,
+    deploy: Option<Marker>,
+    target: Option<Target>,
+    resumed: bool,
+) -> Result<ExitCode, CommandError> {
+    let p = &ctx.printer;
+    let started = ws.now_ms();
     let op = ws.oplog.begin(
         "watch",
         &serde_json::json!({
-            "for_ms": args.duration.map(|d| d.as_millis() as u64),
-            "auto_rollback": args.auto_rollback,
-            "confirm": args.confirm,
+            "for_ms": act.duration.map(|d| d.as_millis() as u64),
+            "auto_rollback": act.auto_rollback,
+            "confirm": act.confirm,
             "deploy_at": schedule.deploy_at,
-            "resumed": args.resume,
+            "deploy_op": deploy.as_ref().map(|m| m.op),
+            "target": target.as_ref().map(|t| &t.checkpoint),
+            "resumed": resumed,
             "pid": std::process::id(),
         }),
         started,
     )?;
-    if args.resume {
-        p.status(format!(
-            "resuming the watch of the deploy at {} ({} review(s) done)",
-            super::when(schedule.deploy_at),
-            schedule.done.len()
-        ));
+    match &deploy {
+        Some(m) => p.status(format!(
+            "watching the deploy of {} (op-{}: {}); every figure counts from it",
+            super::when(m.at),
+            m.op,
+            m.what()
+        )),
+        None if !resumed => p.status(
+            "no open deploy marker: figures count from the start of this watch (mark deploys with `backout deploy`)",
+        ),
+        None => {}
     }
     p.status(format!(
         "watching {} probe(s) against {} rule(s){}",
         ws.plan.probes.len(),
         ws.plan.rules.len(),
-        args.duration.map_or(String::new(), |d| format!(
+        act.duration.map_or(String::new(), |d| format!(
             " for {}",
             crate::plan::units::format_duration(d)
         ))
     ));
     let live = !p.json() && p.interactive();
-    let mut view = super::watch_view::LiveView::new(&ws.plan, &watch::load_baselines(&ws, &ws.plan)?, &schedule);
+    let mut view = super::watch_view::LiveView::new(&ws.plan, &watch::load_baselines(ws, &ws.plan)?, &schedule);
     let deploy_at = schedule.deploy_at;
-    let result = watch::watch_from(&ws, op, args.duration, schedule, |e| {
+    let result = watch::watch_from(ws, op, act.duration, schedule, |e| {
         if p.json() {
             p.json_line(e);
             return;
@@ -179,8 +258,24 @@ pub async fn run(ctx: &Ctx, args: WatchArgs) -> Result<ExitCode, CommandError> {
         }
     };
     match result {
-        WatchResult::Success { .. } => {
+        WatchResult::Success { at } => {
+            // The state that held is good: the checkpoint holding it, if any,
+            // becomes a known-good rollback target; this ends the deploy.
+            let good = crate::rollback::target::record_good(&ws.oplog, op, at, "a watch succeeded")?;
             ws.oplog.finish(op, "success", None, ws.now_ms())?;
+            p.out(format!(
+                "healthy: {} after the {}{}",
+                crate::report::ms(at - deploy_at),
+                if deploy.is_some() {
+                    "deploy"
+                } else {
+                    "start of the watch"
+                },
+                good.map_or(String::new(), |id| format!(
+                    "; {} is now a known-good rollback target",
+                    crate::resource::checkpoint_name(id)
+                ))
+            ));
             Ok(ExitCode::Ok)
         }
         WatchResult::TimeUp { verdicts } => {
@@ -196,61 +291,87 @@ pub async fn run(ctx: &Ctx, args: WatchArgs) -> Result<ExitCode, CommandError> {
         WatchResult::Rollback { verdict, first_bad_at } => {
             let verdict_at = ws.now_ms();
             ws.oplog.finish(op, "rollback_triggered", None, verdict_at)?;
-            let go = args.auto_rollback || (args.confirm && ask(p, &verdict.explanation));
-            let Some(cp) = checkpoint.filter(|_| go) else {
-                p.status("rollback verdict: not rolling back (run `backout rollback` to do it)");
-                return Ok(ExitCode::RollbackTriggered);
-            };
             let trigger = Trigger {
                 watch_op: op,
                 verdict: *verdict,
                 verdict_at,
                 first_bad_at,
-                deploy_at: Some(deploy_at),
+                deploy,
+                watch_started_at: Some(started),
             };
-            let (incident, report) = incident::respond(&ws, trigger, &cp, |e| {
-                if p.json() {
-                    p.json_line(e);
-                    return;
-                }
-                match e {
-                    ResponseEvent::RollbackStarted { checkpoint } => p.status(format!("rolling back to {checkpoint}")),
-                    ResponseEvent::Step(StepEvent::Finished(s)) => {
-                        p.status(format!(
-                            "  step {} {}: {} ({}ms)",
-                            s.seq,
-                            s.name,
-                            if s.ok { "ok" } else { "FAILED" },
-                            s.duration_ms
-                        ));
-                        for d in &s.discarded {
-                            p.status(format!("    {}", d.sentence()));
-                        }
-                    }
-                    ResponseEvent::Check(c) => p.status(format!(
-                        "  [{}] {}: {}",
-                        if c.passed { "pass" } else { "FAIL" },
-                        c.name,
-                        c.evidence
-                    )),
-                    _ => {}
-                }
-            })
-            .await?;
-            if p.json() {
-                p.json_line(&serde_json::json!({ "event": "incident", "incident": incident.id, "report": report, "verified": incident.verified() }));
-            } else {
-                if let Some(t) = incident.time_to_recover_ms() {
-                    p.out(format!("recovered in {}", crate::report::ms(t)));
-                }
-                p.out(format!("report: {}", report.display()));
-            }
-            Ok(if incident.verified() {
-                ExitCode::Ok
-            } else {
-                ExitCode::Failure
-            })
+            act_on(ctx, ws, act, trigger, target).await
         }
+    }
+}
+
+/// A rollback verdict (a rule, a review, a failed deploy command): roll back
+/// to `target` when `act` says so — verify, report, print the timeline and
+/// the figures — or say how to.
+pub(super) async fn act_on(
+    ctx: &Ctx,
+    ws: &Workspace,
+    act: &ActArgs,
+    trigger: Trigger,
+    target: Option<Target>,
+) -> Result<ExitCode, CommandError> {
+    let p = &ctx.printer;
+    let go = act.auto_rollback || (act.confirm && ask(p, &trigger.verdict.explanation));
+    let Some(target) = target.filter(|_| go) else {
+        p.status("rollback verdict: not rolling back (run `backout rollback` to do it)");
+        return Ok(ExitCode::RollbackTriggered);
+    };
+    let (incident, report) = incident::respond(ws, trigger, &target.row, |e| {
+        if p.json() {
+            p.json_line(e);
+            return;
+        }
+        match e {
+            ResponseEvent::RollbackStarted { checkpoint } => {
+                p.status(format!("rolling back to {checkpoint} ({})", target.why))
+            }
+            ResponseEvent::Step(StepEvent::Finished(s)) => super::print_step(p, "  ", s),
+            ResponseEvent::Check(c) => p.status(format!(
+                "  [{}] {}: {}",
+                if c.passed { "pass" } else { "FAIL" },
+                c.name,
+                c.evidence
+            )),
+            _ => {}
+        }
+    })
+    .await?;
+    if p.json() {
+        p.json_line(&serde_json::json!({
+            "event": "incident",
+            "incident": incident.id,
+            "report": report,
+            "verified": incident.verified(),
+            "recovered": incident.recovered(),
+            "time_to_detect_ms": incident.time_to_detect_ms(),
+            "time_to_recover_ms": incident.time_to_recover_ms(),
+        }));
+    } else {
+        print_incident(p, &incident);
+        p.out(format!("report: {}", report.display()));
+    }
+    Ok(if incident.recovered() {
+        ExitCode::RolledBack
+    } else {
+        ExitCode::NotRecovered
+    })
+}
+
+/// The incident's timeline and figures, as the report has them: the closing
+/// lines of `watch`, `deploy` and the demo.
+pub(super) fn print_incident(p: &crate::output::Printer, i: &Incident) {
+    p.out("");
+    p.out(p.bold(&format!("Timeline ({})", i.since())));
+    for line in crate::report::figures::timeline_lines(i) {
+        p.out(format!("  {line}"));
+    }
+    p.out("");
+    for line in crate::report::figures::console_lines(i) {
+        p.out(line);
     }
 }
 

@@ -233,31 +233,46 @@ async fn scenario(
         ));
     }
 
-    // The bad deploy: a commit, then a restart onto it.
+    // The bad deploy, marked first as `backout deploy` does: a commit, then a
+    // restart onto it. Every figure counts from the marker.
+    let deploy_op = ws.oplog.begin(
+        "deploy",
+        &serde_json::json!({ "label": "quotes 1.1.0", "by": "demo" }),
+        ws.now_ms(),
+    )?;
+    let mut marker = crate::deploy::Marker::new(deploy_op, ws.now_ms(), Some(cp.id), crate::deploy::MarkedBy::Demo);
+    marker.label = Some("quotes 1.1.0".into());
+    marker.command = Some("git commit && restart quotes".into());
+    crate::deploy::record(&ws.oplog, &marker)?;
     fs_err::write(dir.join("app.toml"), bad_config().to_toml())?;
     git::git(dir, &["commit", "-qam", "quotes 1.1.0: new pricing cache"], IDENTITY)?;
     let bad_commit = git::git(dir, &["rev-parse", "HEAD"], &[])?;
     service::restart(svc, files)?;
     let (ready, _, why) = rollback::wait_healthy(ws, &health, Duration::from_secs(10)).await;
+    let ended = ws.now_ms();
+    crate::deploy::record_command_end(&ws.oplog, deploy_op, ended, ready.then_some(0), ready, &why)?;
+    ws.oplog
+        .finish(deploy_op, if ready { "ok" } else { "failed" }, None, ended)?;
     if !ready {
         bail!("the bad version did not start: {why}");
     }
-    let watch_op = ws
-        .oplog
-        .begin("watch", &serde_json::json!({ "auto_rollback": true }), ws.now_ms())?;
-    let deploy_at = ws.now_ms();
-    ws.oplog.event(
-        watch_op,
-        deploy_at,
-        "deploy",
-        &serde_json::json!({ "commit": bad_commit, "version": "1.1.0" }),
+    (marker.command_ended_at, marker.exit_code, marker.command_ok) = (Some(ended), Some(0), Some(true));
+    let watch_started = ws.now_ms();
+    let watch_op = ws.oplog.begin(
+        "watch",
+        &serde_json::json!({ "auto_rollback": true, "deploy_at": marker.at, "deploy_op": deploy_op }),
+        watch_started,
     )?;
     say(&format!(
         "• deployed quotes 1.1.0 (commit {}); watching",
         &bad_commit[..8]
     ));
 
-    let result = watch::watch(ws, watch_op, Some(Duration::from_secs(20)), |e| match e {
+    let schedule = watch::Schedule {
+        deploy_at: marker.at,
+        done: Default::default(),
+    };
+    let result = watch::watch_from(ws, watch_op, Some(Duration::from_secs(20)), schedule, |e| match e {
         WatchEvent::FirstBadSample(s) => say(&format!(
             "  first bad sample: {} {}",
             s.probe,
@@ -280,7 +295,8 @@ async fn scenario(
         verdict: *verdict,
         verdict_at,
         first_bad_at,
-        deploy_at: Some(deploy_at),
+        deploy: Some(marker),
+        watch_started_at: Some(watch_started),
     };
     let (incident, report) = incident::respond(ws, trigger, &cp, |e| match e {
         ResponseEvent::RollbackStarted { checkpoint } => say(&format!("• rolling back to {checkpoint}")),

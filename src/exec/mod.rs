@@ -72,14 +72,20 @@ pub enum ExecError {
 
 /// Runs the command to completion or its timeout.
 pub async fn run(inv: &Invocation) -> Result<Outcome, ExecError> {
-    run_with(inv, None, |_| {}).await
+    run_with(inv, None, |_| {}, |_| {}).await
+}
+
+/// Like [`run`], handing each piece of output (stdout and stderr, as they
+/// arrive) to `on_output`: a deploy command's progress is shown live.
+pub async fn run_streamed(inv: &Invocation, on_output: impl FnMut(&[u8])) -> Result<Outcome, ExecError> {
+    run_with(inv, None, |_| {}, on_output).await
 }
 
 /// Like [`run`], telling `on_spawn` the process group id as soon as the child
 /// exists, so a journal can record it and a resumed run can kill what a crash
 /// left behind.
 pub async fn run_observed(inv: &Invocation, on_spawn: impl FnOnce(i32)) -> Result<Outcome, ExecError> {
-    run_with(inv, None, on_spawn).await
+    run_with(inv, None, on_spawn, |_| {}).await
 }
 
 /// Runs the command with its stdout written to `stdout` (created or truncated),
@@ -89,13 +95,14 @@ pub async fn run_to_file(inv: &Invocation, stdout: &std::path::Path) -> Result<O
         path: stdout.to_path_buf(),
         source,
     })?;
-    run_with(inv, Some(file), |_| {}).await
+    run_with(inv, Some(file), |_| {}, |_| {}).await
 }
 
 async fn run_with(
     inv: &Invocation,
     stdout: Option<std::fs::File>,
     on_spawn: impl FnOnce(i32),
+    mut on_output: impl FnMut(&[u8]),
 ) -> Result<Outcome, ExecError> {
     let (program, args) = inv.argv.split_first().ok_or(ExecError::Empty)?;
     let started = Instant::now();
@@ -145,7 +152,8 @@ async fn run_with(
     drop(tx);
 
     let mut output = Vec::new();
-    let collect = |output: &mut Vec<u8>, chunk: Vec<u8>| {
+    let mut collect = |output: &mut Vec<u8>, chunk: Vec<u8>| {
+        on_output(&chunk);
         output.extend_from_slice(&chunk);
         if output.len() > 2 * OUTPUT_LIMIT {
             output.drain(..output.len() - OUTPUT_LIMIT);
@@ -269,6 +277,20 @@ mod tests {
         assert!(o.success(), "{o:?}");
         assert_eq!(std::fs::read(&out).unwrap(), vec![b'y'; 200_000]);
         assert_eq!(o.output.trim(), "warn");
+    }
+
+    #[tokio::test]
+    async fn streamed_output_arrives_whole_and_is_kept() {
+        let mut seen = Vec::new();
+        let o = run_streamed(&inv(&["sh", "-c", "echo one; echo two >&2; echo three"], 5000), |c| {
+            seen.extend_from_slice(c)
+        })
+        .await
+        .unwrap();
+        let seen = String::from_utf8(seen).unwrap();
+        for w in ["one", "two", "three"] {
+            assert!(seen.contains(w) && o.output.contains(w), "{seen:?} {o:?}");
+        }
     }
 
     #[tokio::test]

@@ -76,26 +76,6 @@ impl Oplog {
         }
     }
 
-    /// The newest complete checkpoint that is a restore point someone chose: not
-    /// a safety checkpoint an operation took of the state it was about to change
-    /// (labelled `before rollback`, `before undo`, `before redo`, `before
-    /// restore of cp-N`). A rollback's resource step restores, so without the
-    /// last one the next rollback would aim at the broken state that step
-    /// replaced.
-    pub fn latest_restore_point(&self) -> Result<Option<CheckpointRow>, OplogError> {
-        self.conn
-            .query_row(
-                "SELECT id, op_id, created_at, label, phase, complete, resources FROM checkpoints
-                 WHERE complete = 1 AND (label IS NULL OR (label NOT IN ('before rollback', 'before undo', 'before redo')
-                                                           AND label NOT LIKE 'before restore of cp-%'))
-                 ORDER BY id DESC LIMIT 1",
-                [],
-                Self::checkpoint_from_row,
-            )
-            .optional()
-            .map_err(self.q())
-    }
-
     /// One operation by id.
     pub fn operation(&self, id: OpId) -> Result<Option<OperationRow>, OplogError> {
         Ok(self.operations_where("id = ?1", params![id], 1)?.into_iter().next())
@@ -153,29 +133,5 @@ mod tests {
         log.finish(op, "ok", None, 5).unwrap();
         assert!(log.interrupted(&["rollback"]).unwrap().is_none());
         assert_eq!(log.finished(&["rollback"], 5).unwrap()[0].id, op);
-    }
-
-    /// The default rollback target is the newest checkpoint someone took, not
-    /// one an operation took of the state it was about to replace.
-    #[test]
-    fn safety_checkpoints_are_not_restore_points() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = Oplog::open(&dir.path().join("state.db"), Redactor::new()).unwrap();
-        let op = log.begin("checkpoint", &serde_json::json!({}), 1).unwrap();
-        let chosen = log.insert_checkpoint(op, 1, Some("before deploy"), None).unwrap();
-        log.complete_checkpoint(chosen, &serde_json::json!({})).unwrap();
-        for label in [
-            "before rollback",
-            "before restore of cp-1",
-            "before undo",
-            "before redo",
-        ] {
-            let id = log.insert_checkpoint(op, 2, Some(label), None).unwrap();
-            log.complete_checkpoint(id, &serde_json::json!({})).unwrap();
-            assert_eq!(log.latest_restore_point().unwrap().unwrap().id, chosen, "{label}");
-        }
-        let unlabelled = log.insert_checkpoint(op, 3, None, None).unwrap();
-        log.complete_checkpoint(unlabelled, &serde_json::json!({})).unwrap();
-        assert_eq!(log.latest_restore_point().unwrap().unwrap().id, unlabelled);
     }
 }

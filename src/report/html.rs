@@ -59,31 +59,14 @@ pub fn render(i: &Incident) -> String {
             esc(label)
         );
     };
-    if let Some(t) = i.time_to_detect_ms() {
-        card(&mut h, ms(t), "time to detect");
-    }
-    if let Some(t) = i.time_to_recover_ms() {
-        card(&mut h, ms(t), "time to recover");
-    }
-    if let Some(rto) = i.rto_ms {
-        let met = match i.within_rto() {
-            Some(true) => "met",
-            Some(false) => "MISSED",
-            None => "not recovered",
-        };
-        card(&mut h, format!("{} ({met})", ms(rto as i64)), "recovery-time objective");
-    }
-    if let Some(target) = i.rollback.timing.target_ms {
-        let met = if i.rollback.timing.within_target == Some(true) {
-            "met"
+    // The same figures as the Markdown report and the console.
+    for f in super::figures::figures(i) {
+        let label = if f.span.is_empty() {
+            f.name
         } else {
-            "MISSED"
+            format!("{} ({})", f.name, f.span)
         };
-        card(
-            &mut h,
-            format!("{} ({met})", ms(target as i64)),
-            &format!("level target: {}", i.rollback.label),
-        );
+        card(&mut h, f.value, &label);
     }
     card(&mut h, i.rollback.checkpoint.clone(), "rolled back to");
     h.push_str("</div>");
@@ -112,7 +95,7 @@ pub fn render(i: &Incident) -> String {
     h.push_str("<h2>Timeline</h2>");
     let mut segs: Vec<(i64, i64, &str, &str)> = Vec::new();
     if let (Some(d), Some(fb)) = (i.deploy_at, i.first_bad_at) {
-        segs.push((d, fb, "healthy after deploy", "#8fc79a"));
+        segs.push((d, fb, "after deploy, before the first bad sample", "#8fc79a"));
     }
     if let Some(fb) = i.first_bad_at {
         segs.push((fb, i.verdict_at, "detecting", "#e9a23b"));
@@ -127,7 +110,7 @@ pub fn render(i: &Incident) -> String {
         &segs,
         (start, i.rollback.healthy_at.unwrap_or(i.rollback.ended_at)),
     ));
-    h.push_str("<table><tr><th>time</th><th>since deploy</th><th>event</th></tr>");
+    let _ = write!(h, "<table><tr><th>time</th><th>{}</th><th>event</th></tr>", i.since());
     for e in &i.timeline {
         let clock =
             jiff::Timestamp::from_millisecond(e.at).map_or(String::new(), |t| t.strftime("%H:%M:%S%.3f").to_string());

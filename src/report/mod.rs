@@ -4,6 +4,7 @@
 //! SVG charts ([`html`], [`chart`]) and JSON to `.backout/reports/inc-N/`.
 
 pub mod chart;
+pub mod figures;
 pub mod html;
 
 use std::collections::BTreeMap;
@@ -40,7 +41,14 @@ pub struct Incident {
     pub id: String,
     pub plan: String,
     pub verdict: Verdict,
+    /// When the change began: the deploy marker's time, when there is one.
     pub deploy_at: Option<i64>,
+    /// The deploy marker the figures count from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<crate::deploy::Marker>,
+    /// When the watch that reached the verdict began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch_started_at: Option<i64>,
     pub first_bad_at: Option<i64>,
     pub verdict_at: i64,
     pub rollback: RollbackReport,
@@ -66,33 +74,42 @@ pub struct Incident {
 }
 
 impl Incident {
-    /// From the first bad sample to the verdict.
-    pub fn time_to_detect_ms(&self) -> Option<i64> {
-        self.first_bad_at.map(|f| self.verdict_at - f)
-    }
-
-    /// From the verdict to healthy again: what the rollback took.
-    pub fn time_to_recover_ms(&self) -> Option<i64> {
-        self.rollback.healthy_at.map(|h| h - self.verdict_at)
-    }
-
     pub fn verified(&self) -> bool {
         self.rollback.ok && self.verification.iter().all(|c| c.passed)
-    }
-
-    /// Whether recovery met the objective (`None` without an objective or recovery).
-    pub fn within_rto(&self) -> Option<bool> {
-        Some(self.time_to_recover_ms()? as u64 <= self.rto_ms?)
     }
 }
 
 /// Builds the timeline from the incident's moments, in time order.
 pub fn timeline(i: &Incident) -> Vec<TimelineEntry> {
     let mut t = Vec::new();
-    if let Some(d) = i.deploy_at {
-        t.push(TimelineEntry {
+    match (&i.deploy, i.deploy_at) {
+        (Some(m), _) => {
+            t.push(TimelineEntry {
+                at: m.at,
+                what: m.timeline_line(),
+            });
+            if let Some(end) = m.command_ended_at {
+                let how = match (m.command_ok, m.exit_code) {
+                    (Some(true), _) => "ok".to_string(),
+                    (_, Some(c)) => format!("FAILED, exit code {c}"),
+                    _ => "FAILED".into(),
+                };
+                t.push(TimelineEntry {
+                    at: end,
+                    what: format!("deploy command ended ({how})"),
+                });
+            }
+        }
+        (None, Some(d)) => t.push(TimelineEntry {
             at: d,
             what: "deploy".into(),
+        }),
+        (None, None) => {}
+    }
+    if let Some(w) = i.watch_started_at {
+        t.push(TimelineEntry {
+            at: w,
+            what: "watch start".into(),
         });
     }
     if let Some(f) = i.first_bad_at {
@@ -190,36 +207,16 @@ pub fn markdown(i: &Incident) -> String {
     );
     let _ = writeln!(md, "\n## Recovery time\n");
     let _ = writeln!(md, "| measure | value |\n|---|---|");
-    if let Some(t) = i.time_to_detect_ms() {
-        let _ = writeln!(md, "| time to detect (first bad sample → verdict) | {} |", ms(t));
-    }
-    if let Some(t) = i.time_to_recover_ms() {
-        let _ = writeln!(md, "| time to recover (verdict → healthy) | {} |", ms(t));
-    }
-    if let (Some(f), Some(h)) = (i.first_bad_at, i.rollback.healthy_at) {
-        let _ = writeln!(md, "| impact (first bad sample → healthy) | {} |", ms(h - f));
-    }
-    if let Some(rto) = i.rto_ms {
-        let verdict = match i.within_rto() {
-            Some(true) => "met",
-            Some(false) => "MISSED",
-            None => "not recovered",
+    for f in figures::figures(i) {
+        let name = if f.span.is_empty() {
+            f.name
+        } else {
+            format!("{} ({})", f.name, f.span)
         };
-        let _ = writeln!(md, "| recovery-time objective | {} ({verdict}) |", ms(rto as i64));
-    }
-    let t = &i.rollback.timing;
-    if let Some(target) = t.target_ms {
-        let met = if t.within_target == Some(true) { "met" } else { "MISSED" };
-        let _ = writeln!(
-            md,
-            "| level target ({}) | {} ({met}: the rollback took {}) |",
-            i.rollback.label,
-            ms(target as i64),
-            ms(t.total_ms as i64)
-        );
+        let _ = writeln!(md, "| {name} | {} |", f.value);
     }
     let _ = writeln!(md, "\n## Timeline\n");
-    let _ = writeln!(md, "| time | since deploy | event |\n|---|---|---|");
+    let _ = writeln!(md, "| time | {} | event |\n|---|---|---|", i.since());
     for e in &i.timeline {
         let _ = writeln!(
             md,

@@ -39,6 +39,13 @@ pub async fn apply_phase(
         .oplog
         .begin("apply", &serde_json::json!({ "phase": phase.name }), ws.now_ms())?;
     let cp = resource::checkpoint(ws, op, Some(&format!("before phase {}", phase.name)), Some(&phase.name))?;
+    // The first phase of a change is its deploy: `watch` counts from here,
+    // and a full rollback goes back to the state before it (see `target`).
+    if let Some(before) = super::target::phase_marker_checkpoint(&ws.oplog, cp.id)? {
+        let mut m = crate::deploy::Marker::new(op, ws.now_ms(), Some(before), crate::deploy::MarkedBy::Phase);
+        m.phase = Some(phase.name.clone());
+        crate::deploy::record(&ws.oplog, &m)?;
+    }
     let target = Resources::from_row(&cp);
     let mut report = ApplyReport {
         op,
@@ -80,6 +87,16 @@ pub async fn apply_phase(
         report.checks = crate::verify::run_list(ws, &phase.verify, &mut on_check).await;
     }
     report.ok = report.applied && report.checks.iter().all(|c| c.passed);
+    // Verified by its checks, the phase ends the change it is part of: the
+    // next phase is a change of its own (see `target`).
+    if report.ok && !report.checks.is_empty() {
+        ws.oplog.event(
+            op,
+            ws.now_ms(),
+            super::target::PHASE_VERIFIED,
+            &serde_json::json!({ "phase": phase.name }),
+        )?;
+    }
     let outcome = if report.ok { "ok" } else { "failed" };
     let error = if !report.applied {
         Some(format!("phase {} failed to apply", phase.name))

@@ -15,6 +15,7 @@ pub mod resources;
 pub mod select;
 pub mod services;
 pub mod steps;
+pub mod target;
 pub mod undo;
 
 use std::collections::HashMap;

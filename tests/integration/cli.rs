@@ -95,6 +95,7 @@ fn help_lists_every_command_with_an_example() {
         "fsck",
         "gc",
         "baseline",
+        "deploy",
         "watch",
         "run",
         "rollback",

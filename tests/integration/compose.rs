@@ -367,7 +367,7 @@ rollback = [
     wait_for(web, "web v3");
     wait_for(api, "api v3");
     let out = c.backout(p, &["rollback", "--yes", "--to", "cp-1"]);
-    assert!(out.contains("RTO 2m: met"), "{out}");
+    assert!(out.contains("recovery-time objective: 2m (met)"), "{out}");
     assert_eq!(get(web).as_deref(), Some("web v1"));
     assert_eq!(get(api).as_deref(), Some("api v1"));
 }

@@ -11,7 +11,7 @@ fn demo_detects_rolls_back_verifies_and_reports() {
     let out = r.stdout();
     assert!(out.contains("verdict: api-errors: ROLLBACK"), "{out}");
     assert!(out.contains("time to detect:"), "{out}");
-    assert!(out.contains("objective 30s: met"), "{out}");
+    assert!(out.contains("recovery-time objective: 30s (met)"), "{out}");
 
     // The report exists and names the rule that fired, with its values.
     let report = std::fs::read_to_string(dir.join(".backout/reports/inc-1/report.md")).unwrap();
@@ -94,7 +94,16 @@ fn the_demo_project_can_be_driven_by_hand() {
     p.run(&["demo", "--keep", dir.to_str().unwrap()]).success();
     let run = |args: &[&str]| crate::Run(p.cmd(args).current_dir(&dir).output().unwrap());
     run(&["check"]).success();
+    // The demo rolled back to cp-1 and verified it: there is nothing to roll back.
     let dry = run(&["rollback", "--dry-run"]);
+    dry.success();
+    assert!(
+        dry.stdout().contains("nothing to roll back: rollback op-") && dry.stdout().contains("--to cp-1"),
+        "{}",
+        dry.stdout()
+    );
+    // Named, the same rollback is planned again.
+    let dry = run(&["rollback", "--dry-run", "--to", "cp-1"]);
     dry.success();
     assert!(dry.stdout().contains("1. git revert"), "{}", dry.stdout());
     // The service is stopped now, so verification fails with evidence.
@@ -102,5 +111,5 @@ fn the_demo_project_can_be_driven_by_hand() {
     v.code_is(1);
     assert!(v.stdout().contains("[FAIL]"), "{}", v.stdout());
     // Without a terminal, a rollback needs --yes.
-    run(&["rollback"]).code_is(2);
+    run(&["rollback", "--to", "cp-1"]).code_is(2);
 }

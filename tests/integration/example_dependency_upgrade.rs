@@ -174,13 +174,20 @@ fn dependency_upgrade_example_rolls_back_flask_3_by_each_of_the_seeds_methods() 
 
     // Detection and the decision matrix: three major endpoints of five (60%)
     // is the seed's "High, 50-75%: rollback within 15 min" (15s at time-scale 60).
-    let out = ok(p.run(&["watch", "--auto-rollback", "--for", "2m"]));
+    // Rolled back and recovered: exit code 6, so CI can tell.
+    let w = p.run(&["watch", "--auto-rollback", "--for", "2m"]);
+    w.code_is(6);
+    let out = w.stdout() + &w.stderr();
     assert!(
         out.contains("ROLLBACK") && out.contains("[major × >=50% of probes: 3 of 5 affected]"),
         "{out}"
     );
     assert!(out.contains("rollback in 15s unless it clears"), "{out}");
-    assert!(out.contains("recovered in"), "{out}");
+    assert!(out.contains("time to recover:"), "{out}");
+    assert!(
+        out.contains("rolling back to cp-2"),
+        "the checkpoint before flask-3:\n{out}"
+    );
     assert!(out.contains("force reinstall old versions: ok"), "{out}");
     assert_eq!(versions(dir), OLD);
     assert_eq!(statuses(port), [200; 5], "every endpoint serves after the rollback");

@@ -6,6 +6,7 @@ mod cli;
 mod compose;
 mod dataloss;
 mod demo;
+mod deploy;
 mod dumps;
 mod engine;
 mod example_dependency_upgrade;

@@ -112,7 +112,8 @@ async fn respond(ws: &Workspace, root: &Path) -> backout::report::Incident {
         verdict: verdict(),
         verdict_at: ws.now_ms(),
         first_bad_at: None,
-        deploy_at: None,
+        deploy: None,
+        watch_started_at: None,
     };
     incident::respond(ws, t, &cp, |_| {}).await.unwrap().0
 }
