@@ -1069,9 +1069,13 @@ fn plan_as(
 fn diff(current: &Manifest, target: &Manifest, own: bool) -> Vec<Change> {
     let now: HashMap<&[u8], &Entry> = current.entries.iter().map(|e| (e.path.as_slice(), e)).collect();
     let want: HashMap<&[u8], &Entry> = target.entries.iter().map(|e| (e.path.as_slice(), e)).collect();
-    let mut out = Vec::new();
-    // Removals: top-most only, each with what it holds.
-    let mut removed: Vec<&[u8]> = Vec::new();
+    let mut out: Vec<Change> = Vec::new();
+    // Removals: top-most only, each with what it holds. A directory's
+    // entries do not follow it as one run in path order: `pkg-1.0.dist-info`
+    // and `pkg.py` sort between `pkg` and `pkg/__init__.py` (`-` and `.` come
+    // before `/`). So each entry looks for a removed ancestor among all of
+    // its ancestors, each seen before it (a parent sorts before its children).
+    let mut removed: HashMap<&[u8], usize> = HashMap::new();
     for e in &current.entries {
         let gone = match want.get(e.path.as_slice()) {
             None => e.kind != Kind::Socket,
@@ -1080,16 +1084,15 @@ fn diff(current: &Manifest, target: &Manifest, own: bool) -> Vec<Change> {
         if !gone {
             continue;
         }
-        if let Some(top) = removed.last()
-            && e.path.starts_with(top)
-            && e.path.get(top.len()) == Some(&b'/')
+        if !removed.is_empty()
+            && let Some(&i) = ancestors(&e.path).find_map(|a| removed.get(a))
         {
-            if let Some(c) = out.iter_mut().rev().find(|c: &&mut Change| c.path == *top) {
-                c.inside += 1;
-            }
+            out[i].inside += 1;
             continue;
         }
-        removed.push(&e.path);
+        if e.kind == Kind::Dir {
+            removed.insert(&e.path, out.len());
+        }
         // A kind change is removed here and re-created below as a change.
         out.push(Change {
             action: Action::Remove,
@@ -1123,6 +1126,14 @@ fn diff(current: &Manifest, target: &Manifest, own: bool) -> Vec<Change> {
         });
     }
     out
+}
+
+/// The proper ancestors of `path` (`a/b/c` → `a`, `a/b`), from the top down.
+fn ancestors(path: &[u8]) -> impl Iterator<Item = &[u8]> {
+    path.iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'/')
+        .map(|(i, _)| &path[..i])
 }
 
 impl Planned {
