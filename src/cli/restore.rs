@@ -3,13 +3,20 @@ use clap::Args;
 use super::Ctx;
 use crate::error::{CommandError, ExitCode};
 use crate::resource::{self, RestoreError};
+use crate::store::Progress;
+use crate::workspace::Workspace;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Put resources back as a checkpoint holds them
 ///
 /// The whole restore is planned and every stored object it needs is checked
 /// first: a damaged checkpoint is refused before anything is written. Then a
 /// safety checkpoint of the same resources is taken (restore from it to undo),
-/// and each resource is restored as a journaled step. Paths are restored
+/// and each resource is restored as a journaled step. A restore is all or
+/// nothing: if one fails partway (a directory it cannot write in, a file it
+/// cannot remove), everything it changed is put back as the safety checkpoint
+/// holds it; one killed while it wrote is taken back by the next `restore`,
+/// `undo` or `redo`. Paths are restored
 /// exactly — contents, modes, symlinks, mtimes, and files the checkpoint did not
 /// have are removed — never outside the plan root and never through a symlink.
 /// Git gets back its working tree, index, HEAD and branch.
@@ -48,18 +55,25 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode, CommandError> {
         resource::restore(&ws, None, &cp, &only, true, &bar)?
     } else {
         let _lock = ws.lock("restore")?;
+        take_back_interrupted(ctx, &ws, &bar)?;
+        let crash = CrashAfter::from_env(ctx, &bar);
+        let bar: &dyn Progress = match &crash {
+            Some(c) => c,
+            None => &bar,
+        };
         let op = ws.oplog.begin(
             "restore",
             &serde_json::json!({ "checkpoint": resource::checkpoint_name(id), "only": only }),
             ws.now_ms(),
         )?;
-        match resource::restore(&ws, Some(op), &cp, &only, false, &bar) {
+        match resource::restore(&ws, Some(op), &cp, &only, false, bar) {
             Ok(o) => {
                 ws.oplog.finish(op, "ok", None, ws.now_ms())?;
                 o
             }
             Err(e) => {
-                ws.oplog.finish(op, "failed", Some(&format!("{e:#}")), ws.now_ms())?;
+                let outcome = resource::takeback::outcome_of(&e);
+                ws.oplog.finish(op, outcome, Some(&format!("{e:#}")), ws.now_ms())?;
                 return Err(e.into());
             }
         }
@@ -115,4 +129,84 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode, CommandError> {
         ));
     }
     Ok(ExitCode::Ok)
+}
+
+/// Takes back any restore a kill interrupted while it wrote (see
+/// [`resource::takeback`]), saying so; for `restore`, `undo` and `redo`,
+/// which hold the lock. Returns what it found.
+pub fn take_back_interrupted(
+    ctx: &Ctx,
+    ws: &Workspace,
+    progress: &dyn Progress,
+) -> Result<Vec<resource::takeback::Interrupted>, CommandError> {
+    let found = resource::takeback::take_back_interrupted(ws, progress)?;
+    for i in &found {
+        let line = match (&i.left, i.put_back.as_slice()) {
+            (Some(why), _) => format!("op-{}, a restore of {}, was {why}", i.op, i.checkpoint),
+            (None, []) => format!(
+                "op-{}, a restore of {}, was killed before it wrote anything; closed",
+                i.op, i.checkpoint
+            ),
+            (None, names) => format!(
+                "op-{}, a restore of {} killed while it wrote, was taken back first: {} as {} holds {}, as before that restore",
+                i.op,
+                i.checkpoint,
+                if names.len() == 1 {
+                    format!("{} is", names[0])
+                } else {
+                    format!("{} are", names.join(", "))
+                },
+                i.safety_checkpoint.as_deref().unwrap_or("?"),
+                if names.len() == 1 { "it" } else { "them" },
+            ),
+        };
+        ctx.printer.warn(line);
+    }
+    Ok(found)
+}
+
+/// Test hook (`BACKOUT_TEST_CRASH_AT=restoring:N`, documented with the other
+/// crash points): kill -9 once the commit of a restore has made N changes,
+/// so tests can interrupt it at an exact point of its writes.
+struct CrashAfter<'a> {
+    inner: &'a dyn Progress,
+    at: u64,
+    done: AtomicU64,
+    writing: AtomicBool,
+}
+
+impl<'a> CrashAfter<'a> {
+    fn from_env(ctx: &Ctx, inner: &'a dyn Progress) -> Option<CrashAfter<'a>> {
+        let at = ctx
+            .env
+            .var("BACKOUT_TEST_CRASH_AT")?
+            .strip_prefix("restoring:")?
+            .parse()
+            .ok()?;
+        Some(CrashAfter {
+            inner,
+            at,
+            done: AtomicU64::new(0),
+            writing: AtomicBool::new(false),
+        })
+    }
+}
+
+impl Progress for CrashAfter<'_> {
+    fn begin(&self, what: &str, files: u64, bytes: u64) {
+        // A commit's stage is "restoring PATH"; staging and scanning write nothing.
+        self.writing.store(what.starts_with("restoring "), Ordering::SeqCst);
+        self.inner.begin(what, files, bytes);
+    }
+    fn advance(&self, files: u64, bytes: u64) {
+        self.inner.advance(files, bytes);
+        if self.writing.load(Ordering::SeqCst) && self.done.fetch_add(files, Ordering::SeqCst) + files >= self.at {
+            // A real kill -9: nothing but what is already durable survives.
+            let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+            std::thread::sleep(std::time::Duration::from_secs(10));
+        }
+    }
+    fn end(&self) {
+        self.inner.end();
+    }
 }

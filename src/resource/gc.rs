@@ -163,6 +163,23 @@ pub fn fsck(ws: &Workspace, progress: &dyn Progress) -> anyhow::Result<FsckRepor
                 continue;
             }
         };
+        for p in res
+            .paths
+            .iter()
+            .filter(|p| p.path.split('/').next() == Some(crate::workspace::STATE_DIR))
+        {
+            unreadable.push(Damage {
+                object: name.clone(),
+                problem: Problem::Invalid,
+                role: "checkpoint record",
+                detail: format!(
+                    "its record names {:?}, inside backout's own state directory; restore refuses it",
+                    p.path
+                ),
+                checkpoints: [name.clone()].into(),
+                paths: Default::default(),
+            });
+        }
         for p in &res.paths {
             refs.push(Reference {
                 checkpoint: name.clone(),

@@ -27,6 +27,7 @@ pub mod dumps;
 pub mod gc;
 pub mod git;
 pub mod paths;
+pub mod takeback;
 
 use std::path::{Path, PathBuf};
 
@@ -505,18 +506,18 @@ pub fn restore(
         );
     }
     let specs: Vec<Spec> = chosen.iter().map(|h| h.spec()).collect();
-    let label = format!("before restore of {cp_name}");
+    let label = takeback::safety_label(&cp_name);
     let safety = checkpoint_of(ws, op, Some(&label), None, &specs, progress)
         .context("taking the safety checkpoint; nothing was restored")?;
     outcome.safety_checkpoint = Some(checkpoint_name(safety.id));
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "staged, safety checkpoint taken");
-    commit_all(ws, op, &cx, &chosen, prepared, &cp_name, safety.id)?;
+    commit_all(ws, op, &cx, &chosen, prepared, &cp_name, &safety)?;
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "committed");
     Ok(outcome)
 }
 
 /// Removes a staging directory when dropped.
-struct RemoveOnDrop<'a>(&'a Path);
+pub(crate) struct RemoveOnDrop<'a>(&'a Path);
 
 impl Drop for RemoveOnDrop<'_> {
     fn drop(&mut self) {
@@ -530,42 +531,12 @@ impl Drop for RemoveOnDrop<'_> {
 /// as their step (git they put back themselves). Idempotent. Returns the names
 /// of the resources restored.
 pub fn restore_all_but_git(ws: &Workspace, cp: &CheckpointRow) -> anyhow::Result<Vec<String>> {
-    let cp_name = checkpoint_name(cp.id);
-    let res = Resources::from_row(cp);
-    let chosen: Vec<&dyn Held> = res.held().into_iter().filter(|h| h.spec() != Spec::Git).collect();
-    if chosen.is_empty() {
-        return Ok(Vec::new());
-    }
-    let store = ws.store()?;
-    let history = history(ws)?;
-    let cx = Cx {
-        root: ws.root(),
-        plan: &ws.plan,
-        store: &store,
-        scratch: ws.state_dir.join("tmp").join(format!("undo-{}", std::process::id())),
-        history: &history,
-        progress: &(),
-        captured: Default::default(),
-    };
-    let _staged = RemoveOnDrop(&cx.scratch);
-    let mut prepared = Vec::new();
-    for h in &chosen {
-        let p = h
-            .plan_restore(&cx)
-            .with_context(|| format!("cannot restore {} from {cp_name}", h.name()))?;
-        prepared.push(
-            p.prepare(&cx)
-                .with_context(|| format!("cannot restore {} from {cp_name}", h.name()))?,
-        );
-    }
-    for (h, p) in chosen.iter().zip(prepared) {
-        p.commit(&cx)
-            .with_context(|| format!("restoring {} from {cp_name}", h.name()))?;
-    }
-    Ok(chosen.iter().map(|h| h.name()).collect())
+    takeback::put_back(ws, cp, &|h| h.spec() != Spec::Git, "undo", &())
 }
 
-/// Restores each prepared resource as one journaled step of `op`.
+/// Restores each prepared resource as one journaled step of `op`. If one
+/// fails, what the restore changed is put back from `safety` (see
+/// [`takeback`]): a restore never leaves a resource half restored.
 fn commit_all(
     ws: &Workspace,
     op: OpId,
@@ -573,10 +544,13 @@ fn commit_all(
     chosen: &[&dyn Held],
     prepared: Vec<Box<dyn PreparedRestore + '_>>,
     cp_name: &str,
-    safety: i64,
+    safety: &CheckpointRow,
 ) -> anyhow::Result<()> {
-    for (seq, (h, p)) in chosen.iter().zip(prepared).enumerate() {
-        let seq = seq as i64 + 1;
+    // Each step's begin is durable before the step writes: a restore killed
+    // while it writes is taken back by the next command (see `takeback`).
+    ws.oplog.set_durable()?;
+    for (i, (h, p)) in chosen.iter().zip(prepared).enumerate() {
+        let seq = i as i64 + 1;
         let step = format!("restore {}", h.name());
         ws.oplog.step_begin(op, seq, &step, None, ws.now_ms())?;
         match p.commit(cx) {
@@ -584,11 +558,10 @@ fn commit_all(
             Err(e) => {
                 ws.oplog
                     .step_end(op, seq, "failed", None, &format!("{e:#}"), ws.now_ms())?;
-                return Err(e.context(format!(
-                    "restoring {} from {cp_name}; the state before the restore is in {}",
-                    h.name(),
-                    checkpoint_name(safety)
-                )));
+                let begun: Vec<String> = chosen[..=i].iter().map(|h| h.name()).collect();
+                let seq = chosen.len() as i64 + 1;
+                let err = takeback::after_failure(ws, op, seq, cp_name, safety, &h.name(), &begun, e, cx.progress)?;
+                return Err(err.into());
             }
         }
     }
@@ -607,7 +580,8 @@ impl Held for git::GitState {
     fn verify(&self, _cx: &Cx<'_>, _batch: &Batch<'_>) -> anyhow::Result<()> {
         Ok(git::verify(self)?)
     }
-    fn plan_restore<'a>(&'a self, _cx: &Cx<'_>) -> anyhow::Result<Box<dyn PlannedRestore + 'a>> {
+    fn plan_restore<'a>(&'a self, cx: &Cx<'_>) -> anyhow::Result<Box<dyn PlannedRestore + 'a>> {
+        git::check_repository(self, cx.root)?;
         let changes = git::plan_restore(self)?;
         Ok(Box::new(GitRestore { state: self, changes }))
     }

@@ -12,6 +12,7 @@ mod example_microservices;
 mod examples;
 mod notify;
 mod report;
+mod restore;
 mod resume;
 mod services;
 mod store;

@@ -58,6 +58,10 @@ pub enum PathsError {
         "cannot recreate the device node {path}: creating device nodes needs root; nothing was written\n  = hint: run the restore as root, or restore the other resources with --only"
     )]
     DeviceNeedsRoot { path: String },
+    #[error(
+        "the checkpoint's record names {path:?}, inside backout's own state directory ({dir}); backout never restores over its store and log, so nothing was written\n  = hint: the record in .backout/state.db was edited or damaged; restore the other resources with --only"
+    )]
+    StateDir { path: String, dir: &'static str },
     #[error("the manifest is for {found:?}, but the checkpoint names it as {expected:?}")]
     WrongRoot { expected: String, found: String },
     #[error(transparent)]
@@ -1004,6 +1008,13 @@ fn plan_as(
         path: state.path.clone(),
         reason,
     })?;
+    // The plan refuses such a path; the record could still name one.
+    if state.path.split('/').next() == Some(crate::workspace::STATE_DIR) {
+        return Err(PathsError::StateDir {
+            path: state.path.clone(),
+            dir: crate::workspace::STATE_DIR,
+        });
+    }
     let target = Manifest::load(store, state.manifest)?;
     if target.root != state.path.as_bytes() {
         return Err(PathsError::WrongRoot {
@@ -1468,15 +1479,27 @@ impl Prepared {
             }
             progress.advance(1, if e.kind == Kind::File { e.size } else { 0 });
         }
-        // Directories last, deepest first: writing inside one changes its mtime.
+        // Directories last, deepest first: writing inside one changes its
+        // mtime. Only what differs is set, so a directory the restore did
+        // not change is not written to (it may be one nobody can write, as
+        // when a failed restore is put back).
         for e in target.entries.iter().rev().filter(|e| e.kind == Kind::Dir) {
             let (parent, name) = split(&e.path);
             let shown = under(&root, &e.path);
             let d = dirs.dir(parent, false)?;
             let fd = rustix::fs::openat(d, name, DIR_FLAGS, Mode::empty()).map_err(rio("open", &shown))?;
-            chown_fd(fd.as_fd(), e, own, &shown)?;
-            rustix::fs::fchmod(&fd, Mode::from_raw_mode(e.mode)).map_err(rio("set the mode of", &shown))?;
-            rustix::fs::futimens(&fd, &times(e.mtime_ns)).map_err(rio("set the mtime of", &shown))?;
+            let st = rustix::fs::fstat(&fd).map_err(rio("inspect", &shown))?;
+            // A change of owner may clear set-id bits: the mode follows it.
+            let chown = own && e.owner.is_some_and(|o| o != (st.st_uid, st.st_gid));
+            if chown {
+                chown_fd(fd.as_fd(), e, own, &shown)?;
+            }
+            if chown || st.st_mode & 0o7777 != e.mode {
+                rustix::fs::fchmod(&fd, Mode::from_raw_mode(e.mode)).map_err(rio("set the mode of", &shown))?;
+            }
+            if mtime_ns(&st) != e.mtime_ns {
+                rustix::fs::futimens(&fd, &times(e.mtime_ns)).map_err(rio("set the mtime of", &shown))?;
+            }
         }
         progress.end();
         Ok(changes)
