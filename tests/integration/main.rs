@@ -17,6 +17,7 @@ mod resume;
 mod services;
 mod store;
 mod systemd;
+mod venv;
 mod verify;
 mod watch;
 mod watching;

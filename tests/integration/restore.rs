@@ -67,6 +67,22 @@ pub fn snapshot(root: &Path, rels: &[&str]) -> Tree {
     out
 }
 
+/// The paths where `a` and `b` differ (at most 10), to show instead of two
+/// whole trees.
+pub fn differences(a: &Tree, b: &Tree) -> Vec<String> {
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .take(10)
+        .map(|k| match (a.get(k), b.get(k)) {
+            (Some(_), None) => format!("{k}: only in the first"),
+            (None, Some(_)) => format!("{k}: only in the second"),
+            (Some(x), Some(y)) => format!("{k}: {:?} vs {:?}", (&x.0, x.1, x.2), (&y.0, y.1, y.2)),
+            (None, None) => unreachable!(),
+        })
+        .collect()
+}
+
 /// A directory nothing can be written in or removed from, until dropped:
 /// immutable (`chattr +i`) as root, whom permissions do not stop; without
 /// write permission otherwise.
