@@ -66,14 +66,22 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode, CommandError> {
             &serde_json::json!({ "checkpoint": resource::checkpoint_name(id), "only": only }),
             ws.now_ms(),
         )?;
-        match resource::restore(&ws, Some(op), &cp, &only, false, bar) {
-            Ok(o) => {
-                ws.oplog.finish(op, "ok", None, ws.now_ms())?;
+        let result = resource::restore(&ws, Some(op), &cp, &only, false, bar);
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => resource::takeback::outcome_of(e),
+        };
+        let error = result.as_ref().err().map(|e| format!("{e:#}"));
+        ws.oplog.finish(op, outcome, error.as_deref(), ws.now_ms())?;
+        // A failed restore took a safety checkpoint too.
+        let pruned = resource::retention::after_operation(&ws);
+        match result {
+            Ok(mut o) => {
+                o.pruned = pruned;
                 o
             }
             Err(e) => {
-                let outcome = resource::takeback::outcome_of(&e);
-                ws.oplog.finish(op, outcome, Some(&format!("{e:#}")), ws.now_ms())?;
+                print_pruned(ctx, pruned.as_ref());
                 return Err(e.into());
             }
         }
@@ -113,6 +121,7 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode, CommandError> {
     for w in &outcome.warnings {
         p.warn(w);
     }
+    print_pruned(ctx, outcome.pruned.as_ref());
     let what = outcome.resources.join(", ");
     if outcome.dry_run {
         p.out(format!(
@@ -129,6 +138,20 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode, CommandError> {
         ));
     }
     Ok(ExitCode::Ok)
+}
+
+/// Says what `[store]` pruned after an operation, and why the store is
+/// still over its budget if it is.
+pub fn print_pruned(ctx: &Ctx, pruned: Option<&resource::retention::Pruned>) {
+    let Some(pr) = pruned else {
+        return;
+    };
+    for line in pr.lines() {
+        ctx.printer.status(line);
+    }
+    if let Some(w) = &pr.warning {
+        ctx.printer.warn(w);
+    }
 }
 
 /// Takes back any restore a kill interrupted while it wrote (see

@@ -68,4 +68,5 @@ pub fn report(ctx: &Ctx, r: &crate::rollback::undo::UndoReport) {
         )),
         None => {}
     }
+    super::restore::print_pruned(ctx, r.pruned.as_ref());
 }

@@ -27,6 +27,7 @@ pub mod dumps;
 pub mod gc;
 pub mod git;
 pub mod paths;
+pub mod retention;
 pub mod takeback;
 
 use std::path::{Path, PathBuf};
@@ -413,6 +414,9 @@ pub struct RestoreOutcome {
     /// What the restore does not put back, and why (owners when not root).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Safety checkpoints `[store]` dropped once it finished.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pruned: Option<retention::Pruned>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -493,6 +497,7 @@ pub fn restore(
         safety_checkpoint: None,
         changes,
         warnings,
+        pruned: None,
     };
     let Some(op) = op.filter(|_| !dry_run) else {
         return Ok(outcome);

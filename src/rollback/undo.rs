@@ -88,6 +88,9 @@ pub struct UndoReport {
     pub degraded: Option<Vec<String>>,
     pub duration_ms: u64,
     pub resumed: bool,
+    /// Safety checkpoints `[store]` dropped once it finished.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pruned: Option<resource::retention::Pruned>,
 }
 
 /// The safety checkpoint an operation took before its first step.
@@ -422,6 +425,7 @@ async fn perform(
         degraded,
         duration_ms: t.elapsed().as_millis() as u64,
         resumed,
+        pruned: resource::retention::after_operation(ws),
     })
 }
 

@@ -14,6 +14,7 @@ mod notify;
 mod report;
 mod restore;
 mod resume;
+mod retention;
 mod services;
 mod store;
 mod systemd;
