@@ -239,6 +239,7 @@ pub async fn run(ctx: &Ctx, args: WatchArgs) -> Result<ExitCode, CommandError> {
                     p.out(format!("recovered in {}", crate::report::ms(t)));
                 }
                 p.out(format!("report: {}", report.display()));
+                super::restore::print_pruned(ctx, incident.rollback.pruned.as_ref());
             }
             Ok(if incident.verified() {
                 ExitCode::Ok

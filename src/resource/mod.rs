@@ -19,7 +19,8 @@
 //!    and check, nothing visible changes) and `commit` (apply).
 //!
 //! [`restore`] then does the rest for every kind: `--only`, the dry run, the
-//! safety checkpoint of the same resources, and a journaled step per resource.
+//! safety checkpoint of the same resources, a journaled step per resource,
+//! and, if one fails, putting back what it changed ([`takeback`]).
 
 pub mod command;
 pub mod db;

@@ -5,7 +5,7 @@
 //! but a commit can still fail halfway (a directory it cannot write in, a
 //! file it cannot remove, a database that went away). Then every resource
 //! it had begun to change is put back from the safety checkpoint it took
-//! first, as a journaled step of the same operation ([`after_failure`]).
+//! first, as a journaled step of the same operation (`after_failure`).
 //! A restore killed while it wrote leaves its operation unfinished; the
 //! next `backout restore`, `undo` or `redo` takes it back the same way
 //! before doing anything else ([`take_back_interrupted`]).

@@ -42,7 +42,8 @@ pub fn restore_checkpoint_resources(
             Ok(lines.join("\n"))
         }
         Err(e) => {
-            ws.oplog.finish(op, "failed", Some(&format!("{e:#}")), ws.now_ms())?;
+            let outcome = resource::takeback::outcome_of(&e);
+            ws.oplog.finish(op, outcome, Some(&format!("{e:#}")), ws.now_ms())?;
             Err(e)
         }
     }
