@@ -49,7 +49,7 @@ pub struct GcReport {
 pub fn gc(ws: &Workspace, rules: &GcRules) -> anyhow::Result<GcReport> {
     // A rollback, undo or redo a kill interrupted resumes from its
     // checkpoints; a restore is taken back from its safety checkpoint.
-    if let Some(op) = ws.oplog.interrupted(retention::WITH_SAFETY)? {
+    if let Some(op) = super::takeback::pending(ws)? {
         let next = if op.kind == "restore" {
             "`backout restore` or `backout undo` takes it back".to_string()
         } else {

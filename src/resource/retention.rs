@@ -24,10 +24,6 @@ use crate::store::manifest::{Kind, Manifest};
 use crate::store::{Hash, Store};
 use crate::workspace::Workspace;
 
-/// Operations that take a safety checkpoint, and resume or take back from it
-/// when interrupted.
-pub const WITH_SAFETY: &[&str] = &["rollback", "undo", "redo", "restore"];
-
 /// Whether `c` is the safety checkpoint operation `op` took of the state it
 /// was about to change (the one `backout undo` puts back).
 pub fn is_safety(c: &CheckpointRow, op: &OperationRow) -> bool {
@@ -269,7 +265,7 @@ pub fn after_operation(ws: &Workspace) -> Option<Pruned> {
 }
 
 fn prune(ws: &Workspace) -> anyhow::Result<Option<Pruned>> {
-    if ws.oplog.interrupted(WITH_SAFETY)?.is_some() {
+    if super::takeback::pending(ws)?.is_some() {
         return Ok(None);
     }
     let store = ws.store()?;

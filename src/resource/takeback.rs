@@ -210,7 +210,7 @@ pub struct Interrupted {
 pub fn take_back_interrupted(ws: &Workspace, progress: &dyn Progress) -> anyhow::Result<Vec<Interrupted>> {
     let mut out = Vec::new();
     for op in ws.oplog.all_interrupted(&["restore"])? {
-        if op.args["from"].as_str() == Some("rollback step") {
+        if is_nested(&op) {
             continue;
         }
         ws.oplog.set_durable()?;
@@ -288,6 +288,20 @@ pub fn take_back_interrupted(ws: &Workspace, progress: &dyn Progress) -> anyhow:
         out.push(it);
     }
     Ok(out)
+}
+
+/// The newest operation a crash interrupted that still needs its
+/// checkpoints: a rollback, undo or redo to resume, or a `backout restore`
+/// to take back. A restore run as a rollback's step is left out: resuming
+/// the rollback runs the step again, with a safety checkpoint of its own.
+pub fn pending(ws: &Workspace) -> anyhow::Result<Option<OperationRow>> {
+    let ops = ws.oplog.all_interrupted(&["rollback", "undo", "redo", "restore"])?;
+    Ok(ops.into_iter().find(|o| !is_nested(o)))
+}
+
+/// A restore run as a step of a rollback.
+fn is_nested(op: &OperationRow) -> bool {
+    op.kind == "restore" && op.args["from"].as_str() == Some("rollback step")
 }
 
 /// The first operation after `op` that may have changed the project.
