@@ -782,6 +782,12 @@ proptest! {
     ) {
         round_trip(&tree, &edits, &removals, &chowns)?;
     }
+}
+
+proptest! {
+    // Each case writes a few hundred entries and syncs four captures: ~0.4 s
+    // on a shared two-core machine.
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
     /// The same for what upgrades do to site-packages: whole packages
     /// added, replaced by another version and removed, deep trees, and
