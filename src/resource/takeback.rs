@@ -25,8 +25,8 @@ pub const TAKEN_BACK: &str = "taken back";
 
 /// Operations after which an interrupted restore is still the last change
 /// to the project: they capture, measure or check, but write nothing a
-/// restore wrote.
-const READ_ONLY: &[&str] = &["checkpoint", "gc", "baseline", "verify", "init"];
+/// restore wrote (a watch that rolls back does so as a `rollback` of its own).
+const READ_ONLY: &[&str] = &["checkpoint", "gc", "baseline", "verify", "init", "watch"];
 
 /// The label of the safety checkpoint a restore of `cp_name` takes.
 pub fn safety_label(cp_name: &str) -> String {

@@ -256,6 +256,46 @@ fn a_restore_killed_while_it_writes_is_taken_back_by_the_next_command() {
     }
     let log = p.run(&["log", "--json"]);
     assert!(log.stdout().contains("taken back"), "{}", log.stdout());
+
+    // Killed, then gc waits: it would drop the checkpoint that takes it back.
+    let r = p
+        .cmd(&["restore", "cp-1"])
+        .env("BACKOUT_TEST_CRASH_AT", "restoring:2")
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), None);
+    let r = p.run(&["gc"]);
+    r.code_is(1);
+    assert!(
+        r.stderr().contains("`backout restore` or `backout undo` takes it back"),
+        "{}",
+        r.stderr()
+    );
+    // Then another operation changed the project (a rollback, recorded as
+    // one): the killed restore is only closed, since putting it back would
+    // undo that rollback.
+    let db = rusqlite::Connection::open(p.path().join(".backout/state.db")).unwrap();
+    db.execute(
+        "INSERT INTO operations (kind, args, started_at, ended_at, outcome) VALUES ('rollback', '{}', 1, 2, 'ok')",
+        [],
+    )
+    .unwrap();
+    let half = state(&p);
+    let r = p.run(&["restore", "cp-1", "--dry-run"]);
+    r.success();
+    assert_eq!(state(&p), half, "a dry run takes nothing back");
+    let r = p.run(&["restore", "cp-1"]);
+    r.success();
+    assert!(
+        r.stderr().contains(&format!(
+            "killed while it wrote, then rollback op-{} changed the project",
+            db.last_insert_rowid()
+        )),
+        "{}",
+        r.stderr()
+    );
+    assert_eq!(state(&p), at_cp1);
+    p.run(&["gc"]).success();
 }
 
 /// Edits the record of checkpoint `id` in state.db with SQLite.
