@@ -14,7 +14,8 @@ pub enum ExitCode {
     Locked = 3,
     /// A watch reached a rollback verdict and did not roll back itself.
     RollbackTriggered = 4,
-    /// `fsck` found missing or corrupt objects, or a restore refused a damaged checkpoint.
+    /// `fsck` found missing or corrupt objects, or a restore refused a damaged
+    /// checkpoint (or one whose record names the store or leaves the project).
     Damaged = 5,
     /// A watch or deploy rolled back, and the recovery was verified.
     RolledBack = 6,
@@ -89,7 +90,11 @@ fn is_damage(e: &anyhow::Error) -> bool {
             || c.downcast_ref::<PathsError>().is_some_and(|p| match p {
                 PathsError::Store(s) => store(s),
                 PathsError::Manifest(m) => manifest(m),
+                // A record edited to name the store: damaged, whatever it holds.
+                PathsError::StateDir { .. } => true,
                 _ => false,
             })
+            || c.downcast_ref::<crate::resource::git::GitError>()
+                .is_some_and(|g| matches!(g, crate::resource::git::GitError::OtherRepository { .. }))
     })
 }

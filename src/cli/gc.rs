@@ -9,8 +9,13 @@ use crate::resource::gc::{self, GcRules};
 /// Drop old checkpoints and the stored objects only they used
 ///
 /// A checkpoint is dropped when every rule given says so; the newest complete
-/// checkpoint is always kept. Interrupted (incomplete) checkpoints and leftover
-/// temporary files are always removed.
+/// checkpoint and the safety checkpoints the next `undo` and `redo` put back
+/// are always kept. Safety checkpoints (taken by rollback, restore, undo and
+/// redo) are also pruned by the plan's `[store]` retention, as after each of
+/// those commands: the newest `keep-safety` (default 10) stay, with those
+/// younger than `keep-safety-for`, and older ones go while the store is over
+/// `max-size`. Interrupted (incomplete) checkpoints and leftover temporary
+/// files are always removed.
 ///
 /// Example: backout gc --keep 5 --older-than 7d
 #[derive(Debug, Args)]
@@ -63,8 +68,14 @@ pub fn run(ctx: &Ctx, args: GcArgs) -> Result<ExitCode, CommandError> {
     for d in &report.dropped {
         p.out(format!("dropped {d}"));
     }
+    for d in &report.pruned {
+        p.out(format!("dropped {d} (a safety checkpoint past the [store] retention)"));
+    }
     for d in &report.incomplete {
         p.out(format!("dropped {d} (incomplete)"));
+    }
+    if let Some(w) = &report.warning {
+        p.warn(w);
     }
     p.out(format!(
         "kept {} checkpoint(s); removed {} object(s), {} freed",

@@ -17,6 +17,7 @@ pub struct RedoArgs {}
 pub async fn run(ctx: &Ctx, _args: RedoArgs) -> Result<ExitCode, CommandError> {
     let ws = ctx.workspace()?;
     let _lock = ws.lock("redo")?;
+    super::restore::take_back_interrupted(ctx, &ws, &ctx.printer.progress())?;
     let r = crate::rollback::undo::redo(&ws).await?;
     super::undo::report(ctx, &r);
     Ok(ExitCode::Ok)

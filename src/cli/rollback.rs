@@ -294,6 +294,7 @@ async fn finish(
         p.out(format!("  {line}"));
     }
     p.out(format!("report: {}", report.display()));
+    super::restore::print_pruned(ctx, rb.pruned.as_ref());
     for op in &rb.abandoned {
         p.warn(format!(
             "op-{op} was an interrupted rollback; it is closed as abandoned (this rollback's safety checkpoint holds the state it left)"

@@ -114,6 +114,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode, CommandError> {
                     rb.timing.total_ms,
                     rb.safety_checkpoint.as_deref().unwrap_or("-")
                 ));
+                super::restore::print_pruned(ctx, rb.pruned.as_ref());
                 Some(rb)
             }
         };

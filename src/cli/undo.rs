@@ -22,6 +22,15 @@ pub struct UndoArgs {}
 pub async fn run(ctx: &Ctx, _args: UndoArgs) -> Result<ExitCode, CommandError> {
     let ws = ctx.workspace()?;
     let _lock = ws.lock("undo")?;
+    // A restore killed while it wrote is the newest change: taking it back
+    // is this undo.
+    let taken = super::restore::take_back_interrupted(ctx, &ws, &ctx.printer.progress())?;
+    if taken.iter().any(|t| t.left.is_none() && !t.put_back.is_empty()) {
+        ctx.printer.data(&taken);
+        ctx.printer
+            .out("undo: took back the interrupted restore; the project is as it was before it");
+        return Ok(ExitCode::Ok);
+    }
     let r = crate::rollback::undo::undo(&ws).await?;
     report(ctx, &r);
     Ok(ExitCode::Ok)
@@ -59,4 +68,5 @@ pub fn report(ctx: &Ctx, r: &crate::rollback::undo::UndoReport) {
         )),
         None => {}
     }
+    super::restore::print_pruned(ctx, r.pruned.as_ref());
 }

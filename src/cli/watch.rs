@@ -353,6 +353,7 @@ pub(super) async fn act_on(
     } else {
         print_incident(p, &incident);
         p.out(format!("report: {}", report.display()));
+        super::restore::print_pruned(ctx, incident.rollback.pruned.as_ref());
     }
     Ok(if incident.recovered() {
         ExitCode::RolledBack

@@ -90,6 +90,19 @@ impl Oplog {
             .next())
     }
 
+    /// Every operation of one of `kinds` that never finished, newest first.
+    pub fn all_interrupted(&self, kinds: &[&str]) -> Result<Vec<OperationRow>, OplogError> {
+        let list = kinds_in(kinds);
+        self.operations_where(&format!("ended_at IS NULL AND kind IN ({list})"), params![], 1000)
+    }
+
+    /// Operations begun after `op`, oldest first.
+    pub fn operations_after(&self, op: OpId) -> Result<Vec<OperationRow>, OplogError> {
+        let mut v = self.operations_where("id > ?1", params![op], 1000)?;
+        v.reverse();
+        Ok(v)
+    }
+
     /// Finished operations of `kinds`, newest first.
     pub fn finished(&self, kinds: &[&str], limit: usize) -> Result<Vec<OperationRow>, OplogError> {
         let list = kinds_in(kinds);

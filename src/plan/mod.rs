@@ -17,6 +17,7 @@ pub mod secret;
 mod services;
 pub mod starter;
 mod steps;
+pub mod store;
 pub mod units;
 mod verify;
 
@@ -89,6 +90,8 @@ pub struct Plan {
     pub redact_patterns: Vec<regex::Regex>,
     /// Things that are allowed but probably wrong.
     pub warnings: Vec<PlanWarning>,
+    /// `[store]`: which safety checkpoints are kept, and the store's budget.
+    pub store: store::StoreRules,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -849,6 +852,7 @@ impl Validator<'_> {
         let reviews = self.reviews(&raw.reviews, &probes);
         let probe_names: BTreeSet<String> = probes.iter().map(|p| p.name.clone()).collect();
         let decision = self.decision(raw.decision.as_ref(), &probe_names);
+        let store = raw.store.as_ref().map(|s| self.store(s)).unwrap_or_default();
 
         let mut plan = Plan {
             path: self.path.to_path_buf(),
@@ -877,6 +881,7 @@ impl Validator<'_> {
             time_scale,
             secrets: Vec::new(),
             warnings: Vec::new(),
+            store,
         };
         plan.scale_time(time_scale);
         Some(plan)

@@ -37,6 +37,7 @@ pub struct RawPlan {
     #[serde(default, rename = "review")]
     pub reviews: Vec<S<RawReview>>,
     pub decision: Option<S<RawDecision>>,
+    pub store: Option<S<RawStore>>,
 }
 
 /// Names of the top-level tables, for "did you mean" hints.
@@ -57,6 +58,7 @@ pub const TOP_LEVEL: &[&str] = &[
     "component",
     "review",
     "decision",
+    "store",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -274,6 +276,18 @@ pub struct RawReview {
 }
 
 /// The decision matrix: severity × share of probes affected → action and time.
+/// `[store]`: how many safety checkpoints are kept, and the store's budget.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawStore {
+    /// The newest N safety checkpoints are always kept.
+    pub keep_safety: Option<S<i64>>,
+    /// Safety checkpoints younger than this are kept too, e.g. `"7d"`.
+    pub keep_safety_for: Option<S<String>>,
+    /// Older safety checkpoints are dropped while the store is larger, e.g. `"2GB"`.
+    pub max_size: Option<S<String>>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawDecision {

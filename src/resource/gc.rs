@@ -1,16 +1,15 @@
 //! Dropping old checkpoints and the objects only they used (`backout gc`), and
 //! checking what the remaining ones rely on (`backout fsck`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use serde::Serialize;
 
-use super::{Resources, checkpoint_name, git};
+use super::{Resources, checkpoint_name, git, retention};
 use crate::store::fsck::{Damage, FsckReport, ObjectReference, Problem, Reference};
-use crate::store::manifest::{Kind, Manifest};
-use crate::store::{Hash, Progress};
+use crate::store::{Hash, Progress, Store};
 use crate::workspace::Workspace;
 
 /// Which checkpoints to drop. A complete checkpoint is dropped only when every
@@ -26,49 +25,49 @@ pub struct GcRules {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct GcReport {
     pub dropped: Vec<String>,
+    /// Safety checkpoints dropped by the plan's `[store]` retention: past
+    /// `keep-safety` (and `keep-safety-for`), or to fit `max-size`.
+    pub pruned: Vec<String>,
     /// Interrupted captures removed (never restorable).
     pub incomplete: Vec<String>,
     pub kept: Vec<String>,
     pub objects_removed: usize,
     pub bytes_freed: u64,
     pub tmp_files_removed: usize,
+    /// Why the store is still over `[store] max-size`, if it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
-/// Drops checkpoints by `rules`, then every object no remaining checkpoint uses.
-/// Keeps the safety checkpoints the next `backout undo` and `backout redo`
-/// put back. Refuses (removing nothing) while a rollback, undo or redo a
-/// crash interrupted waits to be resumed, or if a remaining checkpoint or its
-/// manifest cannot be read, since its objects could not be told apart from
-/// garbage.
+/// Drops checkpoints by `rules` and safety checkpoints by the plan's `[store]`
+/// retention (see [`super::retention`]), then every object no remaining
+/// checkpoint uses. Keeps the safety checkpoints the next `backout undo` and
+/// `backout redo` put back. Refuses (removing nothing) while a rollback,
+/// undo, redo or restore a crash interrupted waits to be resumed or taken
+/// back, or if a remaining checkpoint or its manifest cannot be read, since
+/// its objects could not be told apart from garbage.
 pub fn gc(ws: &Workspace, rules: &GcRules) -> anyhow::Result<GcReport> {
-    // A rollback, undo or redo a kill interrupted resumes from its checkpoints.
-    if let Some(op) = ws.oplog.interrupted(&["rollback", "undo", "redo"])? {
+    // A rollback, undo or redo a kill interrupted resumes from its
+    // checkpoints; a restore is taken back from its safety checkpoint.
+    if let Some(op) = super::takeback::pending(ws)? {
+        let next = if op.kind == "restore" {
+            "`backout restore` or `backout undo` takes it back".to_string()
+        } else {
+            format!("finish it first (`backout {}`)", op.kind)
+        };
         anyhow::bail!(
-            "op-{} is a {} a crash interrupted; gc could drop the checkpoints it resumes from, so it removed nothing\n  = hint: finish it first (`backout {}`), then run gc again",
+            "op-{} is a {} a crash interrupted; gc could drop the checkpoints it needs, so it removed nothing\n  = hint: {next}, then run gc again",
             op.id,
             op.kind,
-            op.kind
         );
     }
-    // What the next `backout undo` and `backout redo` put back.
-    let mut needed = HashSet::new();
-    for op in [
-        crate::rollback::undo::undo_target(ws)?,
-        crate::rollback::undo::redo_target(ws)?,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        if let Some(cp) = crate::rollback::undo::safety_of(ws, &op)? {
-            needed.insert(cp.id);
-        }
-    }
+    let needed = retention::needed(ws)?;
     let store = ws.store()?;
     let now = ws.now_ms();
     let all = ws.oplog.checkpoints()?;
     let complete: Vec<_> = all.iter().filter(|c| c.complete).collect();
     let mut report = GcReport::default();
-    let mut drop_ids = Vec::new();
+    let mut drop_ids = HashSet::new();
     for (rank, c) in complete.iter().rev().enumerate() {
         let by_count = rules.keep.is_some_and(|n| rank >= n);
         let by_age = rules
@@ -81,54 +80,33 @@ pub fn gc(ws: &Workspace, rules: &GcRules) -> anyhow::Result<GcReport> {
             && (rules.keep.is_none() || by_count)
             && (rules.older_than.is_none() || by_age);
         if drop {
-            drop_ids.push(c.id);
+            drop_ids.insert(c.id);
             report.dropped.push(checkpoint_name(c.id));
-        } else {
-            report.kept.push(checkpoint_name(c.id));
         }
     }
-    report.kept.reverse();
     report.dropped.reverse();
+    let mut objects = HashMap::new();
+    let sel = retention::select(ws, &ws.plan.store, &store, &drop_ids, &mut objects)
+        .context("gc stopped before removing anything")?;
+    for id in sel.by_count.iter().chain(&sel.by_budget) {
+        drop_ids.insert(*id);
+    }
+    let mut pruned: Vec<i64> = sel.by_count.iter().chain(&sel.by_budget).copied().collect();
+    pruned.sort_unstable();
+    report.pruned = pruned.into_iter().map(checkpoint_name).collect();
+    report.warning = sel.over_budget;
+    report.kept = complete
+        .iter()
+        .filter(|c| !drop_ids.contains(&c.id))
+        .map(|c| checkpoint_name(c.id))
+        .collect();
     for c in all.iter().filter(|c| !c.complete) {
-        drop_ids.push(c.id);
+        drop_ids.insert(c.id);
         report.incomplete.push(checkpoint_name(c.id));
     }
-
-    // Everything the kept checkpoints use, read before anything is removed.
-    let mut live: HashSet<Hash> = HashSet::new();
-    for c in complete.iter().filter(|c| !drop_ids.contains(&c.id)) {
-        let res = Resources::try_from_row(c).with_context(|| {
-            format!(
-                "gc stopped before removing anything: the record of {} cannot be read",
-                checkpoint_name(c.id)
-            )
-        })?;
-        // Its database dumps and commands' outputs, which no manifest names.
-        live.extend(res.objects().map(|(_, object, _)| object));
-        for p in res.paths {
-            let m = Manifest::load(&store, p.manifest).with_context(|| {
-                format!(
-                    "gc stopped before removing anything: {} of {} cannot be read; run `backout fsck`",
-                    p.path,
-                    checkpoint_name(c.id)
-                )
-            })?;
-            live.insert(p.manifest);
-            live.extend(m.entries.iter().filter(|e| e.kind == Kind::File).filter_map(|e| e.hash));
-        }
-    }
-    for c in all.iter().filter(|c| drop_ids.contains(&c.id)) {
-        if let Some(g) = Resources::from_row(c).git {
-            let _ = git::git(&g.toplevel, &["update-ref", "-d", &g.pin], &[]);
-        }
-        ws.oplog.delete_checkpoint(c.id)?;
-    }
-    for h in store.list()? {
-        if !live.contains(&h) {
-            report.bytes_freed += store.remove(h)?;
-            report.objects_removed += 1;
-        }
-    }
+    let (removed, freed) = sweep(ws, &store, &drop_ids, &mut objects)?;
+    report.objects_removed = removed;
+    report.bytes_freed = freed;
     report.tmp_files_removed = store.clean_tmp()?;
     // Staging left by a restore that was killed.
     if let Ok(rd) = std::fs::read_dir(ws.state_dir.join("tmp")) {
@@ -138,6 +116,44 @@ pub fn gc(ws: &Workspace, rules: &GcRules) -> anyhow::Result<GcReport> {
         }
     }
     Ok(report)
+}
+
+/// Drops the checkpoints in `drop` (their records and git pins), then every
+/// object no remaining complete checkpoint holds; returns how many objects
+/// were removed and the bytes freed. What the remaining ones hold is read
+/// first (`objects` caches it): if one cannot be read, nothing is removed.
+pub(super) fn sweep(
+    ws: &Workspace,
+    store: &Store,
+    drop: &HashSet<i64>,
+    objects: &mut HashMap<i64, Vec<Hash>>,
+) -> anyhow::Result<(usize, u64)> {
+    let all = ws.oplog.checkpoints()?;
+    let mut live: HashSet<Hash> = HashSet::new();
+    for c in all.iter().filter(|c| c.complete && !drop.contains(&c.id)) {
+        match objects.get(&c.id) {
+            Some(v) => live.extend(v.iter().copied()),
+            None => {
+                let v = retention::objects_of(store, c).context("gc stopped before removing anything")?;
+                live.extend(v.iter().copied());
+                objects.insert(c.id, v);
+            }
+        }
+    }
+    for c in all.iter().filter(|c| drop.contains(&c.id)) {
+        if let Some(g) = Resources::from_row(c).git {
+            let _ = git::git(&g.toplevel, &["update-ref", "-d", &g.pin], &[]);
+        }
+        ws.oplog.delete_checkpoint(c.id)?;
+    }
+    let (mut removed, mut freed) = (0, 0);
+    for h in store.list()? {
+        if !live.contains(&h) {
+            freed += store.remove(h)?;
+            removed += 1;
+        }
+    }
+    Ok((removed, freed))
 }
 
 /// Checks the store and what every checkpoint relies on, git pins included.
@@ -163,6 +179,23 @@ pub fn fsck(ws: &Workspace, progress: &dyn Progress) -> anyhow::Result<FsckRepor
                 continue;
             }
         };
+        for p in res
+            .paths
+            .iter()
+            .filter(|p| p.path.split('/').next() == Some(crate::workspace::STATE_DIR))
+        {
+            unreadable.push(Damage {
+                object: name.clone(),
+                problem: Problem::Invalid,
+                role: "checkpoint record",
+                detail: format!(
+                    "its record names {:?}, inside backout's own state directory; restore refuses it",
+                    p.path
+                ),
+                checkpoints: [name.clone()].into(),
+                paths: Default::default(),
+            });
+        }
         for p in &res.paths {
             refs.push(Reference {
                 checkpoint: name.clone(),

@@ -23,6 +23,10 @@ pub enum GitError {
     },
     #[error("{0} is not inside a git repository")]
     NotARepo(PathBuf),
+    #[error(
+        "the checkpoint's record names the git repository {recorded}, but the project's is {project}; backout restores only the project's own, so nothing was written\n  = hint: the record in .backout/state.db was edited or damaged; restore the other resources with --only"
+    )]
+    OtherRepository { recorded: PathBuf, project: PathBuf },
 }
 
 /// What a checkpoint holds of a repository.
@@ -284,6 +288,26 @@ pub fn restore(state: &GitState) -> Result<(), GitError> {
     // Stat information is stale after read-tree; refresh so `git status` is quiet.
     let _ = git(dir, &["update-index", "-q", "--refresh"], &[]);
     Ok(())
+}
+
+/// Refuses a captured state whose repository is not the one holding the
+/// project at `root`, whatever the record says: restoring resets and cleans
+/// the repository it names.
+pub fn check_repository(state: &GitState, root: &Path) -> Result<(), GitError> {
+    let project =
+        git(root, &["rev-parse", "--show-toplevel"], &[]).map_err(|_| GitError::NotARepo(root.to_path_buf()))?;
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same(&state.toplevel, Path::new(&project)) {
+        Ok(())
+    } else {
+        Err(GitError::OtherRepository {
+            recorded: state.toplevel.clone(),
+            project: PathBuf::from(project),
+        })
+    }
 }
 
 /// Checks that everything a captured state names is still in the repository.

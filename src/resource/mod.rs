@@ -19,7 +19,8 @@
 //!    and check, nothing visible changes) and `commit` (apply).
 //!
 //! [`restore`] then does the rest for every kind: `--only`, the dry run, the
-//! safety checkpoint of the same resources, and a journaled step per resource.
+//! safety checkpoint of the same resources, a journaled step per resource,
+//! and, if one fails, putting back what it changed ([`takeback`]).
 
 pub mod command;
 pub mod db;
@@ -29,6 +30,8 @@ pub mod export;
 pub mod gc;
 pub mod git;
 pub mod paths;
+pub mod retention;
+pub mod takeback;
 pub mod tar;
 
 use std::path::{Path, PathBuf};
@@ -423,6 +426,9 @@ pub struct RestoreOutcome {
     /// Per database and path: what was written since the checkpoint and is
     /// discarded, and the safety checkpoint that keeps it.
     pub discarded: Vec<discard::Discard>,
+    /// Safety checkpoints `[store]` dropped once it finished.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pruned: Option<retention::Pruned>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -510,6 +516,7 @@ pub fn restore(
         changes,
         warnings,
         discarded,
+        pruned: None,
     };
     let Some(op) = op.filter(|_| !dry_run) else {
         return Ok(outcome);
@@ -523,7 +530,7 @@ pub fn restore(
         );
     }
     let specs: Vec<Spec> = chosen.iter().map(|h| h.spec()).collect();
-    let label = format!("before restore of {cp_name}");
+    let label = takeback::safety_label(&cp_name);
     let safety = checkpoint_of(ws, op, Some(&label), None, &specs, progress)
         .context("taking the safety checkpoint; nothing was restored")?;
     outcome.safety_checkpoint = Some(checkpoint_name(safety.id));
@@ -545,13 +552,13 @@ pub fn restore(
         )?;
     }
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "staged, safety checkpoint taken");
-    commit_all(ws, op, &cx, &chosen, prepared, &cp_name, safety.id)?;
+    commit_all(ws, op, &cx, &chosen, prepared, &cp_name, &safety)?;
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "committed");
     Ok(outcome)
 }
 
 /// Removes a staging directory when dropped.
-struct RemoveOnDrop<'a>(&'a Path);
+pub(crate) struct RemoveOnDrop<'a>(&'a Path);
 
 impl Drop for RemoveOnDrop<'_> {
     fn drop(&mut self) {
@@ -566,48 +573,12 @@ impl Drop for RemoveOnDrop<'_> {
 /// of the resources restored, and what that discarded of what was written
 /// since `cp` (measured before writing).
 pub fn restore_all_but_git(ws: &Workspace, cp: &CheckpointRow) -> anyhow::Result<(Vec<String>, Vec<discard::Discard>)> {
-    let cp_name = checkpoint_name(cp.id);
-    let res = Resources::from_row(cp);
-    let chosen: Vec<&dyn Held> = res.held().into_iter().filter(|h| h.spec() != Spec::Git).collect();
-    if chosen.is_empty() {
-        return Ok((Vec::new(), Vec::new()));
-    }
-    let store = ws.store()?;
-    let history = history(ws)?;
-    let cx = Cx {
-        root: ws.root(),
-        plan: &ws.plan,
-        store: &store,
-        scratch: ws.state_dir.join("tmp").join(format!("undo-{}", std::process::id())),
-        history: &history,
-        progress: &(),
-        captured: Default::default(),
-    };
-    let _staged = RemoveOnDrop(&cx.scratch);
-    let mut prepared = Vec::new();
-    let mut discarded = Vec::new();
-    for h in &chosen {
-        let p = h
-            .plan_restore(&cx)
-            .with_context(|| format!("cannot restore {} from {cp_name}", h.name()))?;
-        if let Some(mut d) = p.discard() {
-            d.since = cp_name.clone();
-            d.counts.retain(|c| !c.is_empty());
-            discarded.push(d);
-        }
-        prepared.push(
-            p.prepare(&cx)
-                .with_context(|| format!("cannot restore {} from {cp_name}", h.name()))?,
-        );
-    }
-    for (h, p) in chosen.iter().zip(prepared) {
-        p.commit(&cx)
-            .with_context(|| format!("restoring {} from {cp_name}", h.name()))?;
-    }
-    Ok((chosen.iter().map(|h| h.name()).collect(), discarded))
+    takeback::put_back(ws, cp, &|h| h.spec() != Spec::Git, "undo", &())
 }
 
-/// Restores each prepared resource as one journaled step of `op`.
+/// Restores each prepared resource as one journaled step of `op`. If one
+/// fails, what the restore changed is put back from `safety` (see
+/// [`takeback`]): a restore never leaves a resource half restored.
 fn commit_all(
     ws: &Workspace,
     op: OpId,
@@ -615,10 +586,13 @@ fn commit_all(
     chosen: &[&dyn Held],
     prepared: Vec<Box<dyn PreparedRestore + '_>>,
     cp_name: &str,
-    safety: i64,
+    safety: &CheckpointRow,
 ) -> anyhow::Result<()> {
-    for (seq, (h, p)) in chosen.iter().zip(prepared).enumerate() {
-        let seq = seq as i64 + 1;
+    // Each step's begin is durable before the step writes: a restore killed
+    // while it writes is taken back by the next command (see `takeback`).
+    ws.oplog.set_durable()?;
+    for (i, (h, p)) in chosen.iter().zip(prepared).enumerate() {
+        let seq = i as i64 + 1;
         let step = format!("restore {}", h.name());
         ws.oplog.step_begin(op, seq, &step, None, ws.now_ms())?;
         match p.commit(cx) {
@@ -626,11 +600,10 @@ fn commit_all(
             Err(e) => {
                 ws.oplog
                     .step_end(op, seq, "failed", None, &format!("{e:#}"), ws.now_ms())?;
-                return Err(e.context(format!(
-                    "restoring {} from {cp_name}; the state before the restore is in {}",
-                    h.name(),
-                    checkpoint_name(safety)
-                )));
+                let begun: Vec<String> = chosen[..=i].iter().map(|h| h.name()).collect();
+                let seq = chosen.len() as i64 + 1;
+                let err = takeback::after_failure(ws, op, seq, cp_name, safety, &h.name(), &begun, e, cx.progress)?;
+                return Err(err.into());
             }
         }
     }
@@ -649,7 +622,8 @@ impl Held for git::GitState {
     fn verify(&self, _cx: &Cx<'_>, _batch: &Batch<'_>) -> anyhow::Result<()> {
         Ok(git::verify(self)?)
     }
-    fn plan_restore<'a>(&'a self, _cx: &Cx<'_>) -> anyhow::Result<Box<dyn PlannedRestore + 'a>> {
+    fn plan_restore<'a>(&'a self, cx: &Cx<'_>) -> anyhow::Result<Box<dyn PlannedRestore + 'a>> {
+        git::check_repository(self, cx.root)?;
         let changes = git::plan_restore(self)?;
         Ok(Box::new(GitRestore { state: self, changes }))
     }

@@ -85,6 +85,9 @@ pub struct RollbackReport {
     /// An interrupted rollback this one replaced instead of resuming it.
     pub abandoned: Vec<OpId>,
     pub timing: Timing,
+    /// Safety checkpoints `[store]` dropped once it finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pruned: Option<resource::retention::Pruned>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -316,6 +319,7 @@ async fn drive(
         resumed,
         degraded: Vec::new(),
         abandoned: Vec::new(),
+        pruned: None,
         timing: Timing {
             total_ms: 0,
             safety_checkpoint_ms,
@@ -434,6 +438,7 @@ async fn drive(
         .find(|s| !s.ok)
         .map(|s| format!("step {} ({}) failed", s.seq, s.name));
     ws.oplog.finish(op, outcome, error.as_deref(), report.ended_at)?;
+    report.pruned = resource::retention::after_operation(ws);
     Ok(report)
 }
 

@@ -45,7 +45,8 @@ pub fn restore_checkpoint_resources(
             Ok((lines.join("\n"), out.discarded))
         }
         Err(e) => {
-            ws.oplog.finish(op, "failed", Some(&format!("{e:#}")), ws.now_ms())?;
+            let outcome = resource::takeback::outcome_of(&e);
+            ws.oplog.finish(op, outcome, Some(&format!("{e:#}")), ws.now_ms())?;
             Err(e)
         }
     }

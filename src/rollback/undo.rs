@@ -88,13 +88,16 @@ pub struct UndoReport {
     pub degraded: Option<Vec<String>>,
     pub duration_ms: u64,
     pub resumed: bool,
+    /// Safety checkpoints `[store]` dropped once it finished.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pruned: Option<resource::retention::Pruned>,
 }
 
 /// The safety checkpoint an operation took before its first step.
 pub fn safety_of(ws: &Workspace, op: &OperationRow) -> anyhow::Result<Option<CheckpointRow>> {
     let label = match (op.kind.as_str(), op.args["checkpoint"].as_str()) {
         // A restore labels it with the checkpoint it restores.
-        ("restore", Some(cp)) => format!("before restore of {cp}"),
+        ("restore", Some(cp)) => resource::takeback::safety_label(cp),
         (kind, _) => format!("before {kind}"),
     };
     Ok(ws.oplog.checkpoint_of(op.id, &label)?)
@@ -121,7 +124,13 @@ pub fn undo_target(ws: &Workspace) -> anyhow::Result<Option<OperationRow>> {
         .oplog
         .finished(UNDOABLE, 1000)?
         .into_iter()
-        .find(|o| !undone.contains(&o.id) && !is_nested(o)))
+        .find(|o| !undone.contains(&o.id) && !is_nested(o) && !changed_nothing(o)))
+}
+
+/// A restore that failed and was taken back whole changed nothing: there is
+/// nothing to undo, and it does not end what redo can reapply.
+fn changed_nothing(op: &OperationRow) -> bool {
+    op.outcome.as_deref() == Some(resource::takeback::TAKEN_BACK)
 }
 
 /// The undo `backout redo` would reapply now: the newest one not redone,
@@ -134,7 +143,12 @@ pub fn redo_target(ws: &Workspace) -> anyhow::Result<Option<OperationRow>> {
         .filter(|u| u.outcome.as_deref() == Some("ok"))
         .filter_map(|u| u.args["redoes"].as_i64())
         .collect();
-    let newest_change = ws.oplog.finished(&["rollback", "restore"], 1)?.first().map(|o| o.id);
+    let newest_change = ws
+        .oplog
+        .finished(&["rollback", "restore"], 1000)?
+        .into_iter()
+        .find(|o| !changed_nothing(o))
+        .map(|o| o.id);
     Ok(ws
         .oplog
         .finished(&["undo"], 1000)?
@@ -426,6 +440,7 @@ async fn perform(
         degraded,
         duration_ms: t.elapsed().as_millis() as u64,
         resumed,
+        pruned: resource::retention::after_operation(ws),
     })
 }
 
@@ -441,6 +456,10 @@ fn put_back_all(
 ) -> anyhow::Result<String> {
     let mut done = Vec::new();
     if let Some(state) = Resources::from_row(cp).git {
+        git::check_repository(&state, ws.root()).map_err(|source| UndoError::Git {
+            checkpoint: cp.id,
+            source,
+        })?;
         put_back(&state, after_crash).map_err(|source| match source {
             PutBackError::Git(source) => UndoError::Git {
                 checkpoint: cp.id,

@@ -355,6 +355,14 @@ impl Store {
         Ok(fan.to_path_buf())
     }
 
+    /// The size on disk of each of `hashes` (0 for one that is gone), looked
+    /// up on several threads.
+    pub fn sizes(&self, hashes: &[Hash]) -> Vec<u64> {
+        parallel(hashes, |h| {
+            std::fs::symlink_metadata(self.path_of(*h)).map_or(0, |m| m.len())
+        })
+    }
+
     /// Removes object `hash`; used by gc only.
     pub fn remove(&self, hash: Hash) -> Result<u64, StoreError> {
         let path = self.path_of(hash);

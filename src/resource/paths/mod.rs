@@ -58,6 +58,10 @@ pub enum PathsError {
         "cannot recreate the device node {path}: creating device nodes needs root; nothing was written\n  = hint: run the restore as root, or restore the other resources with --only"
     )]
     DeviceNeedsRoot { path: String },
+    #[error(
+        "the checkpoint's record names {path:?}, inside backout's own state directory ({dir}); backout never restores over its store and log, so nothing was written\n  = hint: the record in .backout/state.db was edited or damaged; restore the other resources with --only"
+    )]
+    StateDir { path: String, dir: &'static str },
     #[error("the manifest is for {found:?}, but the checkpoint names it as {expected:?}")]
     WrongRoot { expected: String, found: String },
     #[error(transparent)]
@@ -1004,6 +1008,13 @@ fn plan_as(
         path: state.path.clone(),
         reason,
     })?;
+    // The plan refuses such a path; the record could still name one.
+    if state.path.split('/').next() == Some(crate::workspace::STATE_DIR) {
+        return Err(PathsError::StateDir {
+            path: state.path.clone(),
+            dir: crate::workspace::STATE_DIR,
+        });
+    }
     let target = Manifest::load(store, state.manifest)?;
     if target.root != state.path.as_bytes() {
         return Err(PathsError::WrongRoot {
@@ -1069,9 +1080,13 @@ fn plan_as(
 fn diff(current: &Manifest, target: &Manifest, own: bool) -> Vec<Change> {
     let now: HashMap<&[u8], &Entry> = current.entries.iter().map(|e| (e.path.as_slice(), e)).collect();
     let want: HashMap<&[u8], &Entry> = target.entries.iter().map(|e| (e.path.as_slice(), e)).collect();
-    let mut out = Vec::new();
-    // Removals: top-most only, each with what it holds.
-    let mut removed: Vec<&[u8]> = Vec::new();
+    let mut out: Vec<Change> = Vec::new();
+    // Removals: top-most only, each with what it holds. A directory's
+    // entries do not follow it as one run in path order: `pkg-1.0.dist-info`
+    // and `pkg.py` sort between `pkg` and `pkg/__init__.py` (`-` and `.` come
+    // before `/`). So each entry looks for a removed ancestor among all of
+    // its ancestors, each seen before it (a parent sorts before its children).
+    let mut removed: HashMap<&[u8], usize> = HashMap::new();
     for e in &current.entries {
         let gone = match want.get(e.path.as_slice()) {
             None => e.kind != Kind::Socket,
@@ -1080,16 +1095,15 @@ fn diff(current: &Manifest, target: &Manifest, own: bool) -> Vec<Change> {
         if !gone {
             continue;
         }
-        if let Some(top) = removed.last()
-            && e.path.starts_with(top)
-            && e.path.get(top.len()) == Some(&b'/')
+        if !removed.is_empty()
+            && let Some(&i) = ancestors(&e.path).find_map(|a| removed.get(a))
         {
-            if let Some(c) = out.iter_mut().rev().find(|c: &&mut Change| c.path == *top) {
-                c.inside += 1;
-            }
+            out[i].inside += 1;
             continue;
         }
-        removed.push(&e.path);
+        if e.kind == Kind::Dir {
+            removed.insert(&e.path, out.len());
+        }
         // A kind change is removed here and re-created below as a change.
         out.push(Change {
             action: Action::Remove,
@@ -1123,6 +1137,14 @@ fn diff(current: &Manifest, target: &Manifest, own: bool) -> Vec<Change> {
         });
     }
     out
+}
+
+/// The proper ancestors of `path` (`a/b/c` → `a`, `a/b`), from the top down.
+fn ancestors(path: &[u8]) -> impl Iterator<Item = &[u8]> {
+    path.iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'/')
+        .map(|(i, _)| &path[..i])
 }
 
 impl Planned {
@@ -1457,15 +1479,27 @@ impl Prepared {
             }
             progress.advance(1, if e.kind == Kind::File { e.size } else { 0 });
         }
-        // Directories last, deepest first: writing inside one changes its mtime.
+        // Directories last, deepest first: writing inside one changes its
+        // mtime. Only what differs is set, so a directory the restore did
+        // not change is not written to (it may be one nobody can write, as
+        // when a failed restore is put back).
         for e in target.entries.iter().rev().filter(|e| e.kind == Kind::Dir) {
             let (parent, name) = split(&e.path);
             let shown = under(&root, &e.path);
             let d = dirs.dir(parent, false)?;
             let fd = rustix::fs::openat(d, name, DIR_FLAGS, Mode::empty()).map_err(rio("open", &shown))?;
-            chown_fd(fd.as_fd(), e, own, &shown)?;
-            rustix::fs::fchmod(&fd, Mode::from_raw_mode(e.mode)).map_err(rio("set the mode of", &shown))?;
-            rustix::fs::futimens(&fd, &times(e.mtime_ns)).map_err(rio("set the mtime of", &shown))?;
+            let st = rustix::fs::fstat(&fd).map_err(rio("inspect", &shown))?;
+            // A change of owner may clear set-id bits: the mode follows it.
+            let chown = own && e.owner.is_some_and(|o| o != (st.st_uid, st.st_gid));
+            if chown {
+                chown_fd(fd.as_fd(), e, own, &shown)?;
+            }
+            if chown || st.st_mode & 0o7777 != e.mode {
+                rustix::fs::fchmod(&fd, Mode::from_raw_mode(e.mode)).map_err(rio("set the mode of", &shown))?;
+            }
+            if mtime_ns(&st) != e.mtime_ns {
+                rustix::fs::futimens(&fd, &times(e.mtime_ns)).map_err(rio("set the mtime of", &shown))?;
+            }
         }
         progress.end();
         Ok(changes)

@@ -222,6 +222,46 @@ fn a_path_that_did_not_exist_is_removed_and_a_single_file_works() {
     assert_eq!(std::fs::read(r.join("requirements.txt")).unwrap(), b"flask==2.3.3\n");
 }
 
+/// Regression (issue 17): a package and its dist-info added since the
+/// checkpoint. `pkg-1.0.dist-info` sorts between `pkg` and `pkg/__init__.py`,
+/// and the removals were grouped by the last removed entry only: `pkg/` was
+/// removed whole, then its `__init__.py` once more on its own, whose
+/// directory could not be opened any more ("cannot open d/pkg"), in the
+/// middle of the commit.
+#[test]
+fn a_package_added_beside_its_dist_info_is_removed_whole() {
+    let f = Fixture::new();
+    let r = f.root();
+    write(&r, "d/pkg_x/kept.py", b"kept", 0o644);
+    let before = snapshot(&r, "d");
+    let (st, _) = f.capture("d", None);
+    write(&r, "d/pkg/__init__.py", b"", 0o644);
+    write(&r, "d/pkg/sub/deep/mod.py", b"x = 1\n", 0o644);
+    write(&r, "d/pkg-1.0.dist-info/METADATA", b"Name: pkg\n", 0o644);
+    write(&r, "d/pkg-1.0.dist-info/RECORD", b"", 0o644);
+    write(&r, "d/pkg.py", b"", 0o644);
+    write(&r, "d/pkg_x/added.py", b"", 0o644);
+    write(&r, "d/pkg0/__init__.py", b"", 0o644);
+    let changes = f.restore(&st).unwrap();
+    assert_eq!(snapshot(&r, "d"), before);
+    let removed: Vec<(String, u64)> = changes
+        .iter()
+        .filter(|c| c.action == Action::Remove)
+        .map(|c| (show(&c.path).into_owned(), c.inside))
+        .collect();
+    assert_eq!(
+        removed,
+        [
+            ("d/pkg".to_string(), 4),
+            ("d/pkg-1.0.dist-info".to_string(), 2),
+            ("d/pkg.py".to_string(), 0),
+            ("d/pkg0".to_string(), 1),
+            ("d/pkg_x/added.py".to_string(), 0),
+        ],
+        "one removal per top-most entry, counting what it holds"
+    );
+}
+
 /// Capture trusts size + mtime + inode: a file rewritten in place with the
 /// same size and its mtime put back is not re-read (this is what makes the
 /// incremental capture cheap), while any other change is. Except when the
@@ -518,6 +558,12 @@ fn name() -> impl Strategy<Value = Vec<u8>> {
         b"\\xe9",
         b"tab\there",
         b"new\nline",
+        // Siblings that sort between a directory and its children, and after them.
+        b"pkg",
+        b"pkg-1.0.dist-info",
+        b"pkg.py",
+        b"pkg_x",
+        b"pkg0",
     ])
     .prop_map(<[u8]>::to_vec)
 }
@@ -600,6 +646,128 @@ fn ops() -> impl Strategy<Value = Vec<(Vec<u8>, Spec, (u32, u32))>> {
     prop::collection::vec((rel_path(), spec(), owner()), 0..25)
 }
 
+type Ops = Vec<(Vec<u8>, Spec, (u32, u32))>;
+
+/// Names of packages as site-packages holds them. Each sorts beside the
+/// others in the ways that matter: `pkg-1.0.dist-info` and `pkg.py` sort
+/// between the directory `pkg` and its children (`-` and `.` come before
+/// `/`), `pkg_x` and `pkg0` after them.
+fn package_name() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec![
+        "pkg",
+        "pkg_x",
+        "pkg0",
+        "pkg-extra",
+        "annotated_types",
+        "pydantic",
+        "pydantic_core",
+    ])
+}
+
+/// A package as pip installs it: `NAME/` with modules and subpackages up to
+/// six levels deep, `NAME-VERSION.dist-info/` beside it, sometimes a
+/// top-level `NAME.py` too.
+fn package() -> impl Strategy<Value = Ops> {
+    let module = (
+        prop::collection::vec(
+            prop::sample::select(vec!["sub", "_impl", "v1", "deep", "x-y", "x.y"]),
+            0..6,
+        ),
+        prop::sample::select(vec!["__init__.py", "mod.py", "data.json", "_c.so", "py.typed"]),
+        prop::collection::vec(any::<u8>(), 0..200),
+    );
+    (
+        package_name(),
+        prop::sample::select(vec!["1.0", "1.10.2", "2.0"]),
+        prop::collection::vec(module, 1..10),
+        any::<bool>(),
+        owner(),
+    )
+        .prop_map(|(name, version, modules, single, owner)| {
+            let mut out: Ops = Vec::new();
+            let mut add = |p: String, s: Spec| out.push((p.into_bytes(), s, owner));
+            add(format!("{name}/__init__.py"), Spec::File(b"".to_vec(), 0o644));
+            for (dirs, file, data) in modules {
+                let mut p = vec![name.to_string()];
+                p.extend(dirs.iter().map(|d| d.to_string()));
+                p.push(file.to_string());
+                add(p.join("/"), Spec::File(data, 0o644));
+            }
+            let info = format!("{name}-{version}.dist-info");
+            add(
+                format!("{info}/METADATA"),
+                Spec::File(format!("Name: {name}\nVersion: {version}\n").into_bytes(), 0o644),
+            );
+            add(format!("{info}/RECORD"), Spec::File(b"...".to_vec(), 0o644));
+            if single {
+                add(format!("{name}.py"), Spec::File(b"import sys\n".to_vec(), 0o644));
+            }
+            out
+        })
+}
+
+/// Removals as an upgrade does them: whole packages (the directory, its
+/// dist-info, its module) or random paths.
+fn removal() -> impl Strategy<Value = Vec<Vec<u8>>> {
+    prop_oneof![
+        rel_path().prop_map(|p| vec![p]),
+        (package_name(), prop::sample::select(vec!["1.0", "1.10.2", "2.0"])).prop_map(|(n, v)| vec![
+            n.as_bytes().to_vec(),
+            format!("{n}-{v}.dist-info").into_bytes(),
+            format!("{n}.py").into_bytes(),
+        ]),
+    ]
+}
+
+/// Checkpoint `tree`, apply the edits, then restore the checkpoint, the
+/// edited tree's checkpoint, and the first again into nothing: each time
+/// the disk must be exactly what was captured.
+fn round_trip(
+    tree: &Ops,
+    edits: &Ops,
+    removals: &[Vec<u8>],
+    chowns: &[(Vec<u8>, (u32, u32))],
+) -> Result<(), TestCaseError> {
+    let f = Fixture::new();
+    let top = f.root().join("tree");
+    std::fs::create_dir(&top).unwrap();
+    build(&top, tree, false);
+    let before = snapshot(&f.root(), "tree");
+    let (state, m) = f.capture("tree", None);
+
+    build(&top, edits, true);
+    for r in removals {
+        let p = at(&top, r);
+        if let Ok(m) = std::fs::symlink_metadata(&p) {
+            if m.is_dir() {
+                std::fs::remove_dir_all(&p).unwrap()
+            } else {
+                std::fs::remove_file(&p).unwrap()
+            }
+        }
+    }
+    if is_root() {
+        for (r, (u, g)) in chowns {
+            let _ = lchown(at(&top, r), Some(*u), Some(*g));
+        }
+    }
+    // An incremental capture of the edited tree reads back what it holds.
+    let edited = snapshot(&f.root(), "tree");
+    let (state2, _) = f.capture("tree", Some(&m));
+    let r = f.restore(&state);
+    prop_assert!(r.is_ok(), "restoring the checkpoint: {}", r.unwrap_err());
+    prop_assert_eq!(snapshot(&f.root(), "tree"), before.clone());
+    let r = f.restore(&state2);
+    prop_assert!(r.is_ok(), "restoring the edited tree: {}", r.unwrap_err());
+    prop_assert_eq!(snapshot(&f.root(), "tree"), edited);
+    // And from nothing at all.
+    std::fs::remove_dir_all(&top).unwrap();
+    f.restore(&state).unwrap();
+    prop_assert_eq!(snapshot(&f.root(), "tree"), snapshot_of_state(&f, &state));
+    prop_assert_eq!(snapshot_of_state(&f, &state), before);
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
@@ -612,37 +780,30 @@ proptest! {
         removals in prop::collection::vec(rel_path(), 0..4),
         chowns in prop::collection::vec((rel_path(), owner()), 0..4),
     ) {
-        let f = Fixture::new();
-        let top = f.root().join("tree");
-        std::fs::create_dir(&top).unwrap();
-        build(&top, &tree, false);
-        let before = snapshot(&f.root(), "tree");
-        let (state, m) = f.capture("tree", None);
+        round_trip(&tree, &edits, &removals, &chowns)?;
+    }
+}
 
-        build(&top, &edits, true);
-        for r in &removals {
-            let p = at(&top, r);
-            if let Ok(m) = std::fs::symlink_metadata(&p) {
-                if m.is_dir() { std::fs::remove_dir_all(&p).unwrap() } else { std::fs::remove_file(&p).unwrap() }
-            }
-        }
-        if is_root() {
-            for (r, (u, g)) in &chowns {
-                let _ = lchown(at(&top, r), Some(*u), Some(*g));
-            }
-        }
-        // An incremental capture of the edited tree reads back what it holds.
-        let edited = snapshot(&f.root(), "tree");
-        let (state2, _) = f.capture("tree", Some(&m));
-        f.restore(&state).unwrap();
-        prop_assert_eq!(snapshot(&f.root(), "tree"), before.clone());
-        f.restore(&state2).unwrap();
-        prop_assert_eq!(snapshot(&f.root(), "tree"), edited);
-        // And from nothing at all.
-        std::fs::remove_dir_all(&top).unwrap();
-        f.restore(&state).unwrap();
-        prop_assert_eq!(snapshot(&f.root(), "tree"), snapshot_of_state(&f, &state));
-        prop_assert_eq!(snapshot_of_state(&f, &state), before);
+proptest! {
+    // Each case writes a few hundred entries and syncs four captures: ~0.4 s
+    // on a shared two-core machine.
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// The same for what upgrades do to site-packages: whole packages
+    /// added, replaced by another version and removed, deep trees, and
+    /// sibling names that sort between a directory and its children.
+    #[test]
+    fn restore_after_an_upgrade_gives_back_the_packages(
+        installed in prop::collection::vec(package(), 0..5),
+        loose in ops(),
+        upgrade in prop::collection::vec(package(), 0..5),
+        edits in prop::collection::vec((rel_path(), spec(), owner()), 0..6),
+        removals in prop::collection::vec(removal(), 0..4),
+    ) {
+        let tree: Ops = installed.into_iter().flatten().chain(loose).collect();
+        let edits: Ops = upgrade.into_iter().flatten().chain(edits).collect();
+        let removals: Vec<Vec<u8>> = removals.into_iter().flatten().collect();
+        round_trip(&tree, &edits, &removals, &[])?;
     }
 }
 
