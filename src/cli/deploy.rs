@@ -42,6 +42,11 @@ pub struct DeployArgs {
     /// Do not measure a baseline first (rules compare with the last one measured)
     #[arg(long)]
     no_baseline: bool,
+    /// After the deploy command, restart this service of the plan (repeatable,
+    /// or `all`) so it runs what was deployed; confirmed like `backout service
+    /// restart` (the new instance listens on its port), then judged by the watch
+    #[arg(long, value_name = "SERVICE")]
+    restart: Vec<String>,
     /// The deploy command's time limit; at it, its whole process group is killed
     #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = super::baseline::parse_duration)]
     timeout: Duration,
@@ -94,6 +99,7 @@ pub async fn run(ctx: &Ctx, args: DeployArgs) -> Result<ExitCode, CommandError> 
         )));
     }
     let ws = ctx.workspace()?;
+    let restart = services_to_restart(&ws, &args.restart)?;
     let mut lock = Some(ws.lock("deploy")?);
     if let Some(open) = crate::rollback::target::open_deploy(&ws.oplog)? {
         p.warn(format!(
@@ -159,21 +165,47 @@ pub async fn run(ctx: &Ctx, args: DeployArgs) -> Result<ExitCode, CommandError> 
             return Err(CommandError::failure(e));
         }
     };
-    let ok = out.success();
-    ws.oplog.finish(
-        op,
-        if ok { "ok" } else { "failed" },
-        (!ok)
-            .then(|| format!("the deploy command failed: {}", out.describe()))
-            .as_deref(),
-        ws.now_ms(),
-    )?;
+    let mut ok = out.success();
+    let mut how = out.describe();
     p.status(format!(
         "deploy command {} ({}, {})",
         if ok { "done" } else { "FAILED" },
-        out.describe(),
+        how,
         crate::report::ms(out.duration.as_millis() as i64)
     ));
+    // The services that run what was deployed, restarted onto it. Their
+    // readiness is the watch's to judge; one that cannot even start fails the deploy.
+    if ok && !restart.is_empty() {
+        let run_dir = ws.run_dir()?;
+        for svc in &restart {
+            let timeout = svc.ready_timeout + svc.stop_timeout;
+            match crate::service::control::act(
+                svc,
+                crate::plan::ServiceAction::Restart,
+                &run_dir,
+                timeout,
+                None,
+                &ws.clock,
+            )
+            .await
+            {
+                Ok(acted) => acted.text.lines().for_each(|l| p.status(format!("  {l}"))),
+                Err(e) => {
+                    how = format!("restarting {} failed: {e:#}", svc.name);
+                    p.status(format!("  {how}"));
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        marker.command_ended_at = Some(ws.now_ms());
+    }
+    ws.oplog.finish(
+        op,
+        if ok { "ok" } else { "failed" },
+        (!ok).then(|| format!("the deploy failed: {how}")).as_deref(),
+        ws.now_ms(),
+    )?;
     // Normally the checkpoint just taken; the one before an earlier deploy
     // when this one fixes forward on top of a known-bad one.
     let target = if args.act.may_act() {
@@ -184,7 +216,7 @@ pub async fn run(ctx: &Ctx, args: DeployArgs) -> Result<ExitCode, CommandError> 
         None
     };
     if !ok {
-        let verdict = crate::deploy::command_failed(&marker, &out.describe());
+        let verdict = crate::deploy::command_failed(&marker, &how);
         p.out(p.red(&verdict.explanation));
         let trigger = Trigger {
             watch_op: op,
@@ -212,6 +244,32 @@ pub async fn run(ctx: &Ctx, args: DeployArgs) -> Result<ExitCode, CommandError> 
     let code = super::watch::watch_and_act(ctx, &ws, &args.act, schedule, Some(marker), target, false).await;
     drop(lock);
     code
+}
+
+/// The services `--restart` names (`all`: every one), checked before anything runs.
+fn services_to_restart<'a>(
+    ws: &'a crate::workspace::Workspace,
+    names: &[String],
+) -> Result<Vec<&'a crate::plan::Service>, CommandError> {
+    if names.iter().any(|n| n == "all") {
+        return Ok(ws.plan.services.iter().collect());
+    }
+    names
+        .iter()
+        .map(|n| {
+            ws.plan.service(n).ok_or_else(|| {
+                let known: Vec<&str> = ws.plan.services.iter().map(|s| s.name.as_str()).collect();
+                CommandError::usage(anyhow::anyhow!(
+                    "--restart {n:?}: no such service in the plan; nothing was done\n  = hint: the plan's services: {}",
+                    if known.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ))
+            })
+        })
+        .collect()
 }
 
 /// Checkpoint, baseline, marker: everything before the deploy command.

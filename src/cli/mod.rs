@@ -356,5 +356,8 @@ fn print_step(p: &Printer, indent: &str, s: &crate::rollback::StepReport) {
         for d in &s.discarded {
             p.status(format!("{indent}  {}", d.sentence()));
         }
+        for n in &s.notes {
+            p.status(format!("{indent}  {n}"));
+        }
     }
 }

@@ -188,7 +188,7 @@ pub async fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode, CommandError>
         )
         .await
         {
-            Ok(lines) => lines.lines().for_each(|l| p.status(l)),
+            Ok(acted) => acted.text.lines().for_each(|l| p.status(l)),
             Err(e) => {
                 return Err(CommandError::failure(anyhow::anyhow!(
                     "the restore is done, but restarting {} failed: {e:#}\n  = hint: `backout undo` takes the restore back",

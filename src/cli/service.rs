@@ -215,11 +215,11 @@ async fn act(
         // The longest a service may take: its readiness, plus its stop.
         let timeout = svc.ready_timeout + svc.stop_timeout;
         match control::act(svc, action, &run_dir, timeout, ready, &ws.clock).await {
-            Ok(lines) => {
-                for l in lines.lines() {
+            Ok(acted) => {
+                for l in acted.text.lines() {
                     p.status(l);
                 }
-                results.push(serde_json::json!({ "service": svc.name, "ok": true, "output": lines }));
+                results.push(serde_json::json!({ "service": svc.name, "ok": true, "output": acted.text }));
             }
             Err(e) => {
                 let msg = format!("{e:#}");

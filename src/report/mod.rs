@@ -345,6 +345,15 @@ pub fn write(ws: &Workspace, i: &Incident) -> anyhow::Result<PathBuf> {
     let md = put("report.md", &markdown(i))?;
     put("report.html", &html::render(i))?;
     let mut json = serde_json::to_value(i)?;
+    // The figures as the Markdown and the console give them, for scripts.
+    json["figures"] = serde_json::json!({
+        "recovered": i.recovered(),
+        "time_to_detect_ms": i.time_to_detect_ms(),
+        "time_to_recover_ms": i.time_to_recover_ms(),
+        "rollback_to_healthy_ms": i.rollback_to_healthy_ms(),
+        "rto_ms": i.rto_ms,
+        "within_rto": i.within_rto(),
+    });
     ws.redactor.redact_json(&mut json);
     put("report.json", &serde_json::to_string_pretty(&json)?)?;
     Ok(md)

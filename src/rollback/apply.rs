@@ -73,6 +73,7 @@ pub async fn apply_phase(
             checkpoint: &cp,
             interrupted: false,
             discarded: Default::default(),
+            notes: Default::default(),
         };
         let s = steps::run_recorded(&cx, step, command, at).await?;
         let ok = s.ok;

@@ -49,6 +49,10 @@ pub struct StepReport {
     /// the checkpoint, and the safety checkpoint that keeps it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub discarded: Vec<crate::resource::discard::Discard>,
+    /// What a person must hear of the step even when its output is not
+    /// shown: a process started outside backout that it stopped or adopted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// Time taken against the objectives.
@@ -347,6 +351,7 @@ async fn drive(
                 duration_ms: 0,
                 already_done: true,
                 discarded: Vec::new(),
+                notes: Vec::new(),
             };
             note_services(&ws.plan, step, &mut report.degraded, &mut relaunched);
             on(&StepEvent::Finished(s.clone()));
@@ -374,6 +379,7 @@ async fn drive(
             checkpoint,
             interrupted,
             discarded: Default::default(),
+            notes: Default::default(),
         };
         let s = steps::run_recorded(&sctx, step, command, at).await?;
         let ok = s.ok;

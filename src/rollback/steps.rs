@@ -25,6 +25,8 @@ pub struct StepCtx<'a> {
     pub interrupted: bool,
     /// What a `resource` step discarded, for its report.
     pub discarded: std::sync::Mutex<Vec<crate::resource::discard::Discard>>,
+    /// What a person must hear of the step even when its output is not shown.
+    pub notes: std::sync::Mutex<Vec<String>>,
 }
 
 type Outcome = (bool, Option<i32>, String);
@@ -112,6 +114,7 @@ pub async fn run_recorded(
         duration_ms: t.elapsed().as_millis() as u64,
         already_done: false,
         discarded: std::mem::take(&mut *cx.discarded.lock().expect("poisoned")),
+        notes: std::mem::take(&mut *cx.notes.lock().expect("poisoned")),
     };
     let outcome = if ok { "ok" } else { "failed" };
     cx.ws
@@ -283,11 +286,11 @@ pub async fn run(cx: &StepCtx<'_>, step: &Step) -> Outcome {
                 .iter()
                 .filter(|s| service.as_ref().is_none_or(|n| *n == s.name))
                 .collect();
-            services(ws, &targets, *action, step.timeout).await
+            services(cx, &targets, *action, step.timeout).await
         }
         StepKind::Degraded { services: names } => {
             let targets: Vec<_> = names.iter().filter_map(|n| ws.plan.service(n)).collect();
-            let (ok, code, mut out) = services(ws, &targets, ServiceAction::Stop, step.timeout).await;
+            let (ok, code, mut out) = services(cx, &targets, ServiceAction::Stop, step.timeout).await;
             if ok {
                 let kept: Vec<&str> = ws
                     .plan
@@ -345,11 +348,12 @@ pub async fn run(cx: &StepCtx<'_>, step: &Step) -> Outcome {
 }
 
 async fn services(
-    ws: &Workspace,
+    cx: &StepCtx<'_>,
     targets: &[&crate::plan::Service],
     action: ServiceAction,
     timeout: Duration,
 ) -> Outcome {
+    let ws = cx.ws;
     let run_dir = match ws.run_dir() {
         Ok(d) => d,
         Err(e) => return fail(format!("{e:#}")),
@@ -358,7 +362,10 @@ async fn services(
     for svc in targets {
         let ready = svc.ready.as_deref().and_then(|r| ws.plan.probe(r));
         match control::act(svc, action, &run_dir, timeout, ready, &ws.clock).await {
-            Ok(line) => out.push(line),
+            Ok(acted) => {
+                cx.notes.lock().expect("poisoned").extend(acted.notes);
+                out.push(acted.text);
+            }
             Err(e) => {
                 out.push(format!("{e:#}"));
                 return (false, None, out.join("\n"));

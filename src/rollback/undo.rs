@@ -357,6 +357,7 @@ async fn perform(
                     duration_ms: 0,
                     already_done: true,
                     discarded: Vec::new(),
+                    notes: Vec::new(),
                 });
                 continue;
             }
@@ -372,7 +373,10 @@ async fn perform(
             // The ready probe is a step of its own here (a wait), so the restart itself does not wait.
             Action::Service(svc, action, timeout) => {
                 match control::act(svc, *action, &run_dir, *timeout, None, &ws.clock).await {
-                    Ok(line) => (true, line),
+                    Ok(acted) => {
+                        notes.extend(acted.notes);
+                        (true, acted.text)
+                    }
                     Err(e) => (false, format!("{e:#}")),
                 }
             }
@@ -404,6 +408,7 @@ async fn perform(
             duration_ms: st.elapsed().as_millis() as u64,
             already_done: false,
             discarded: Vec::new(),
+            notes: Vec::new(),
         });
         if !ok {
             failed = Some(UndoError::StepFailed {

@@ -123,6 +123,15 @@ fn invocations(svc: &Service, action: ServiceAction) -> Vec<(Vec<String>, PathBu
     }
 }
 
+/// What an action did: the lines saying so, and among them what a person
+/// must hear even when the rest is not shown (a process started outside
+/// backout that was stopped or adopted).
+#[derive(Debug, Clone, Default)]
+pub struct Acted {
+    pub text: String,
+    pub notes: Vec<String>,
+}
+
 /// Performs `action` on `svc`; returns lines saying what happened, each one
 /// checked: a process service's start is confirmed only once the instance it
 /// started listens on the service's port (or, without one, stays alive), a
@@ -136,9 +145,9 @@ pub async fn act(
     timeout: Duration,
     ready: Option<&Probe>,
     clock: &Clock,
-) -> Result<String, ServiceError> {
+) -> Result<Acted, ServiceError> {
     let began = std::time::Instant::now();
-    let mut lines = act_only(svc, action, run_dir, timeout).await?;
+    let mut acted = act_only(svc, action, run_dir, timeout).await?;
     let starts = !matches!(action, ServiceAction::Stop | ServiceAction::Down);
     if let (true, Some(probe)) = (starts, ready) {
         let left = timeout.saturating_sub(began.elapsed());
@@ -154,9 +163,9 @@ pub async fn act(
                 message: w.message,
             });
         }
-        lines.push_str(&format!("\n{}: ready ({})", svc.name, w.message));
+        acted.text.push_str(&format!("\n{}: ready ({})", svc.name, w.message));
     }
-    Ok(lines)
+    Ok(acted)
 }
 
 /// [`act`] without waiting for the `ready` probe.
@@ -165,14 +174,15 @@ async fn act_only(
     action: ServiceAction,
     run_dir: &Path,
     timeout: Duration,
-) -> Result<String, ServiceError> {
+) -> Result<Acted, ServiceError> {
     if matches!(svc.control, ServiceControl::Process) {
         let svc = svc.clone();
         let files = ServiceFiles::new(run_dir, &svc.name);
         let name = svc.name.clone();
         let confirm_within = svc.ready_timeout.min(timeout);
-        let joined = tokio::task::spawn_blocking(move || -> Result<String, ServiceError> {
-            let start = |svc: &Service| -> Result<String, ServiceError> {
+        let joined = tokio::task::spawn_blocking(move || -> Result<Acted, ServiceError> {
+            let mut notes = Vec::new();
+            let mut start = |svc: &Service| -> Result<String, ServiceError> {
                 Ok(match super::start(svc, &files)? {
                     Started::Spawned(pid) => match identity::confirm(svc, &files, pid, confirm_within)? {
                         Confirmed::Listening(port) => {
@@ -185,21 +195,37 @@ async fn act_only(
                         ),
                     },
                     Started::AlreadyRunning(pid) => format!("{} already running (pid {pid})", svc.name),
-                    Started::Adopted(p) => format!(
-                        "{} already running as {}, started outside backout: adopted",
-                        svc.name,
-                        p.describe()
-                    ),
+                    Started::Adopted(p) => {
+                        let line = format!(
+                            "{} already running as {}, started outside backout: adopted",
+                            svc.name,
+                            p.describe()
+                        );
+                        notes.push(line.clone());
+                        line
+                    }
                 })
             };
-            match action {
-                ServiceAction::Start => start(&svc),
-                ServiceAction::Stop | ServiceAction::Down => Ok(super::stop(&svc, &files)?.describe(&svc.name)),
+            let stop = |svc: &Service, notes: &mut Vec<String>| -> Result<String, ServiceError> {
+                let stopped = super::stop(svc, &files)?;
+                notes.extend(stopped.foreign_lines(&svc.name));
+                Ok(stopped.describe(&svc.name))
+            };
+            let text = match action {
+                ServiceAction::Start => start(&svc)?,
+                ServiceAction::Stop | ServiceAction::Down => stop(&svc, &mut Vec::new())?,
                 ServiceAction::Restart | ServiceAction::Rebuild => {
-                    let stopped = super::stop(&svc, &files)?.describe(&svc.name);
-                    Ok(format!("{stopped}\n{}", start(&svc)?))
+                    let mut stop_notes = Vec::new();
+                    let stopped = stop(&svc, &mut stop_notes)?;
+                    let started = start(&svc).map_err(|e| ServiceError::StartAfterStop {
+                        stopped: stopped.clone(),
+                        failed: Box::new(e),
+                    })?;
+                    notes.splice(0..0, stop_notes);
+                    format!("{stopped}\n{started}")
                 }
-            }
+            };
+            Ok(Acted { text, notes })
         })
         .await;
         return joined.unwrap_or_else(|e| {
@@ -246,7 +272,10 @@ async fn act_only(
         }
         lines.push(format!("{}: {shown} ok", svc.name));
     }
-    Ok(lines.join("\n"))
+    Ok(Acted {
+        text: lines.join("\n"),
+        notes: Vec::new(),
+    })
 }
 
 /// What a managed service is doing, asked of its manager (a few seconds at most).

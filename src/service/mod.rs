@@ -78,6 +78,9 @@ pub enum ServiceError {
         log: PathBuf,
         tail: String,
     },
+    /// A restart whose stop went through and whose start did not: both said.
+    #[error("{stopped}\n{failed}")]
+    StartAfterStop { stopped: String, failed: Box<ServiceError> },
     #[error("service {name:?} did not become ready{}: {message}", .running.map_or(String::new(), |p| format!(" (it still runs, pid {p})")))]
     NotReady {
         name: String,
@@ -496,15 +499,21 @@ pub struct Stopped {
 }
 
 impl Stopped {
+    /// One line per process started outside backout that was stopped.
+    pub fn foreign_lines(&self, name: &str) -> Vec<String> {
+        self.foreign
+            .iter()
+            .map(|p| format!("{name}: stopped {}, started outside backout", p.describe()))
+            .collect()
+    }
+
     /// "stopped (pid N)", "was not running", ...
     pub fn describe(&self, name: &str) -> String {
         let mut parts = Vec::new();
         if let Some(pid) = self.instance {
             parts.push(format!("{name} stopped (pid {pid})"));
         }
-        for p in &self.foreign {
-            parts.push(format!("{name}: stopped {}, started outside backout", p.describe()));
-        }
+        parts.extend(self.foreign_lines(name));
         if parts.is_empty() {
             format!("{name} was not running; nothing to stop")
         } else {

@@ -1,5 +1,6 @@
 //! Integration tests: the real binary on temporary projects.
 
+mod acceptance;
 mod canary;
 mod capture;
 mod cli;

@@ -16,12 +16,12 @@ use crate::resume::{backout, sh};
 use crate::services::{Cleanup, config, json, ok, version};
 
 /// A process started by the test, as a person would start it, killed on drop.
-struct ByHand(Child);
+pub struct ByHand(Child);
 
 impl ByHand {
     /// `argv` in `dir`, its own session (as a shell's `&` job would be), waited
     /// for until it listens on `port`.
-    fn start(dir: &Path, argv: &[&str], port: u16) -> ByHand {
+    pub fn start(dir: &Path, argv: &[&str], port: u16) -> ByHand {
         let mut c = Command::new(argv[0]);
         std::os::unix::process::CommandExt::process_group(&mut c, 0);
         let child = c
@@ -32,7 +32,7 @@ impl ByHand {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let listening = (0..500).any(|_| {
+        let listening = (0..1500).any(|_| {
             std::thread::sleep(Duration::from_millis(20));
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
@@ -40,12 +40,12 @@ impl ByHand {
         ByHand(child)
     }
 
-    fn pid(&self) -> i32 {
+    pub fn pid(&self) -> i32 {
         self.0.id() as i32
     }
 
     /// Whether it still runs (reaped when it ended).
-    fn alive(&mut self) -> bool {
+    pub fn alive(&mut self) -> bool {
         matches!(self.0.try_wait(), Ok(None))
     }
 }
