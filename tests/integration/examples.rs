@@ -455,8 +455,12 @@ fn rest_client_refactor_rolls_back_at_three_levels() {
         "{j}"
     );
     assert!(
-        j["verification"][0]["evidence"]
-            .as_str()
+        j["verification"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "Gate.io balances through its private client")
+            .and_then(|c| c["evidence"].as_str())
             .unwrap()
             .contains("gateio balances via GateioPrivateSpotRest"),
         "{j}"
