@@ -167,7 +167,9 @@ pub fn assemble(
         watch_started_at: t.watch_started_at,
         first_bad_at: t.first_bad_at,
         verdict_at: t.verdict_at,
+        planned_checks: planned_checks(ws, &rollback),
         rollback,
+        earlier_rollbacks: Vec::new(),
         verification,
         rto_ms: ws.plan.rto.map(|d| d.as_millis() as u64),
         timeline: Vec::new(),
@@ -181,6 +183,36 @@ pub fn assemble(
     Ok(incident)
 }
 
+/// The checks a verification after `rb` runs: its level's own and `[verify]`'s.
+fn planned_checks(ws: &Workspace, rb: &crate::rollback::RollbackReport) -> usize {
+    rollback::select::level_checks(&ws.plan, &rb.selection).len()
+        + ws.plan.verify.checks.len()
+        + usize::from(ws.plan.verify.stable_for.is_some())
+}
+
+/// The incident a rollback by hand continues: the newest one, when its
+/// rollback failed and is the last operation that changed anything before
+/// `rb` (nothing undone, restored or deployed since). A follow-up rollback
+/// after a failed one is part of the same incident: same trigger, same
+/// detection, one recovery time.
+fn continued(ws: &Workspace, rb: &crate::rollback::RollbackReport) -> anyhow::Result<Option<Incident>> {
+    let Some(last) = ws.oplog.incidents()?.into_iter().max_by_key(|i| i.id) else {
+        return Ok(None);
+    };
+    let Ok(incident) = report::load(ws, &format!("inc-{}", last.id)) else {
+        return Ok(None);
+    };
+    if incident.rollback.ok {
+        return Ok(None);
+    }
+    let before = ws
+        .oplog
+        .finished(&["rollback", "undo", "redo", "restore", "deploy"], 10)?
+        .into_iter()
+        .find(|o| o.id != rb.op && o.id < rb.op);
+    Ok(before.filter(|o| o.id == incident.rollback.op).map(|_| incident))
+}
+
 /// Writes the report of a rollback run by hand (`backout rollback`, any level):
 /// an incident of its own, so every rollback leaves the same record. `deploy`
 /// is the marker of the change it took back, when that change was marked.
@@ -192,6 +224,19 @@ pub fn report_manual(
     diagnostics: Vec<crate::report::Diagnostic>,
     reason: Option<&str>,
 ) -> anyhow::Result<(Incident, std::path::PathBuf)> {
+    if let Some(mut incident) = continued(ws, &rb)? {
+        let failed = std::mem::replace(&mut incident.rollback, rb);
+        incident.earlier_rollbacks.push(failed);
+        incident.planned_checks = planned_checks(ws, &incident.rollback);
+        incident.verification = checks;
+        incident.diagnostics.extend(diagnostics);
+        let until = ws.now_ms();
+        let from = incident.samples.last().map_or(incident.verdict_at, |s| s.at + 1);
+        incident.samples.extend(ws.oplog.samples_between(from, until)?);
+        incident.timeline = report::timeline(&incident);
+        let path = report::write(ws, &incident)?;
+        return Ok((incident, path));
+    }
     let because = reason.map_or(String::new(), |r| format!(": {r}"));
     let verdict = Verdict {
         outcome: crate::watch::Outcome::Rollback,

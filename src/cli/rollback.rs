@@ -293,6 +293,15 @@ async fn finish(
     for line in crate::report::figures::console_lines(&incident) {
         p.out(format!("  {line}"));
     }
+    for line in crate::report::figures::not_run(&incident) {
+        p.out(p.yellow(&format!("  {line}")));
+    }
+    if !incident.earlier_rollbacks.is_empty() {
+        p.out(format!(
+            "  part of {} (its rollback failed before this one): one incident, one recovery time",
+            incident.id
+        ));
+    }
     p.out(format!("report: {}", report.display()));
     super::restore::print_pruned(ctx, rb.pruned.as_ref());
     for op in &rb.abandoned {

@@ -374,6 +374,9 @@ pub(super) fn print_incident(p: &crate::output::Printer, i: &Incident) {
     for line in crate::report::figures::console_lines(i) {
         p.out(line);
     }
+    for line in crate::report::figures::not_run(i) {
+        p.out(p.yellow(&line));
+    }
 }
 
 /// Asks on the terminal; anything but yes is no. Without a terminal, no.

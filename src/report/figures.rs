@@ -151,6 +151,54 @@ pub fn figures(i: &Incident) -> Vec<Figure> {
     out
 }
 
+/// What did not happen and why, one sentence each: the steps a failed step
+/// left unrun, and verification that did not run. Empty when all ran.
+pub fn not_run(i: &Incident) -> Vec<String> {
+    let mut out = Vec::new();
+    let failed = i.rollback.steps.iter().find(|s| !s.ok);
+    if !i.rollback.not_run.is_empty() {
+        let first = i.rollback.steps.len() + 1;
+        let names: Vec<String> = i
+            .rollback
+            .not_run
+            .iter()
+            .enumerate()
+            .map(|(n, s)| format!("{}. {s}", first + n))
+            .collect();
+        out.push(format!("steps not run: {}", names.join(", ")));
+    }
+    if i.verification.is_empty() {
+        match failed {
+            Some(f) if i.planned_checks > 0 => out.push(format!(
+                "verification not run: the rollback failed at step {} ({}), so none of the plan's {} check(s) ran",
+                f.seq, f.name, i.planned_checks
+            )),
+            Some(f) => out.push(format!(
+                "verification not run: the rollback failed at step {} ({})",
+                f.seq, f.name
+            )),
+            None if i.planned_checks == 0 => {
+                out.push("no checks in the plan ([verify]): the recovery is not proven".into())
+            }
+            None => {}
+        }
+    }
+    for (n, rb) in i.earlier_rollbacks.iter().enumerate() {
+        let at = rb
+            .steps
+            .iter()
+            .find(|s| !s.ok)
+            .map_or(String::new(), |s| format!(" at step {} ({})", s.seq, s.name));
+        out.push(format!(
+            "attempt {} of this incident: rollback ({}) to {} FAILED{at}",
+            n + 1,
+            rb.label,
+            rb.checkpoint
+        ));
+    }
+    out
+}
+
 /// The figures as the console prints them, one line each:
 /// `time to detect:  3.1s (deploy → verdict)`.
 pub fn console_lines(i: &Incident) -> Vec<String> {

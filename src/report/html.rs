@@ -178,6 +178,15 @@ pub fn render(i: &Incident) -> String {
             s.duration_ms
         );
     }
+    let first = i.rollback.steps.len() + 1;
+    for (n, name) in i.rollback.not_run.iter().enumerate() {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>-</td><td class=\"todo\">not run</td><td>-</td></tr>",
+            first + n,
+            esc(name)
+        );
+    }
     h.push_str("</table>");
     for s in i.rollback.steps.iter().filter(|s| !s.output.trim().is_empty()) {
         let _ = write!(
@@ -196,9 +205,10 @@ pub fn render(i: &Incident) -> String {
         h.push_str("</ul>");
     }
     h.push_str("<h2>Validation</h2>");
-    if i.verification.is_empty() {
-        h.push_str("<p class=\"todo\">No checks ran.</p>");
-    } else {
+    for line in super::figures::not_run(i) {
+        let _ = write!(h, "<p class=\"todo\">{}</p>", esc(&line));
+    }
+    if !i.verification.is_empty() {
         h.push_str("<table><tr><th></th><th>check</th><th>evidence</th><th>duration</th></tr>");
         for c in &i.verification {
             let mark = if c.passed {

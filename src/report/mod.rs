@@ -52,7 +52,15 @@ pub struct Incident {
     pub first_bad_at: Option<i64>,
     pub verdict_at: i64,
     pub rollback: RollbackReport,
+    /// Rollbacks of this incident that failed before `rollback`, oldest first:
+    /// a rollback run after a failed one continues the same incident.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_rollbacks: Vec<RollbackReport>,
     pub verification: Vec<CheckResult>,
+    /// How many checks the plan has for this rollback (its level's and
+    /// `[verify]`'s), run or not.
+    #[serde(default)]
+    pub planned_checks: usize,
     pub rto_ms: Option<u64>,
     pub timeline: Vec<TimelineEntry>,
     /// Each probe's baseline, for the charts' bands.
@@ -122,11 +130,32 @@ pub fn timeline(i: &Incident) -> Vec<TimelineEntry> {
         at: i.verdict_at,
         what: format!("verdict: {}", i.verdict.explanation),
     });
+    for (n, rb) in i.earlier_rollbacks.iter().enumerate() {
+        rollback_entries(&mut t, rb, &format!("rollback (attempt {})", n + 1));
+    }
+    let name = if i.earlier_rollbacks.is_empty() {
+        "rollback".to_string()
+    } else {
+        format!("rollback (attempt {})", i.earlier_rollbacks.len() + 1)
+    };
+    rollback_entries(&mut t, &i.rollback, &name);
+    if let Some(h) = i.rollback.healthy_at {
+        t.push(TimelineEntry {
+            at: h,
+            what: "healthy again".into(),
+        });
+    }
+    t.sort_by_key(|e| e.at);
+    t
+}
+
+/// A rollback's start, steps and end, as timeline entries named `name`.
+fn rollback_entries(t: &mut Vec<TimelineEntry>, rb: &RollbackReport, name: &str) {
     t.push(TimelineEntry {
-        at: i.rollback.started_at,
-        what: "rollback start".into(),
+        at: rb.started_at,
+        what: format!("{name} start"),
     });
-    for s in &i.rollback.steps {
+    for s in &rb.steps {
         t.push(TimelineEntry {
             at: s.started_at,
             what: format!(
@@ -139,17 +168,9 @@ pub fn timeline(i: &Incident) -> Vec<TimelineEntry> {
         });
     }
     t.push(TimelineEntry {
-        at: i.rollback.ended_at,
-        what: format!("rollback end ({})", if i.rollback.ok { "ok" } else { "failed" }),
+        at: rb.ended_at,
+        what: format!("{name} end ({})", if rb.ok { "ok" } else { "failed" }),
     });
-    if let Some(h) = i.rollback.healthy_at {
-        t.push(TimelineEntry {
-            at: h,
-            what: "healthy again".into(),
-        });
-    }
-    t.sort_by_key(|e| e.at);
-    t
 }
 
 /// The verdict's value, threshold and baseline in the rule's unit (`30%`, `43ms`).
@@ -254,6 +275,10 @@ pub fn markdown(i: &Incident) -> String {
             s.duration_ms
         );
     }
+    let first = i.rollback.steps.len() + 1;
+    for (n, name) in i.rollback.not_run.iter().enumerate() {
+        let _ = writeln!(md, "| {} | {name} | - | not run | - |", first + n);
+    }
     for s in i.rollback.steps.iter().filter(|s| !s.output.trim().is_empty()) {
         let _ = writeln!(
             md,
@@ -269,8 +294,8 @@ pub fn markdown(i: &Incident) -> String {
         }
     }
     let _ = writeln!(md, "\n## Validation\n");
-    if i.verification.is_empty() {
-        let _ = writeln!(md, "No `[verify]` checks in the plan.");
+    for line in figures::not_run(i) {
+        let _ = writeln!(md, "- {line}");
     }
     for c in &i.verification {
         let _ = writeln!(

@@ -92,6 +92,9 @@ pub struct RollbackReport {
     /// Safety checkpoints `[store]` dropped once it finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pruned: Option<resource::retention::Pruned>,
+    /// The steps a failed step left unrun, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_run: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -324,6 +327,7 @@ async fn drive(
         degraded: Vec::new(),
         abandoned: Vec::new(),
         pruned: None,
+        not_run: Vec::new(),
         timing: Timing {
             total_ms: 0,
             safety_checkpoint_ms,
@@ -394,6 +398,7 @@ async fn drive(
         report.steps.push(s);
         if !ok {
             report.ok = false;
+            report.not_run = sel.steps[i + 1..].iter().map(|s| s.name.clone()).collect();
             break;
         }
     }

@@ -13,6 +13,7 @@ mod engine;
 mod example_dependency_upgrade;
 mod example_microservices;
 mod examples;
+mod failures;
 mod notify;
 mod report;
 mod restore;
