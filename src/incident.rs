@@ -327,7 +327,15 @@ pub async fn verify_all(
     checks.extend(verify::run_list(ws, level, &mut on).await);
     checks.extend(verify::run_checks(ws, &mut on).await);
     if let Some(d) = ws.plan.verify.stable_for {
-        let c = verify::stable_for(ws, d, |elapsed| progress(elapsed, d)).await;
+        let mut c = verify::stable_for(ws, d, |elapsed| progress(elapsed, d)).await;
+        // Stable, and still answered by the instances backout started: a period
+        // in which another process took over the port proves nothing.
+        if c.passed
+            && let Some(lost) = verify::serving(ws, &degraded, |_| {}).into_iter().find(|s| !s.passed)
+        {
+            c.passed = false;
+            c.evidence = format!("{}, but at its end {}", c.evidence, lost.evidence);
+        }
         on(&c);
         checks.push(c);
     }
