@@ -79,16 +79,8 @@ impl From<FormatArg> for export::Format {
 
 pub async fn run(ctx: &Ctx, args: ExportArgs) -> Result<ExitCode, CommandError> {
     let ws = ctx.workspace()?;
-    let id = resource::parse_checkpoint_name(&args.checkpoint).ok_or_else(|| {
-        CommandError::usage(anyhow::anyhow!(
-            "{:?} is not a checkpoint id\n  = hint: write cp-3 or 3; `backout checkpoints` lists them",
-            args.checkpoint
-        ))
-    })?;
-    let cp = ws
-        .oplog
-        .checkpoint(id)?
-        .ok_or_else(|| CommandError::usage(RestoreError::NoSuchCheckpoint(resource::checkpoint_name(id))))?;
+    let cp = super::checkpoint_arg(&ws, &args.checkpoint)?;
+    let id = cp.id;
     if !cp.complete {
         return Err(CommandError::usage(RestoreError::Incomplete(
             resource::checkpoint_name(id),

@@ -29,7 +29,6 @@ mod watch_view;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::context::{Clock, Env};
@@ -283,18 +282,23 @@ pub fn rel(path: &Path, base: &Path) -> String {
     path.strip_prefix(base).unwrap_or(path).display().to_string()
 }
 
-/// A complete checkpoint by name (`cp-N`), for `--to`.
-pub fn named_checkpoint(ws: &Workspace, name: &str) -> Result<crate::oplog::CheckpointRow, CommandError> {
-    let id: i64 = name.trim_start_matches("cp-").parse().map_err(|_| {
+/// The checkpoint a command's argument names (`cp-3` or `3`), complete or not.
+pub fn checkpoint_arg(ws: &Workspace, name: &str) -> Result<crate::oplog::CheckpointRow, CommandError> {
+    let id = crate::resource::parse_checkpoint_name(name).ok_or_else(|| {
         CommandError::usage(anyhow::anyhow!(
-            "{name:?} is not a checkpoint id\n  = hint: checkpoint ids look like cp-3"
+            "{name:?} is not a checkpoint id\n  = hint: write cp-3 or 3; `backout checkpoints` lists them"
         ))
     })?;
-    let row = ws
-        .oplog
-        .checkpoint(id)?
-        .context(format!("no checkpoint {name}"))
-        .map_err(CommandError::usage)?;
+    ws.oplog.checkpoint(id)?.ok_or_else(|| {
+        CommandError::usage(crate::resource::RestoreError::NoSuchCheckpoint(
+            crate::resource::checkpoint_name(id),
+        ))
+    })
+}
+
+/// A complete checkpoint by name (`cp-N`), for `--to`.
+pub fn named_checkpoint(ws: &Workspace, name: &str) -> Result<crate::oplog::CheckpointRow, CommandError> {
+    let row = checkpoint_arg(ws, name)?;
     if !row.complete {
         return Err(CommandError::usage(anyhow::anyhow!(
             "checkpoint {name} is incomplete (its capture was interrupted); choose another"

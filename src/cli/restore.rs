@@ -2,7 +2,7 @@ use clap::Args;
 
 use super::Ctx;
 use crate::error::{CommandError, ExitCode};
-use crate::resource::{self, RestoreError};
+use crate::resource;
 use crate::store::Progress;
 use crate::workspace::Workspace;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -46,16 +46,8 @@ const LIST_UP_TO: usize = 40;
 
 pub async fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode, CommandError> {
     let ws = ctx.workspace()?;
-    let id = resource::parse_checkpoint_name(&args.checkpoint).ok_or_else(|| {
-        CommandError::usage(anyhow::anyhow!(
-            "{:?} is not a checkpoint id\n  = hint: write cp-3 or 3; `backout checkpoints` lists them",
-            args.checkpoint
-        ))
-    })?;
-    let cp = ws
-        .oplog
-        .checkpoint(id)?
-        .ok_or_else(|| CommandError::usage(RestoreError::NoSuchCheckpoint(resource::checkpoint_name(id))))?;
+    let cp = super::checkpoint_arg(&ws, &args.checkpoint)?;
+    let id = cp.id;
     let only: Vec<String> = args.only.iter().map(|o| o.trim_end_matches('/').to_string()).collect();
     let bar = ctx.printer.progress();
     // Services running now run what they loaded from the state being replaced.

@@ -586,10 +586,10 @@ fn watch_to_needs_a_rollback_mode_and_a_real_checkpoint() {
     p.run(&["checkpoint"]).success();
     let r = p.run(&["watch", "--auto-rollback", "--to", "cp-9", "--for", "1s"]);
     r.code_is(2);
-    assert!(r.stderr().contains("no checkpoint cp-9"), "{}", r.stderr());
+    assert!(r.stderr().contains("checkpoint cp-9 does not exist"), "{}", r.stderr());
     let r = p.run(&["watch", "--auto-rollback", "--to", "last", "--for", "1s"]);
     r.code_is(2);
-    assert!(r.stderr().contains("checkpoint ids look like cp-3"), "{}", r.stderr());
+    assert!(r.stderr().contains("write cp-3 or 3"), "{}", r.stderr());
 }
 
 /// One HTTP/1.0 POST of a JSON body with a bearer token: (status, body).
