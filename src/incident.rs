@@ -162,7 +162,10 @@ pub fn assemble(
     diagnostics: Vec<crate::report::Diagnostic>,
 ) -> anyhow::Result<Incident> {
     let baselines = baselines(ws)?;
-    let from = deploy_at.or(first_bad_at).unwrap_or(verdict_at) - ws.plan.baseline_for.as_millis() as i64;
+    let from = deploy_at
+        .or(first_bad_at)
+        .unwrap_or(verdict_at)
+        .saturating_sub(crate::context::millis(ws.plan.baseline_for));
     let samples = ws.oplog.samples_between(from, ws.now_ms())?;
     let mut incident = Incident {
         id,

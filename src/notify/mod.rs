@@ -117,7 +117,7 @@ impl Notifier {
     /// Waits up to `limit` for the queues to drain, then records every delivery
     /// under `op`, and anything still undelivered as abandoned.
     pub async fn finish(self, ws: &Workspace, op: OpId, limit: Duration) -> Vec<Delivery> {
-        let until = tokio::time::Instant::now() + limit;
+        let until = crate::context::async_deadline(limit);
         let mut out = Vec::new();
         for q in self.queues {
             drop(q.tx);

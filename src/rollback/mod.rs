@@ -462,7 +462,7 @@ pub async fn wait_healthy(
     probe: &crate::plan::Probe,
     timeout: Duration,
 ) -> (bool, Option<i32>, String) {
-    let until = Instant::now() + timeout;
+    let until = crate::context::deadline(timeout);
     // Poll faster than the probe's interval: every millisecond here is recovery time.
     let pause = probe.every.min(Duration::from_millis(20));
     let mut tries = 0;

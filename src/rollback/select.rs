@@ -164,10 +164,13 @@ impl Selected {
             .map(|s| match &s.kind {
                 crate::plan::StepKind::Run {
                     retries, retry_delay, ..
-                } => (s.timeout + *retry_delay) * (*retries + 1),
+                } => s
+                    .timeout
+                    .saturating_add(*retry_delay)
+                    .saturating_mul(retries.saturating_add(1)),
                 _ => s.timeout,
             })
-            .sum()
+            .fold(Duration::ZERO, Duration::saturating_add)
     }
 }
 
