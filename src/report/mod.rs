@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::oplog::SampleRow;
 use crate::plan::units;
+use crate::redact::Redacted;
 use crate::rollback::RollbackReport;
 use crate::verify::CheckResult;
 use crate::watch::{BaselineStats, Verdict};
@@ -321,18 +322,17 @@ pub fn load(ws: &Workspace, id: &str) -> anyhow::Result<Incident> {
 pub fn write(ws: &Workspace, i: &Incident) -> anyhow::Result<PathBuf> {
     let dir = report_dir(ws, &i.id);
     fs_err::create_dir_all(&dir)?;
-    let put = |name: &str, text: &str| -> anyhow::Result<PathBuf> {
+    // The one writer of report files (diagnostics are part of each): only
+    // redacted text reaches it.
+    let put = |name: &str, text: Redacted<String>| -> anyhow::Result<PathBuf> {
         let path = dir.join(name);
-        let text = ws.redactor.redact(text);
-        crate::service::write_atomic(&path, text.as_bytes())
+        crate::service::write_atomic(&path, text.as_str().as_bytes())
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
         Ok(path)
     };
-    let md = put("report.md", &markdown(i))?;
-    put("report.html", &html::render(i))?;
-    let mut json = serde_json::to_value(i)?;
-    ws.redactor.redact_json(&mut json);
-    put("report.json", &serde_json::to_string_pretty(&json)?)?;
+    let md = put("report.md", ws.redactor.text(&markdown(i)))?;
+    put("report.html", ws.redactor.text(&html::render(i)))?;
+    put("report.json", ws.redactor.json(serde_json::to_value(i)?).to_text(true))?;
     Ok(md)
 }
 
