@@ -217,11 +217,31 @@ impl Printer {
 #[derive(Debug, Clone)]
 pub struct LogWriter {
     redactor: Redactor,
+    /// A buffer instead of stderr (tests).
+    captured: Option<Arc<Mutex<String>>>,
 }
 
 impl LogWriter {
     pub fn new(redactor: Redactor) -> Self {
-        LogWriter { redactor }
+        LogWriter {
+            redactor,
+            captured: None,
+        }
+    }
+
+    /// A writer into a buffer, read with [`LogWriter::captured`].
+    pub fn capturing(redactor: Redactor) -> Self {
+        LogWriter {
+            redactor,
+            captured: Some(Arc::default()),
+        }
+    }
+
+    pub fn captured(&self) -> String {
+        self.captured
+            .as_ref()
+            .map(|c| c.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .unwrap_or_default()
     }
 }
 
@@ -229,13 +249,16 @@ impl LogWriter {
 /// `write_all`, so redaction sees complete lines.
 #[derive(Debug)]
 pub struct LogLine {
-    redactor: Redactor,
+    writer: LogWriter,
 }
 
 impl Write for LogLine {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let clean = self.redactor.text(&String::from_utf8_lossy(buf));
-        std::io::stderr().lock().write_all(clean.as_str().as_bytes())?;
+        let clean = self.writer.redactor.text(&String::from_utf8_lossy(buf));
+        match &self.writer.captured {
+            Some(c) => c.lock().unwrap_or_else(|e| e.into_inner()).push_str(clean.as_str()),
+            None => std::io::stderr().lock().write_all(clean.as_str().as_bytes())?,
+        }
         Ok(buf.len())
     }
 
@@ -248,9 +271,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
     type Writer = LogLine;
 
     fn make_writer(&'a self) -> LogLine {
-        LogLine {
-            redactor: self.redactor.clone(),
-        }
+        LogLine { writer: self.clone() }
     }
 }
 
@@ -331,5 +352,48 @@ pub fn bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Log lines go through the same redactor as the terminal, including
+    /// secrets it learns after logging was set up (when the plan loads).
+    #[test]
+    fn log_lines_are_redacted_with_secrets_learnt_later() {
+        let r = Redactor::new();
+        let w = LogWriter::capturing(r.clone());
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(w.clone())
+            .with_ansi(false)
+            .finish();
+        r.add(["hunter2-s3cret".to_string()]);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(url = "https://u:pw1@h/x", "restored with token hunter2-s3cret");
+        });
+        let log = w.captured();
+        assert!(log.contains("restored with token ********"), "{log}");
+        assert!(log.contains("https://u:********@h/x"), "{log}");
+        assert!(!log.contains("hunter2-s3cret") && !log.contains("pw1"), "{log}");
+    }
+
+    #[test]
+    fn every_printer_line_is_redacted() {
+        let r = Redactor::new();
+        r.add(["hunter2-s3cret".to_string()]);
+        let p = Printer::capturing(false, r.clone());
+        p.out("out hunter2-s3cret");
+        p.status("status hunter2-s3cret");
+        p.warn("warn hunter2-s3cret");
+        p.error("error hunter2-s3cret");
+        p.redraw(0, &["Authorization: Bearer abc".to_string()]);
+        let j = Printer::capturing(true, r);
+        j.data(&serde_json::json!({"hunter2-s3cret": ["hunter2-s3cret"]}));
+        j.json_line(&serde_json::json!({"k": "hunter2-s3cret"}));
+        let all = p.captured() + &j.captured();
+        assert!(!all.contains("hunter2-s3cret") && !all.contains("abc"), "{all}");
+        assert_eq!(all.matches("********").count(), 8, "{all}");
     }
 }

@@ -114,7 +114,9 @@ async fn watch_schedule(
     let started = ws.now_ms();
     if started > schedule.deploy_at {
         // A little more than the longest window, so sample-count windows fill too.
-        let from = schedule.deploy_at.max(started.saturating_sub(eval.history_ms()).saturating_sub(60_000));
+        let from = schedule
+            .deploy_at
+            .max(started.saturating_sub(eval.history_ms()).saturating_sub(60_000));
         let probes: BTreeSet<&str> = plan.probes.iter().map(|p| p.name.as_str()).collect();
         for s in ws.oplog.samples_between(from, started)? {
             if probes.contains(s.probe.as_str()) {
