@@ -2,7 +2,7 @@
 //! over the domain modules. The only place that reads the process environment.
 
 mod baseline;
-mod check;
+pub(crate) mod check;
 mod checkpoint;
 mod checkpoints;
 mod demo;

@@ -7,6 +7,8 @@ mod capture;
 pub mod diag;
 #[cfg(test)]
 mod error_snapshots;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod incident;
 mod phases;
 mod probes;
@@ -559,7 +561,9 @@ fn toml_error(path: &Path, source: &str, e: &toml::de::Error) -> PlanError {
     } else {
         hint = syntax_hint(&message).into();
     }
-    if span.is_empty() && span.start == 0 && !source.is_empty() {
+    // Only a table missing from the file has nowhere to point; any other
+    // error at offset 0 is about the first character.
+    if span.is_empty() && span.start == 0 && !source.is_empty() && message.starts_with("missing field") {
         return PlanError::whole_file(path, message, Some(hint));
     }
     PlanError::at(path, source, span, message, Some(hint))
@@ -1002,28 +1006,7 @@ impl Validator<'_> {
                     .collect();
                 let body = h.body.as_ref().map(|b| self.text(b));
                 let json = self.json_fields(&h.json);
-                let body_match = h
-                    .body_match
-                    .as_ref()
-                    .and_then(|m| match regex::Regex::new(m.get_ref()) {
-                        Ok(re) => Some(re),
-                        Err(e) => {
-                            self.error(
-                                m.span(),
-                                format!(
-                                    "invalid regex: {}",
-                                    e.to_string()
-                                        .lines()
-                                        .last()
-                                        .unwrap_or_default()
-                                        .trim()
-                                        .trim_start_matches("error: ")
-                                ),
-                                "the body match is a regular expression (Rust regex syntax)",
-                            );
-                            None
-                        }
-                    });
+                let body_match = h.body_match.as_ref().and_then(|m| self.regex(m, "the body match"));
                 let number = h.number.as_ref().and_then(|m| self.regex(m, "`number`"));
                 ProbeKind::Http(HttpProbe {
                     url,
