@@ -81,29 +81,30 @@ impl Printer {
         self.captured.is_none() && self.verbosity != Verbosity::Quiet && std::io::stderr().is_terminal()
     }
 
-    /// The one place bytes reach the terminal: only redacted text gets here.
-    fn emit(&self, stream: Stream, text: Redacted<String>, flush: bool) {
+    /// The one place bytes reach the terminal: only redacted text gets here,
+    /// written whole (with its newline, if `newline`) under one lock.
+    fn emit(&self, stream: Stream, text: Redacted<String>, newline: bool, flush: bool) {
+        let end = if newline { "\n" } else { "" };
         if let Some(buf) = &self.captured {
-            buf.lock().unwrap_or_else(|e| e.into_inner()).push_str(text.as_str());
+            let mut buf = buf.lock().unwrap_or_else(|e| e.into_inner());
+            buf.push_str(text.as_str());
+            buf.push_str(end);
             return;
         }
+        fn put(mut w: impl Write, text: &str, end: &str, flush: bool) -> std::io::Result<()> {
+            w.write_all(text.as_bytes())?;
+            w.write_all(end.as_bytes())?;
+            if flush { w.flush() } else { Ok(()) }
+        }
         let _ = match stream {
-            Stream::Out => {
-                let mut out = std::io::stdout().lock();
-                out.write_all(text.as_str().as_bytes())
-                    .and_then(|()| if flush { out.flush() } else { Ok(()) })
-            }
-            Stream::Err => {
-                let mut err = std::io::stderr().lock();
-                err.write_all(text.as_str().as_bytes())
-                    .and_then(|()| if flush { err.flush() } else { Ok(()) })
-            }
+            Stream::Out => put(std::io::stdout().lock(), text.as_str(), end, flush),
+            Stream::Err => put(std::io::stderr().lock(), text.as_str(), end, flush),
         };
     }
 
     /// `line` and a newline, redacted, on `stream`.
     fn line(&self, stream: Stream, line: &str) {
-        self.emit(stream, self.redactor.text(&format!("{line}\n")), false);
+        self.emit(stream, self.redactor.text(line), true, false);
     }
 
     /// A line of data on stdout (human mode only).
@@ -119,15 +120,12 @@ impl Printer {
         if !self.json {
             return;
         }
-        self.emit(Stream::Out, self.redactor.value(value).to_text(true), false);
-        self.emit(Stream::Out, self.redactor.text("\n"), false);
+        self.emit(Stream::Out, self.redactor.value(value).to_text(true), true, false);
     }
 
     /// One JSON value on one line (for streams such as `watch --json`).
     pub fn json_line(&self, value: &impl serde::Serialize) {
-        let text = self.redactor.value(value).to_text(false);
-        self.emit(Stream::Out, text, true);
-        self.emit(Stream::Out, self.redactor.text("\n"), true);
+        self.emit(Stream::Out, self.redactor.value(value).to_text(false), true, true);
     }
 
     /// Progress on stderr; hidden with `--quiet`.
@@ -154,7 +152,7 @@ impl Printer {
         }
         // The block shrank: clear what is left below it.
         buf.push_str("\x1b[J");
-        self.emit(Stream::Err, self.redactor.text(&buf), true);
+        self.emit(Stream::Err, self.redactor.text(&buf), false, true);
     }
 
     pub fn warn(&self, line: impl AsRef<str>) {
