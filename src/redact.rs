@@ -107,6 +107,12 @@ static BUILT_IN_RES: LazyLock<Vec<Regex>> = LazyLock::new(|| {
 /// match every one: Unicode case folding matches more than ASCII case does
 /// (the Kelvin sign is a `k`).
 fn built_in_for(text: &str) -> Vec<&'static Regex> {
+    // Every built-in pattern needs a `:` or an `=` (`Authorization:`,
+    // `key=`, `://`), in any case folding: most text (names, numbers,
+    // messages) is ruled out here without lowering its case.
+    if memchr::memchr2(b':', b'=', text.as_bytes()).is_none() {
+        return Vec::new();
+    }
     let lower = text.is_ascii().then(|| text.to_ascii_lowercase());
     let may = |needs: &str| {
         lower
@@ -314,8 +320,13 @@ mod tests {
         }
         let applied = |text| built_in_for(text).len();
         assert_eq!(applied("checkpoint cp-3 complete: 1.2 MiB captured"), 0);
+        assert_eq!(applied("authorization cookie x-api-key naïve"), 0, "no `:` or `=`");
+        // Every built-in pattern needs one of them.
+        for (_, pattern) in BUILT_IN {
+            assert!(pattern.contains(":") || pattern.contains("="), "{pattern}");
+        }
         assert_eq!(applied("see http://h"), 1);
-        assert_eq!(applied("naïve"), BUILT_IN.len());
+        assert_eq!(applied("naïve: x"), BUILT_IN.len());
         // Each pattern's word is in its source, lower case as compared.
         for (needs, pattern) in BUILT_IN {
             assert!(pattern.to_ascii_lowercase().contains(needs), "{pattern}");

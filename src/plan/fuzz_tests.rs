@@ -198,18 +198,91 @@ const NASTY_LINES: &[&str] = &[
     "steps = [{ wait = \"api\", timeout = \"876000h\" }, { wait = \"api\", timeout = \"876000h\" }, { run = \"true\", timeout = \"876000h\", retries = 100, retry-delay = \"876000h\" }]",
 ];
 
-/// The plans mutants start from: every example's, and the starter plans of a
-/// few kinds of project.
-fn seeds() -> Vec<String> {
-    let mut out: Vec<String> = [
-        include_str!("../../examples/dependency-upgrade/backout.toml"),
-        include_str!("../../examples/exchange-endpoint/backout.toml"),
-        include_str!("../../examples/microservices-migration/backout.toml"),
-        include_str!("../../examples/rest-client-refactor/backout.toml"),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+const EXAMPLES: [&str; 4] = [
+    include_str!("../../examples/dependency-upgrade/backout.toml"),
+    include_str!("../../examples/exchange-endpoint/backout.toml"),
+    include_str!("../../examples/microservices-migration/backout.toml"),
+    include_str!("../../examples/rest-client-refactor/backout.toml"),
+];
+
+/// An example cut into smaller real plans: its `[plan]` table with each
+/// other table on its own (and every probe and service, when that table is a
+/// rule, a review or a check that names them). A mutation is local, so most
+/// cases need not pay for parsing a whole 10-17 KB example.
+fn fragments(plan: &str) -> Vec<String> {
+    let mut tables: Vec<String> = Vec::new();
+    for line in plan.split_inclusive('\n') {
+        match tables.last_mut() {
+            Some(t) if !line.starts_with('[') => t.push_str(line),
+            _ => tables.push(line.to_string()),
+        }
+    }
+    let named = |t: &String, prefix: &str| t.starts_with(prefix);
+    let head: String = tables
+        .iter()
+        .filter(|t| named(t, "[plan]") || named(t, "[capture]"))
+        .cloned()
+        .collect();
+    let probes: String = tables
+        .iter()
+        .filter(|t| named(t, "[[probe]]") || named(t, "[[service]]"))
+        .cloned()
+        .collect();
+    tables
+        .iter()
+        .filter(|t| t.starts_with('[') && !named(t, "[plan]") && !named(t, "[capture]"))
+        .map(|t| {
+            let needs = [
+                "[[rule]]",
+                "[[review]]",
+                "[verify]",
+                "[success]",
+                "[rollback]",
+                "[[phase]]",
+                "[decision]",
+            ];
+            let more = if needs.iter().any(|n| named(t, n)) && !named(t, "[[probe]]") {
+                probes.as_str()
+            } else {
+                ""
+            };
+            format!("{head}{more}{t}")
+        })
+        .collect()
+}
+
+/// The plans mutants start from, in three pools: the examples whole (one case
+/// in ten), their fragments (six in ten) and the starter plans of a few kinds
+/// of project (three in ten).
+struct Seeds {
+    whole: Vec<String>,
+    fragments: Vec<String>,
+    starters: Vec<String>,
+}
+
+impl Seeds {
+    fn pick(&self, rng: &mut Rng) -> &str {
+        let pool = match rng.below(10) {
+            0 => &self.whole,
+            1..=3 => &self.starters,
+            _ => &self.fragments,
+        };
+        rng.pick(pool).as_str()
+    }
+}
+
+fn seeds() -> Seeds {
+    Seeds {
+        whole: EXAMPLES.iter().map(|s| s.to_string()).collect(),
+        fragments: EXAMPLES.iter().flat_map(|e| fragments(e)).collect(),
+        starters: starters(),
+    }
+}
+
+/// The starter plans `backout init` writes for a bare directory, a project with
+/// everything it detects, and a Python service; with and without a health URL.
+fn starters() -> Vec<String> {
+    let mut out = Vec::new();
     let bare = Detected {
         name: "app".into(),
         ..Detected::default()
@@ -514,9 +587,9 @@ fn run_case(bytes: Vec<u8>, env: &Env, json: bool) -> Result<bool, String> {
 fn fuzz(seed: u64, cases: u64) -> u64 {
     let seeds = seeds();
     let env = env();
-    for (i, s) in seeds.iter().enumerate() {
+    for (i, s) in EXAMPLES.iter().enumerate() {
         if let Err(e) = Plan::parse(Path::new("backout.toml"), s, &env) {
-            panic!("seed plan {i} does not validate:\n{e}");
+            panic!("example plan {i} does not validate:\n{e}");
         }
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4) as u64;
@@ -529,7 +602,7 @@ fn fuzz(seed: u64, cases: u64) -> u64 {
                     for case in (t..cases).step_by(threads as usize) {
                         let case_seed = seed ^ case.wrapping_mul(0x2545_f491_4f6c_dd1d);
                         let mut rng = Rng(case_seed);
-                        let mut bytes = rng.pick(seeds).as_bytes().to_vec();
+                        let mut bytes = seeds.pick(&mut rng).as_bytes().to_vec();
                         for _ in 0..1 + rng.below(3) {
                             mutate(&mut bytes, &mut rng);
                         }
@@ -582,6 +655,28 @@ fn mutated_plans_never_panic_and_every_error_is_located_with_a_hint() {
 }
 
 /// The cases that found the bugs, kept as a regression list.
+#[test]
+#[allow(clippy::print_stderr)]
+fn most_fragments_of_the_examples_are_valid_plans() {
+    let env = env();
+    let all: Vec<String> = EXAMPLES.iter().flat_map(|e| fragments(e)).collect();
+    let bad: Vec<String> = all
+        .iter()
+        .filter_map(|f| {
+            Plan::parse(Path::new("backout.toml"), f, &env)
+                .err()
+                .map(|e| format!("{e}\n---\n{f}"))
+        })
+        .collect();
+    let mean = all.iter().map(String::len).sum::<usize>() / all.len();
+    eprintln!(
+        "{} fragments, {} invalid, {mean} bytes each on average",
+        all.len(),
+        bad.len()
+    );
+    assert!(bad.len() * 4 <= all.len(), "{}", bad.join("\n===\n"));
+}
+
 #[test]
 fn the_nastiest_plans_are_errors_not_panics() {
     let env = env();
