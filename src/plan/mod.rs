@@ -552,10 +552,8 @@ fn toml_error(path: &Path, source: &str, e: &toml::de::Error) -> PlanError {
         .map(|(n, _)| n.to_string())
     {
         // An integer past i64: toml hands it over as an i128 no field accepts.
-        message = format!("the number {n} is too large");
-        hint =
-            "whole numbers in a plan are at most 9223372036854775807, and most keys take far less (see docs/plan.md)"
-                .into();
+        message = format!("the number {n} is out of range");
+        hint = "whole numbers in a plan lie between -9223372036854775808 and 9223372036854775807, and most keys take far less (see docs/plan.md)".into();
     } else if message.contains("invalid type") {
         hint = "check the value's type: strings need quotes, lists use [ ], tables use { }".into();
     } else {
