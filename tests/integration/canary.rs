@@ -243,7 +243,7 @@ format = "slack"
     for seen in [
         "plain=********",                                  // run: the command's output
         r#"JSON status is \"********\", expected \"ok\""#, // http: the response body
-        "creds.txt does not contain",                      // file
+        "creds.txt does not contain",                      // file: its evidence quotes only the plan's words
         "canarypkg ******** installed, expected 1.0",      // package: pip's metadata
         "leaked ********",                                 // probe: a command probe's output
     ] {
