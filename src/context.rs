@@ -67,7 +67,30 @@ impl Clock {
 
     pub fn advance(&self, by: std::time::Duration) {
         if let Some(ms) = &self.fixed {
-            ms.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+            ms.fetch_add(millis(by), Ordering::SeqCst);
         }
     }
+}
+
+/// A duration in milliseconds, for arithmetic on timestamps: saturated, never
+/// wrapped (the plan caps durations at 100 years, far from the limit).
+pub fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The instant `d` from now. A duration too long for the clock is cut to
+/// [`crate::plan::units::MAX_DURATION`]: a deadline never panics.
+pub fn deadline(d: std::time::Duration) -> std::time::Instant {
+    let now = std::time::Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(crate::plan::units::MAX_DURATION))
+        .unwrap_or(now)
+}
+
+/// [`deadline`] on tokio's clock, for `timeout_at` and `sleep_until`.
+pub fn async_deadline(d: std::time::Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(crate::plan::units::MAX_DURATION))
+        .unwrap_or(now)
 }

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use crate::exec::{self, Invocation};
+use crate::redact::Redactor;
 use crate::report::Diagnostic;
 use crate::service::{self, ServiceFiles};
 use crate::workspace::Workspace;
@@ -30,13 +31,14 @@ pub async fn capture(ws: &Workspace) -> Vec<Diagnostic> {
             }
             if let Ok(text) = std::fs::read(&files.log) {
                 out.push(item(
+                    &ws.redactor,
                     format!("log of service {}", svc.name),
                     tail(&String::from_utf8_lossy(&text), d.lines),
                 ));
             }
         }
         if !status.is_empty() {
-            out.push(item("service status".into(), status));
+            out.push(item(&ws.redactor, "service status".into(), status));
         }
     }
     for path in &d.logs {
@@ -45,6 +47,7 @@ pub async fn capture(ws: &Workspace) -> Vec<Diagnostic> {
             Err(e) => format!("cannot read {}: {e}", path.display()),
         };
         out.push(item(
+            &ws.redactor,
             format!("log {}", path.strip_prefix(ws.root()).unwrap_or(path).display()),
             content,
         ));
@@ -66,7 +69,7 @@ pub async fn capture(ws: &Workspace) -> Vec<Diagnostic> {
             })
             .collect();
         lines.reverse();
-        out.push(item("recent probe samples".into(), lines.join("\n")));
+        out.push(item(&ws.redactor, "recent probe samples".into(), lines.join("\n")));
     }
     if ws.plan.capture.git {
         for (name, args) in [
@@ -74,7 +77,7 @@ pub async fn capture(ws: &Workspace) -> Vec<Diagnostic> {
             ("git log", &["log", "--oneline", "-5"]),
         ] {
             let text = crate::resource::git::git(ws.root(), args, &[]).unwrap_or_else(|e| e.to_string());
-            out.push(item(name.into(), text));
+            out.push(item(&ws.redactor, name.into(), text));
         }
     }
     for c in &d.commands {
@@ -88,19 +91,22 @@ pub async fn capture(ws: &Workspace) -> Vec<Diagnostic> {
             Ok(o) => format!("{}\n({})", o.output.trim_end(), o.describe()),
             Err(e) => format!("{e:#}"),
         };
-        out.push(item(c.shown(), content));
+        out.push(item(&ws.redactor, c.shown(), content));
     }
-    // Redact, then bound the whole bundle.
+    // Bound the whole bundle.
     let mut total = 0;
-    out.retain_mut(|d| {
-        d.content = ws.redactor.redact(&d.content).into_owned();
+    out.retain(|d| {
         total += d.content.len();
         total <= TOTAL_LIMIT
     });
     out
 }
 
-fn item(name: String, content: String) -> Diagnostic {
+/// One item, redacted before it is cut to size: a secret that straddled the
+/// cut would otherwise leave its tail behind.
+fn item(r: &Redactor, name: String, content: String) -> Diagnostic {
+    let name = r.text(&name).into_inner();
+    let content = r.text(&content).into_inner();
     let content = if content.len() > ITEM_LIMIT {
         let mut cut = content.len() - ITEM_LIMIT;
         while !content.is_char_boundary(cut) {
@@ -124,7 +130,7 @@ mod tests {
     #[test]
     fn items_are_bounded_keeping_the_end() {
         let big = "x".repeat(ITEM_LIMIT * 2) + "THE END";
-        let d = item("big".into(), big);
+        let d = item(&Redactor::new(), "big".into(), big);
         assert!(d.content.len() < ITEM_LIMIT + 64);
         assert!(d.content.ends_with("THE END"));
         assert!(d.content.starts_with("[... "));

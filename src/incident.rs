@@ -155,7 +155,10 @@ pub fn assemble(
 ) -> anyhow::Result<Incident> {
     let baselines = baselines(ws)?;
     let deploy_at = t.deploy.as_ref().map(|m| m.at);
-    let from = deploy_at.or(t.first_bad_at).unwrap_or(t.verdict_at) - ws.plan.baseline_for.as_millis() as i64;
+    let from = deploy_at
+        .or(t.first_bad_at)
+        .unwrap_or(t.verdict_at)
+        .saturating_sub(crate::context::millis(ws.plan.baseline_for));
     let samples = ws.oplog.samples_between(from, ws.now_ms())?;
     let mut incident = Incident {
         id,

@@ -5,8 +5,9 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex};
 
-use crate::redact::Redactor;
+use crate::redact::{Redacted, Redactor};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verbosity {
@@ -21,6 +22,14 @@ pub struct Printer {
     verbosity: Verbosity,
     color: bool,
     redactor: Redactor,
+    /// Where the lines go: the terminal, or a buffer (tests).
+    captured: Option<Arc<Mutex<String>>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Stream {
+    Out,
+    Err,
 }
 
 impl Printer {
@@ -31,7 +40,28 @@ impl Printer {
             verbosity,
             color,
             redactor,
+            captured: None,
         }
+    }
+
+    /// A printer that writes stdout's and stderr's lines into a buffer, read
+    /// with [`Printer::captured`]: for tests of what a command prints.
+    pub fn capturing(json: bool, redactor: Redactor) -> Self {
+        Printer {
+            json,
+            verbosity: Verbosity::Normal,
+            color: false,
+            redactor,
+            captured: Some(Arc::default()),
+        }
+    }
+
+    /// What a [`Printer::capturing`] printer has printed so far.
+    pub fn captured(&self) -> String {
+        self.captured
+            .as_ref()
+            .map(|c| c.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .unwrap_or_default()
     }
 
     pub fn json(&self) -> bool {
@@ -48,7 +78,33 @@ impl Printer {
 
     /// Whether progress may redraw lines (a terminal, not quiet, not JSON).
     pub fn interactive(&self) -> bool {
-        self.verbosity != Verbosity::Quiet && std::io::stderr().is_terminal()
+        self.captured.is_none() && self.verbosity != Verbosity::Quiet && std::io::stderr().is_terminal()
+    }
+
+    /// The one place bytes reach the terminal: only redacted text gets here,
+    /// written whole (with its newline, if `newline`) under one lock.
+    fn emit(&self, stream: Stream, text: Redacted<String>, newline: bool, flush: bool) {
+        let end = if newline { "\n" } else { "" };
+        if let Some(buf) = &self.captured {
+            let mut buf = buf.lock().unwrap_or_else(|e| e.into_inner());
+            buf.push_str(text.as_str());
+            buf.push_str(end);
+            return;
+        }
+        fn put(mut w: impl Write, text: &str, end: &str, flush: bool) -> std::io::Result<()> {
+            w.write_all(text.as_bytes())?;
+            w.write_all(end.as_bytes())?;
+            if flush { w.flush() } else { Ok(()) }
+        }
+        let _ = match stream {
+            Stream::Out => put(std::io::stdout().lock(), text.as_str(), end, flush),
+            Stream::Err => put(std::io::stderr().lock(), text.as_str(), end, flush),
+        };
+    }
+
+    /// `line` and a newline, redacted, on `stream`.
+    fn line(&self, stream: Stream, line: &str) {
+        self.emit(stream, self.redactor.text(line), true, false);
     }
 
     /// A line of data on stdout (human mode only).
@@ -56,9 +112,7 @@ impl Printer {
         if self.json {
             return;
         }
-        let text = self.redactor.redact(line.as_ref()).into_owned();
-        let mut stdout = std::io::stdout().lock();
-        let _ = writeln!(stdout, "{text}");
+        self.line(Stream::Out, line.as_ref());
     }
 
     /// A JSON document on stdout (JSON mode only).
@@ -66,19 +120,12 @@ impl Printer {
         if !self.json {
             return;
         }
-        let mut v = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
-        self.redactor.redact_json(&mut v);
-        let mut stdout = std::io::stdout().lock();
-        let _ = writeln!(stdout, "{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        self.emit(Stream::Out, self.redactor.value(value).to_text(true), true, false);
     }
 
     /// One JSON value on one line (for streams such as `watch --json`).
     pub fn json_line(&self, value: &impl serde::Serialize) {
-        let mut v = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
-        self.redactor.redact_json(&mut v);
-        let mut stdout = std::io::stdout().lock();
-        let _ = writeln!(stdout, "{}", serde_json::to_string(&v).unwrap_or_default());
-        let _ = stdout.flush();
+        self.emit(Stream::Out, self.redactor.value(value).to_text(false), true, true);
     }
 
     /// Progress on stderr; hidden with `--quiet`.
@@ -86,41 +133,38 @@ impl Printer {
         if self.verbosity == Verbosity::Quiet {
             return;
         }
-        let text = self.redactor.redact(line.as_ref()).into_owned();
-        let _ = writeln!(std::io::stderr().lock(), "{text}");
+        self.line(Stream::Err, line.as_ref());
     }
 
     /// Redraws a block of lines on stderr in place: moves up over the `previous`
     /// lines drawn last time and clears them first. For live views on a terminal.
     pub fn redraw(&self, previous: usize, lines: &[String]) {
-        let mut err = std::io::stderr().lock();
         let mut buf = String::new();
         if previous > 0 {
             buf.push_str(&format!("\x1b[{previous}F"));
         }
         for l in lines {
+            // Each line on its own: after the escape code's `K`, a line's
+            // first word has no word boundary for a pattern to match.
             buf.push_str("\x1b[2K");
             buf.push_str(&self.redactor.redact(l));
             buf.push('\n');
         }
         // The block shrank: clear what is left below it.
         buf.push_str("\x1b[J");
-        let _ = err.write_all(buf.as_bytes());
-        let _ = err.flush();
+        self.emit(Stream::Err, self.redactor.text(&buf), false, true);
     }
 
     pub fn warn(&self, line: impl AsRef<str>) {
         if self.verbosity == Verbosity::Quiet {
             return;
         }
-        let text = self.redactor.redact(line.as_ref()).into_owned();
-        let _ = writeln!(std::io::stderr().lock(), "{} {text}", self.yellow("warning:"));
+        self.line(Stream::Err, &format!("{} {}", self.yellow("warning:"), line.as_ref()));
     }
 
     /// Errors are always shown, even with `--quiet`.
     pub fn error(&self, line: impl AsRef<str>) {
-        let text = self.redactor.redact(line.as_ref()).into_owned();
-        let _ = writeln!(std::io::stderr().lock(), "{} {text}", self.red("error:"));
+        self.line(Stream::Err, &format!("{} {}", self.red("error:"), line.as_ref()));
     }
 
     fn paint(&self, code: &str, s: &str) -> String {
@@ -160,7 +204,72 @@ impl Printer {
             bar,
             files: Default::default(),
             total_files: Default::default(),
+            redactor: self.redactor.clone(),
         }
+    }
+}
+
+/// The `tracing` sink: each formatted log event goes through the redactor on
+/// its way to stderr. The redactor is shared, so secrets learnt when the plan
+/// loads apply to every later line.
+#[derive(Debug, Clone)]
+pub struct LogWriter {
+    redactor: Redactor,
+    /// A buffer instead of stderr (tests).
+    captured: Option<Arc<Mutex<String>>>,
+}
+
+impl LogWriter {
+    pub fn new(redactor: Redactor) -> Self {
+        LogWriter {
+            redactor,
+            captured: None,
+        }
+    }
+
+    /// A writer into a buffer, read with [`LogWriter::captured`].
+    pub fn capturing(redactor: Redactor) -> Self {
+        LogWriter {
+            redactor,
+            captured: Some(Arc::default()),
+        }
+    }
+
+    pub fn captured(&self) -> String {
+        self.captured
+            .as_ref()
+            .map(|c| c.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .unwrap_or_default()
+    }
+}
+
+/// One event's bytes: `tracing`'s formatter writes each event whole, in one
+/// `write_all`, so redaction sees complete lines.
+#[derive(Debug)]
+pub struct LogLine {
+    writer: LogWriter,
+}
+
+impl Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let clean = self.writer.redactor.text(&String::from_utf8_lossy(buf));
+        match &self.writer.captured {
+            Some(c) => c.lock().unwrap_or_else(|e| e.into_inner()).push_str(clean.as_str()),
+            None => std::io::stderr().lock().write_all(clean.as_str().as_bytes())?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().lock().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogLine;
+
+    fn make_writer(&'a self) -> LogLine {
+        LogLine { writer: self.clone() }
     }
 }
 
@@ -185,6 +294,8 @@ pub struct Bar {
     bar: indicatif::ProgressBar,
     files: std::sync::atomic::AtomicU64,
     total_files: std::sync::atomic::AtomicU64,
+    /// Stage names hold paths: redacted like every line.
+    redactor: Redactor,
 }
 
 impl crate::store::Progress for Bar {
@@ -198,7 +309,7 @@ impl crate::store::Progress for Bar {
         } else {
             bar_style()
         });
-        self.bar.set_prefix(what.to_string());
+        self.bar.set_prefix(self.redactor.text(what).into_inner());
         self.bar.set_message(if files == 0 && bytes == 0 {
             "0".to_string()
         } else {
@@ -239,5 +350,48 @@ pub fn bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Log lines go through the same redactor as the terminal, including
+    /// secrets it learns after logging was set up (when the plan loads).
+    #[test]
+    fn log_lines_are_redacted_with_secrets_learnt_later() {
+        let r = Redactor::new();
+        let w = LogWriter::capturing(r.clone());
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(w.clone())
+            .with_ansi(false)
+            .finish();
+        r.add(["hunter2-s3cret".to_string()]);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(url = "https://u:pw1@h/x", "restored with token hunter2-s3cret");
+        });
+        let log = w.captured();
+        assert!(log.contains("restored with token ********"), "{log}");
+        assert!(log.contains("https://u:********@h/x"), "{log}");
+        assert!(!log.contains("hunter2-s3cret") && !log.contains("pw1"), "{log}");
+    }
+
+    #[test]
+    fn every_printer_line_is_redacted() {
+        let r = Redactor::new();
+        r.add(["hunter2-s3cret".to_string()]);
+        let p = Printer::capturing(false, r.clone());
+        p.out("out hunter2-s3cret");
+        p.status("status hunter2-s3cret");
+        p.warn("warn hunter2-s3cret");
+        p.error("error hunter2-s3cret");
+        p.redraw(0, &["Authorization: Bearer abc".to_string()]);
+        let j = Printer::capturing(true, r);
+        j.data(&serde_json::json!({"hunter2-s3cret": ["hunter2-s3cret"]}));
+        j.json_line(&serde_json::json!({"k": "hunter2-s3cret"}));
+        let all = p.captured() + &j.captured();
+        assert!(!all.contains("hunter2-s3cret") && !all.contains("abc"), "{all}");
+        assert_eq!(all.matches("********").count(), 8, "{all}");
     }
 }

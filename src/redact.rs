@@ -1,14 +1,72 @@
-//! The redaction layer: every sink (terminal, logs, the operation log, reports,
-//! notifications) passes text through a [`Redactor`]. It masks the plan's secrets
-//! (values that came from `${ENV}`, header credentials, URL passwords) in plain,
-//! URL-encoded and base64 form, and anything matching a pattern: credentials in
-//! `Authorization:`/`Cookie:` headers and passwords in URLs wherever they appear,
-//! plus the plan's own `[redact] patterns`.
+//! The redaction layer: every sink (terminal, logs, the operation log, reports
+//! and their diagnostics, notifications) passes text through a [`Redactor`]. It
+//! masks the plan's secrets (values that came from `${ENV}`, header credentials,
+//! URL passwords) in plain, URL-encoded and base64 form, and anything matching
+//! a pattern: credentials in `Authorization:`/`Cookie:` headers and passwords
+//! in URLs wherever they appear, plus the plan's own `[redact] patterns`.
+//!
+//! A sink's writer takes [`Redacted`] values, which only a [`Redactor`] makes:
+//! text that skipped redaction does not compile into a sink. The sinks and
+//! their one writer each: [`crate::output::Printer`] (terminal), [`crate::output::LogWriter`]
+//! (`tracing` logs), [`crate::oplog::Oplog`] (`state.db`), [`crate::report::write`]
+//! (report files, diagnostics included) and [`crate::notify::Notifier`] (webhooks).
 
 use std::borrow::Cow;
 use std::sync::{Arc, LazyLock, RwLock};
 
 use regex::Regex;
+
+/// Text or JSON that has been through a [`Redactor`]. Its only constructors
+/// are the redactor's, so a sink that takes it cannot be handed raw text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Redacted<T>(T);
+
+impl<T> Redacted<T> {
+    pub fn get(&self) -> &T {
+        &self.0
+    }
+
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl Redacted<String> {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Redacted<serde_json::Value> {
+    /// The value as JSON text: serializing adds no text of its own, so it is
+    /// still redacted.
+    pub fn to_text(&self, pretty: bool) -> Redacted<String> {
+        let text = if pretty {
+            serde_json::to_string_pretty(&self.0)
+        } else {
+            serde_json::to_string(&self.0)
+        };
+        Redacted(text.unwrap_or_default())
+    }
+}
+
+impl std::fmt::Display for Redacted<String> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl serde::Serialize for Redacted<serde_json::Value> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl rusqlite::ToSql for Redacted<String> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        self.0.to_sql()
+    }
+}
 
 /// What a secret is replaced with.
 pub const MASK: &str = "********";
@@ -49,6 +107,12 @@ static BUILT_IN_RES: LazyLock<Vec<Regex>> = LazyLock::new(|| {
 /// match every one: Unicode case folding matches more than ASCII case does
 /// (the Kelvin sign is a `k`).
 fn built_in_for(text: &str) -> Vec<&'static Regex> {
+    // Every built-in pattern needs a `:` or an `=` (`Authorization:`,
+    // `key=`, `://`), in any case folding: most text (names, numbers,
+    // messages) is ruled out here without lowering its case.
+    if memchr::memchr2(b':', b'=', text.as_bytes()).is_none() {
+        return Vec::new();
+    }
     let lower = text.is_ascii().then(|| text.to_ascii_lowercase());
     let may = |needs: &str| {
         lower
@@ -125,7 +189,25 @@ impl Redactor {
         out
     }
 
-    /// Redacts every string inside a JSON value.
+    /// `text`, redacted, for a sink.
+    pub fn text(&self, text: &str) -> Redacted<String> {
+        Redacted(self.redact(text).into_owned())
+    }
+
+    /// `v` with every string (keys too) redacted, for a sink.
+    pub fn json(&self, mut v: serde_json::Value) -> Redacted<serde_json::Value> {
+        self.redact_json(&mut v);
+        Redacted(v)
+    }
+
+    /// Any serializable value as redacted JSON, for a sink. A value that does
+    /// not serialize is `null`.
+    pub fn value(&self, v: &impl serde::Serialize) -> Redacted<serde_json::Value> {
+        self.json(serde_json::to_value(v).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Redacts every string inside a JSON value, object keys included (a
+    /// map keyed by header or label can carry a secret in its keys).
     pub fn redact_json(&self, v: &mut serde_json::Value) {
         match v {
             serde_json::Value::String(s) => {
@@ -134,7 +216,15 @@ impl Redactor {
                 }
             }
             serde_json::Value::Array(a) => a.iter_mut().for_each(|x| self.redact_json(x)),
-            serde_json::Value::Object(o) => o.values_mut().for_each(|x| self.redact_json(x)),
+            serde_json::Value::Object(o) => {
+                if o.keys().any(|k| matches!(self.redact(k), Cow::Owned(_))) {
+                    let old = std::mem::take(o);
+                    for (k, x) in old {
+                        o.insert(self.redact(&k).into_owned(), x);
+                    }
+                }
+                o.values_mut().for_each(|x| self.redact_json(x));
+            }
             _ => {}
         }
     }
@@ -230,8 +320,13 @@ mod tests {
         }
         let applied = |text| built_in_for(text).len();
         assert_eq!(applied("checkpoint cp-3 complete: 1.2 MiB captured"), 0);
+        assert_eq!(applied("authorization cookie x-api-key naïve"), 0, "no `:` or `=`");
+        // Every built-in pattern needs one of them.
+        for (_, pattern) in BUILT_IN {
+            assert!(pattern.contains(":") || pattern.contains("="), "{pattern}");
+        }
         assert_eq!(applied("see http://h"), 1);
-        assert_eq!(applied("naïve"), BUILT_IN.len());
+        assert_eq!(applied("naïve: x"), BUILT_IN.len());
         // Each pattern's word is in its source, lower case as compared.
         for (needs, pattern) in BUILT_IN {
             assert!(pattern.to_ascii_lowercase().contains(needs), "{pattern}");
@@ -254,5 +349,8 @@ mod tests {
         let mut v = serde_json::json!({"a": ["x topsecret"], "b": {"c": "topsecret"}});
         r.redact_json(&mut v);
         assert_eq!(v, serde_json::json!({"a": [format!("x {MASK}")], "b": {"c": MASK}}));
+        // Keys too: a map keyed by a header value or a label.
+        let v = r.json(serde_json::json!({"topsecret": {"k topsecret": 1}}));
+        assert_eq!(v.get(), &serde_json::json!({MASK: {format!("k {MASK}"): 1}}));
     }
 }

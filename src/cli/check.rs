@@ -19,15 +19,21 @@ pub struct CheckArgs {}
 
 pub fn run(ctx: &Ctx, _args: CheckArgs) -> Result<ExitCode, CommandError> {
     let plan = ctx.load_plan()?;
-    let p = &ctx.printer;
-    let file = super::rel(&plan.path, &ctx.cwd);
+    summarize(&ctx.printer, &plan, &super::rel(&plan.path, &ctx.cwd));
+    Ok(ExitCode::Ok)
+}
+
+/// Prints the summary of a valid plan (JSON or text), its warnings named
+/// after `file`. Also driven by the plan fuzz test: no plan that validates
+/// may make it panic.
+pub fn summarize(p: &crate::output::Printer, plan: &crate::plan::Plan, file: &str) {
     let d = |v: std::time::Duration| units::format_duration(v);
 
     let rules: Vec<serde_json::Value> = plan
         .rules
         .iter()
         .map(|r| {
-            let detect = watch::time_to_detect(&plan, r);
+            let detect = watch::time_to_detect(plan, r);
             json!({
                 "name": r.name, "when": r.text, "then": r.action,
                 "min_samples": r.min_samples, "no_data": r.no_data, "severity": r.severity,
@@ -55,7 +61,7 @@ pub fn run(ctx: &Ctx, _args: CheckArgs) -> Result<ExitCode, CommandError> {
         "warnings": plan.warnings.iter().map(|w| json!({"line": w.line, "message": w.message})).collect::<Vec<_>>(),
     }));
     if p.json() {
-        return Ok(ExitCode::Ok);
+        return;
     }
 
     p.out(format!("{} {} ({file}) is valid", p.bold("plan"), plan.name));
@@ -139,7 +145,7 @@ pub fn run(ctx: &Ctx, _args: CheckArgs) -> Result<ExitCode, CommandError> {
             (None, Action::Rollback) => "rollback".into(),
             (None, Action::Investigate) => "investigate".into(),
         };
-        let detect = match watch::time_to_detect(&plan, r) {
+        let detect = match watch::time_to_detect(plan, r) {
             Some((n, t)) => format!("detects a total failure in {n} sample(s) = {}", d(t)),
             None => String::new(),
         };
@@ -278,5 +284,4 @@ pub fn run(ctx: &Ctx, _args: CheckArgs) -> Result<ExitCode, CommandError> {
             p.warn(format!("{file}:{}: {}", w.line, w.message));
         }
     }
-    Ok(ExitCode::Ok)
 }

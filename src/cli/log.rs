@@ -26,7 +26,9 @@ pub struct LogArgs {
 
 pub fn run(ctx: &Ctx, args: LogArgs) -> Result<ExitCode, CommandError> {
     let ws = ctx.workspace()?;
-    let since = args.since.map_or(0, |d| ws.now_ms() - d.as_millis() as i64);
+    let since = args
+        .since
+        .map_or(0, |d| ws.now_ms().saturating_sub(crate::context::millis(d)));
     let ops = ws.oplog.operations_since(args.kind.as_deref(), since, args.limit)?;
     if ctx.printer.json() {
         let mut out = Vec::new();

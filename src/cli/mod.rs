@@ -2,7 +2,7 @@
 //! over the domain modules. The only place that reads the process environment.
 
 mod baseline;
-mod check;
+pub(crate) mod check;
 mod checkpoint;
 mod checkpoints;
 mod demo;
@@ -175,12 +175,15 @@ pub fn main() -> i32 {
         (false, 0) => Verbosity::Normal,
         _ => Verbosity::Verbose,
     };
-    init_tracing(&env, cli.verbose);
+    // One redactor for the terminal and the logs: the secrets the plan brings
+    // when it loads apply to both.
+    let redactor = Redactor::new();
+    init_tracing(&env, cli.verbose, &redactor);
     let printer = Printer::new(
         cli.json,
         verbosity,
         env.var("NO_COLOR").is_some_and(|v| !v.is_empty()),
-        Redactor::new(),
+        redactor,
     );
     let cwd = match std::env::current_dir() {
         Ok(d) => d,
@@ -255,7 +258,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CommandError>
     }
 }
 
-fn init_tracing(env: &Env, verbose: u8) {
+fn init_tracing(env: &Env, verbose: u8, redactor: &Redactor) {
     let filter = match env.var("BACKOUT_LOG") {
         Some(f) => f.to_string(),
         None => match verbose {
@@ -266,7 +269,7 @@ fn init_tracing(env: &Env, verbose: u8) {
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
+        .with_writer(crate::output::LogWriter::new(redactor.clone()))
         .with_target(false)
         .try_init();
 }

@@ -56,7 +56,7 @@ impl LiveView {
             .reviews
             .iter()
             .map(|r| {
-                let due = schedule.deploy_at + r.at.as_millis() as i64;
+                let due = schedule.deploy_at.saturating_add(crate::context::millis(r.at));
                 let done = schedule.done.contains(&r.name).then_some(true);
                 (r.name.clone(), due, done)
             })

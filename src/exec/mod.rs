@@ -159,7 +159,7 @@ async fn run_with(
             output.drain(..output.len() - OUTPUT_LIMIT);
         }
     };
-    let deadline = tokio::time::Instant::now() + inv.timeout;
+    let deadline = crate::context::async_deadline(inv.timeout);
     let mut timed_out = false;
     let status = loop {
         tokio::select! {

@@ -2,7 +2,8 @@
 //! JSON payload, sent on trigger, rollback start and end, verification result and
 //! review failures, filtered by severity. Delivery runs beside the rollback, with
 //! retries and backoff, and never blocks or fails it; every delivery's result is
-//! recorded in the operation log.
+//! recorded in the operation log. A payload is redacted when it is queued: the
+//! queue and the sender carry only [`Redacted`] bodies.
 
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use serde::Serialize;
 
 use crate::oplog::OpId;
 use crate::plan::incident::{Notify, NotifyFormat, Severity};
+use crate::redact::{Redacted, Redactor};
 use crate::workspace::Workspace;
 
 /// Attempts per delivery, and the first backoff (doubled each retry).
@@ -62,12 +64,13 @@ pub fn payload(format: NotifyFormat, e: &Event) -> serde_json::Value {
 #[derive(Debug)]
 pub struct Notifier {
     queues: Vec<Queue>,
+    redactor: Redactor,
 }
 
 #[derive(Debug)]
 struct Queue {
     notify: Notify,
-    tx: tokio::sync::mpsc::UnboundedSender<(&'static str, serde_json::Value)>,
+    tx: tokio::sync::mpsc::UnboundedSender<(&'static str, Redacted<serde_json::Value>)>,
     sent: Vec<&'static str>,
     worker: tokio::task::JoinHandle<()>,
     done: std::sync::Arc<std::sync::Mutex<Vec<Delivery>>>,
@@ -81,7 +84,8 @@ impl Notifier {
             .notify
             .iter()
             .map(|n| {
-                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(&'static str, serde_json::Value)>();
+                let (tx, mut rx) =
+                    tokio::sync::mpsc::unbounded_channel::<(&'static str, Redacted<serde_json::Value>)>();
                 let done = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
                 let (n2, done2) = (n.clone(), done.clone());
                 let worker = tokio::spawn(async move {
@@ -99,14 +103,17 @@ impl Notifier {
                 }
             })
             .collect();
-        Notifier { queues }
+        Notifier {
+            queues,
+            redactor: ws.redactor.clone(),
+        }
     }
 
     /// Queues `e` for every webhook that wants it; returns at once.
     pub fn send(&mut self, e: &Event) {
         for q in &mut self.queues {
             if e.severity >= q.notify.min_severity && q.notify.on.iter().any(|o| o == e.event) {
-                let body = payload(q.notify.format, e);
+                let body = self.redactor.json(payload(q.notify.format, e));
                 if q.tx.send((e.event, body)).is_ok() {
                     q.sent.push(e.event);
                 }
@@ -117,7 +124,7 @@ impl Notifier {
     /// Waits up to `limit` for the queues to drain, then records every delivery
     /// under `op`, and anything still undelivered as abandoned.
     pub async fn finish(self, ws: &Workspace, op: OpId, limit: Duration) -> Vec<Delivery> {
-        let until = tokio::time::Instant::now() + limit;
+        let until = crate::context::async_deadline(limit);
         let mut out = Vec::new();
         for q in self.queues {
             drop(q.tx);
@@ -153,7 +160,7 @@ impl Notifier {
     }
 }
 
-async fn deliver(n: &Notify, event: &'static str, body: serde_json::Value) -> Delivery {
+async fn deliver(n: &Notify, event: &'static str, body: Redacted<serde_json::Value>) -> Delivery {
     let client = crate::probe::http::client();
     let mut d = Delivery {
         event,
@@ -166,7 +173,13 @@ async fn deliver(n: &Notify, event: &'static str, body: serde_json::Value) -> De
     let mut backoff = BACKOFF;
     for attempt in 1..=ATTEMPTS {
         d.attempts = attempt;
-        match client.post(&n.webhook.value).json(&body).timeout(TIMEOUT).send().await {
+        match client
+            .post(&n.webhook.value)
+            .json(body.get())
+            .timeout(TIMEOUT)
+            .send()
+            .await
+        {
             Ok(r) if r.status().is_success() => {
                 d.ok = true;
                 d.status = Some(r.status().as_u16());

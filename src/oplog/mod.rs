@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::redact::Redactor;
+use crate::redact::{Redacted, Redactor};
 
 mod journal;
 
@@ -271,14 +271,14 @@ impl Oplog {
             .map_err(self.q())
     }
 
-    fn red(&self, s: &str) -> String {
-        self.redactor.redact(s).into_owned()
+    /// Text for a column: every text a caller hands in goes through here.
+    fn red(&self, s: &str) -> Redacted<String> {
+        self.redactor.text(s)
     }
 
-    fn red_json(&self, v: &serde_json::Value) -> String {
-        let mut v = v.clone();
-        self.redactor.redact_json(&mut v);
-        v.to_string()
+    /// JSON for a column.
+    fn red_json(&self, v: &serde_json::Value) -> Redacted<String> {
+        self.redactor.json(v.clone()).to_text(false)
     }
 
     /// Records the start of an operation.
@@ -460,7 +460,7 @@ impl Oplog {
         self.conn
             .execute(
                 "INSERT INTO baselines (op_id, probe, measured_at, stats) VALUES (?1, ?2, ?3, ?4)",
-                params![op, probe, at, stats.to_string()],
+                params![op, probe, at, self.red_json(stats)],
             )
             .map_err(self.q())?;
         Ok(())

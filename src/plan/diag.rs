@@ -22,8 +22,16 @@ pub struct PlanError {
 impl PlanError {
     /// Locates `span` (byte offsets into `source`) and builds the error.
     pub fn at(file: &Path, source: &str, span: Range<usize>, message: impl Into<String>, hint: Option<String>) -> Self {
-        let start = span.start.min(source.len());
-        let end = span.end.clamp(start, source.len());
+        // A span from a computed offset may fall inside a character: widen it
+        // to whole characters rather than slice one apart.
+        let mut start = span.start.min(source.len());
+        while !source.is_char_boundary(start) {
+            start -= 1;
+        }
+        let mut end = span.end.clamp(start, source.len());
+        while !source.is_char_boundary(end) {
+            end += 1;
+        }
         let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
         let line_end = source[start..].find('\n').map_or(source.len(), |i| start + i);
         let line = source[..start].matches('\n').count() + 1;
@@ -152,6 +160,17 @@ mod tests {
             "expected a duration like 30s or 5m, found \"5 minutes\"\n \
              --> backout.toml:3:7\n  |\n3 | rto = \"5 minutes\"\n  |       ^^^^^^^^^^^\n  = hint: write 5m"
         );
+    }
+
+    /// Offsets inside a character are widened to it, never a panic.
+    #[test]
+    fn a_span_inside_a_character_covers_the_character() {
+        let src = "name = \"café\"\n";
+        let e_acute = src.find('é').unwrap();
+        for span in [e_acute + 1..e_acute + 1, e_acute + 1..e_acute + 2, e_acute..e_acute + 1] {
+            let e = PlanError::at(Path::new("p.toml"), src, span.clone(), "m", None);
+            assert_eq!((e.line, e.column, e.width), (1, 12, 1), "{span:?}");
+        }
     }
 
     #[test]

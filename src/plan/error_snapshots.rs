@@ -204,3 +204,85 @@ fn level_check_names_unknown_probe() {
         "{ wait = \"health\", timeout = \"30s\" }]\nverify = [{ probe = \"helth\" }]\n"
     )));
 }
+
+// Out-of-range values (issue 17): each used to panic (exit 101) or wrap silently.
+
+/// Used to panic converting the seconds to a duration.
+#[test]
+fn duration_too_long() {
+    insta::assert_snapshot!(report(&broken("rto = \"5m\"", "rto = \"18446744073709551616s\"")));
+}
+
+/// Each part fits; the sum used to overflow.
+#[test]
+fn duration_sum_too_long() {
+    insta::assert_snapshot!(report(&broken(
+        "timeout = \"30s\"",
+        "timeout = \"5000000000000000000s5000000000000000000s\""
+    )));
+}
+
+#[test]
+fn rule_window_too_long() {
+    insta::assert_snapshot!(report(&broken("over 30s", "over 1000000h")));
+}
+
+#[test]
+fn rule_window_of_too_many_samples() {
+    insta::assert_snapshot!(report(&broken("over 30s", "over 99999999999999999999 samples")));
+}
+
+#[test]
+fn min_samples_too_many() {
+    insta::assert_snapshot!(report(&broken(
+        "then = \"rollback\"\n",
+        "then = \"rollback\"\nmin-samples = 4294967297\n"
+    )));
+}
+
+#[test]
+fn latency_threshold_too_long() {
+    insta::assert_snapshot!(report(&broken("health.error_rate > 5%", "health.latency > 200000000h")));
+}
+
+#[test]
+fn size_threshold_too_large() {
+    insta::assert_snapshot!(report(&broken("health.error_rate > 5%", "health.size > 2000TiB")));
+}
+
+#[test]
+fn threshold_not_finite() {
+    insta::assert_snapshot!(report(&broken("health.error_rate > 5%", "health.status > inf")));
+}
+
+/// Used to be taken modulo 2^32: 4294967296 meant exit code 0.
+#[test]
+fn check_exit_code_out_of_range() {
+    insta::assert_snapshot!(report(&broken(
+        "checks = [{ http",
+        "checks = [{ run = \"pytest -q\", exit-code = 4294967296 }, { http"
+    )));
+}
+
+#[test]
+fn time_scale_too_fast() {
+    insta::assert_snapshot!(report(&broken("rto = \"5m\"", "rto = \"5m\"\ntime-scale = 1e300")));
+}
+
+#[test]
+fn integer_too_large_for_toml() {
+    insta::assert_snapshot!(report(&broken(
+        "then = \"rollback\"\n",
+        "then = \"rollback\"\nmin-samples = 18446744073709551616\n"
+    )));
+}
+
+/// Used to say "stream did not contain valid UTF-8" with no line or column.
+#[test]
+fn plan_not_utf8() {
+    let mut bytes = VALID.as_bytes().to_vec();
+    let at = VALID.find("\"api\"\nrto").unwrap() + 3;
+    bytes.insert(at, 0xE9); // "apié" in Latin-1
+    let e = crate::plan::utf8(Path::new("backout.toml"), bytes).unwrap_err();
+    insta::assert_snapshot!(e.to_string());
+}

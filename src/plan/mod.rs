@@ -7,6 +7,8 @@ mod capture;
 pub mod diag;
 #[cfg(test)]
 mod error_snapshots;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod incident;
 mod phases;
 mod probes;
@@ -392,7 +394,8 @@ pub enum CheckKind {
 impl Plan {
     /// Reads and validates the plan at `path`.
     pub fn load(path: &Path, env: &Env) -> Result<Plan, PlanLoadError> {
-        let source = fs_err::read_to_string(path).map_err(PlanLoadError::Read)?;
+        let bytes = fs_err::read(path).map_err(PlanLoadError::Read)?;
+        let source = utf8(path, bytes).map_err(|e| PlanLoadError::Invalid(PlanErrors(vec![e])))?;
         Plan::parse(path, &source, env).map_err(PlanLoadError::Invalid)
     }
 
@@ -460,10 +463,54 @@ pub enum PlanLoadError {
     Invalid(PlanErrors),
 }
 
+/// A hint for a TOML syntax error, by what its message is about.
+fn syntax_hint(message: &str) -> &'static str {
+    let m = message.to_ascii_lowercase();
+    if m.contains("duplicate") {
+        "each key and each [table] appears once; a list of tables is written [[table]]"
+    } else if m.contains("string") || m.contains("escape") {
+        "close each string on its line: \"text\" or 'text' (\"\"\"...\"\"\" for several lines)"
+    } else if m.contains("inline table") {
+        "an inline table { a = 1, b = 2 } stays on one line, with commas between its keys"
+    } else if m.contains("array") {
+        "a list is written [a, b, c]"
+    } else if m.contains("table") || m.contains("header") {
+        "a table header is [name] or [[name]], alone on its line"
+    } else if m.contains("integer") || m.contains("float") || m.contains("number") || m.contains("out of range") {
+        "integers are whole numbers between -9223372036854775808 and 9223372036854775807; durations and sizes are strings like \"30s\" or \"500MB\""
+    } else {
+        "the plan is TOML: `key = value` lines under [table] headers; see docs/plan.md"
+    }
+}
+
+/// The plan's text, or an error pointing at its first byte that is not UTF-8.
+pub fn utf8(path: &Path, bytes: Vec<u8>) -> Result<String, PlanError> {
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        // The replacement character stands where the bad byte was: the text
+        // before it is unchanged, so the offset still points at it.
+        let shown = String::from_utf8_lossy(bytes);
+        let run = e.utf8_error().error_len().unwrap_or(bytes.len() - at);
+        let mark = '\u{FFFD}'.len_utf8();
+        let hex: Vec<String> = bytes[at..at + run].iter().map(|b| format!("0x{b:02X}")).collect();
+        let what = if run == 1 { "byte" } else { "bytes" };
+        PlanError::at(
+            path,
+            &shown,
+            at..at + mark,
+            format!("the plan is not valid UTF-8: found {what} {} here", hex.join(" ")),
+            Some(
+                "save the plan as UTF-8 text (a Latin-1 or UTF-16 editor setting, or a binary file, does this)".into(),
+            ),
+        )
+    })
+}
+
 fn toml_error(path: &Path, source: &str, e: &toml::de::Error) -> PlanError {
     let mut message = e.message().trim().to_string();
     let span = e.span().unwrap_or(0..0);
-    let mut hint = None;
+    let hint;
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let field = rest.split('`').next().unwrap_or_default();
         let expected: Vec<&str> = message
@@ -481,18 +528,18 @@ fn toml_error(path: &Path, source: &str, e: &toml::de::Error) -> PlanError {
         } else {
             expected
         };
-        hint = Some(match diag::did_you_mean(field, &known) {
+        hint = match diag::did_you_mean(field, &known) {
             Some(s) => format!("did you mean `{s}`? unknown keys are errors, so a typo never goes unnoticed"),
             None => format!("known keys here: {}", known.join(", ")),
-        });
+        };
     } else if let Some(rest) = message.strip_prefix("missing field `") {
         let field = rest.split('`').next().unwrap_or_default();
-        hint = Some(if span == (0..0) && raw::TOP_LEVEL.contains(&field) {
+        hint = if span == (0..0) && raw::TOP_LEVEL.contains(&field) {
             // Missing from the file itself: there is no "this table" to point at.
             format!("add a [{field}] table to the file")
         } else {
             format!("add `{field} = ...` to this table")
-        });
+        };
     } else if message.contains("did not match any variant") {
         // Name what was expected, not the internal serde type (`RawCommand`).
         let (what, how) = if message.contains("RawStatus") {
@@ -504,14 +551,26 @@ fn toml_error(path: &Path, source: &str, e: &toml::de::Error) -> PlanError {
             )
         };
         message = format!("expected {what}");
-        hint = Some(how.into());
+        hint = how.into();
+    } else if let Some(n) = message
+        .strip_prefix("invalid type: integer `")
+        .and_then(|r| r.split_once("` as i128"))
+        .map(|(n, _)| n.to_string())
+    {
+        // An integer past i64: toml hands it over as an i128 no field accepts.
+        message = format!("the number {n} is out of range");
+        hint = "whole numbers in a plan lie between -9223372036854775808 and 9223372036854775807, and most keys take far less (see docs/plan.md)".into();
     } else if message.contains("invalid type") {
-        hint = Some("check the value's type: strings need quotes, lists use [ ], tables use { }".into());
+        hint = "check the value's type: strings need quotes, lists use [ ], tables use { }".into();
+    } else {
+        hint = syntax_hint(&message).into();
     }
-    if span.is_empty() && span.start == 0 && !source.is_empty() {
-        return PlanError::whole_file(path, message, hint);
+    // Only a table missing from the file has nowhere to point; any other
+    // error at offset 0 is about the first character.
+    if span.is_empty() && span.start == 0 && !source.is_empty() && message.starts_with("missing field") {
+        return PlanError::whole_file(path, message, Some(hint));
     }
-    PlanError::at(path, source, span, message, hint)
+    PlanError::at(path, source, span, message, Some(hint))
 }
 
 struct Validator<'a> {
@@ -968,28 +1027,7 @@ impl Validator<'_> {
                     .collect();
                 let body = h.body.as_ref().map(|b| self.text(b));
                 let json = self.json_fields(&h.json);
-                let body_match = h
-                    .body_match
-                    .as_ref()
-                    .and_then(|m| match regex::Regex::new(m.get_ref()) {
-                        Ok(re) => Some(re),
-                        Err(e) => {
-                            self.error(
-                                m.span(),
-                                format!(
-                                    "invalid regex: {}",
-                                    e.to_string()
-                                        .lines()
-                                        .last()
-                                        .unwrap_or_default()
-                                        .trim()
-                                        .trim_start_matches("error: ")
-                                ),
-                                "the body match is a regular expression (Rust regex syntax)",
-                            );
-                            None
-                        }
-                    });
+                let body_match = h.body_match.as_ref().and_then(|m| self.regex(m, "the body match"));
                 let number = h.number.as_ref().and_then(|m| self.regex(m, "`number`"));
                 ProbeKind::Http(HttpProbe {
                     url,
@@ -1157,12 +1195,20 @@ impl Validator<'_> {
             }
         };
         let min_samples = match &raw.min_samples {
-            Some(m) if *m.get_ref() >= 1 => *m.get_ref() as usize,
-            Some(m) => {
+            Some(m) if (1..=units::MAX_SAMPLES as i64).contains(m.get_ref()) => *m.get_ref() as usize,
+            Some(m) if *m.get_ref() < 1 => {
                 self.error(
                     m.span(),
                     format!("min-samples must be at least 1, found {}", m.get_ref()),
                     "a verdict needs at least one sample",
+                );
+                1
+            }
+            Some(m) => {
+                self.error(
+                    m.span(),
+                    format!("min-samples = {} is too many", m.get_ref()),
+                    "min-samples is at most 100000",
                 );
                 1
             }

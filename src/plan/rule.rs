@@ -483,18 +483,38 @@ pub fn parse_condition(src: &str) -> Result<Condition, RuleError> {
                 };
                 if let Some(unit) = tokens.get(pos + 2).filter(|u| matches!(u.text, "samples" | "sample")) {
                     let n: usize = v.text.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                        err(
-                            v.span.clone(),
-                            format!("expected a number of samples, found `{}`", v.text),
-                            "write `over 10 samples`",
-                        )
+                        if v.text.bytes().all(|b| b.is_ascii_digit()) && v.text.bytes().any(|b| b != b'0') {
+                            err(
+                                v.span.clone(),
+                                format!("{} samples is too many for a window", v.text),
+                                units::MAX_SAMPLES_HINT,
+                            )
+                        } else {
+                            err(
+                                v.span.clone(),
+                                format!("expected a number of samples, found `{}`", v.text),
+                                "write `over 10 samples`",
+                            )
+                        }
                     })?;
+                    if n > units::MAX_SAMPLES {
+                        return Err(err(
+                            v.span.clone(),
+                            format!("{n} samples is too many for a window"),
+                            units::MAX_SAMPLES_HINT,
+                        ));
+                    }
                     let _ = unit;
                     window = Some(Window::Samples(n));
                     pos += 3;
                 } else {
                     let d = units::parse_duration(v.text).map_err(|e| {
-                        duration_error(src, &tokens, pos + 1, e.message, "write `over 5m` or `over 10 samples`")
+                        let hint = if e.hint == units::MAX_DURATION_HINT {
+                            e.hint
+                        } else {
+                            "write `over 5m` or `over 10 samples`"
+                        };
+                        duration_error(src, &tokens, pos + 1, e.message, hint)
                     })?;
                     window = Some(Window::Duration(d));
                     pos += 2;
@@ -657,7 +677,7 @@ fn parse_threshold(tokens: &[Token<'_>], metric: &Metric, after: usize) -> Resul
                             delta_hint,
                         )
                     })?;
-                    Delta::Percent(sign * p)
+                    Delta::Percent(sign * finite(p, v)?)
                 } else {
                     Delta::Absolute(sign * parse_value(v, metric.field.kind(), metric)?)
                 };
@@ -676,7 +696,7 @@ fn parse_threshold(tokens: &[Token<'_>], metric: &Metric, after: usize) -> Resul
                 })?;
                 Ok((
                     Threshold::Baseline {
-                        delta: Delta::Factor(f),
+                        delta: Delta::Factor(finite(f, v)?),
                     },
                     3,
                 ))
@@ -688,7 +708,25 @@ fn parse_threshold(tokens: &[Token<'_>], metric: &Metric, after: usize) -> Resul
     Ok((Threshold::Absolute { value }, 1))
 }
 
+/// `v`, written at `t`, if it is an ordinary number: `inf`, `NaN` and a
+/// number too long for a float compare with nothing sensibly.
+fn finite(v: f64, t: &Token<'_>) -> Result<f64, RuleError> {
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(err(
+            t.span.clone(),
+            format!("`{}` is not a finite number", t.text),
+            units::FINITE_HINT,
+        ))
+    }
+}
+
 fn parse_value(t: &Token<'_>, kind: ValueKind, metric: &Metric) -> Result<f64, RuleError> {
+    parse_any_value(t, kind, metric).and_then(|v| finite(v, t))
+}
+
+fn parse_any_value(t: &Token<'_>, kind: ValueKind, metric: &Metric) -> Result<f64, RuleError> {
     let s = t.text;
     match kind {
         ValueKind::Ratio => {
@@ -704,12 +742,16 @@ fn parse_value(t: &Token<'_>, kind: ValueKind, metric: &Metric) -> Result<f64, R
                 format!("write it with %, like `{} > 5%`", metric),
             ))
         }
-        ValueKind::Millis => units::parse_duration(s).map(|d| d.as_secs_f64() * 1000.0).map_err(|_| {
-            err(
-                t.span.clone(),
-                format!("`{}` is a time, found `{s}`", metric.field.name()),
-                "write it with a unit, like 500ms or 2s",
-            )
+        ValueKind::Millis => units::parse_duration(s).map(|d| d.as_secs_f64() * 1000.0).map_err(|e| {
+            if e.hint == units::MAX_DURATION_HINT {
+                err(t.span.clone(), e.message, e.hint)
+            } else {
+                err(
+                    t.span.clone(),
+                    format!("`{}` is a time, found `{s}`", metric.field.name()),
+                    "write it with a unit, like 500ms or 2s",
+                )
+            }
         }),
         ValueKind::Bytes => units::parse_size(s)
             .map(|b| b as f64)

@@ -278,7 +278,18 @@ impl Validator<'_> {
     pub(super) fn time_scale(&mut self, s: Option<&S<f64>>) -> f64 {
         match s {
             None => 1.0,
-            Some(k) if k.get_ref().is_finite() && *k.get_ref() >= 1.0 => *k.get_ref(),
+            Some(k) if (1.0..=MAX_TIME_SCALE).contains(k.get_ref()) => *k.get_ref(),
+            Some(k) if *k.get_ref() > MAX_TIME_SCALE => {
+                self.error(
+                    k.span(),
+                    format!(
+                        "time-scale = {} is too fast",
+                        self.source.get(k.span()).unwrap_or_default().trim()
+                    ),
+                    "time-scale is at most 1000000 (a week of watching in 0.6s)",
+                );
+                1.0
+            }
             Some(k) => {
                 self.error(
                     k.span(),
@@ -290,6 +301,9 @@ impl Validator<'_> {
         }
     }
 }
+
+/// The fastest a rehearsal may run.
+pub const MAX_TIME_SCALE: f64 = 1_000_000.0;
 
 impl Plan {
     /// Divides every watch duration by `k`: probe intervals, rule windows and

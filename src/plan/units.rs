@@ -15,11 +15,33 @@ pub const DURATION_HINT: &str = "write a number and a unit: 250ms, 30s, 5m, 2h o
 pub const SIZE_HINT: &str = "write a number and a unit: 512KB, 500MB, 2GB (or KiB, MiB, GiB)";
 pub const PERCENT_HINT: &str = "write a number followed by %, like 5% or 0.5%";
 
-/// Parses `250ms`, `30s`, `5m`, `2h`, `1d`, `1w`, also compound `1h30m`.
+/// The longest duration a plan (or a command-line option) may hold: 100 years.
+/// Anything longer is a typo, and every deadline, sum and product of
+/// durations downstream stays far from overflowing.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+pub const MAX_DURATION_HINT: &str = "a duration is at most 100 years (876000h)";
+/// The largest size a plan may hold: 1 PiB.
+pub const MAX_SIZE: u64 = 1 << 50;
+pub const MAX_SIZE_HINT: &str = "a size is at most 1024TiB";
+
+/// The most samples a window (`over N samples`) or `min-samples` may count: a
+/// watch keeps that many per probe in memory.
+pub const MAX_SAMPLES: usize = 100_000;
+pub const MAX_SAMPLES_HINT: &str =
+    "a window counts at most 100000 samples; for longer, write a duration like `over 1h`";
+/// Numbers in rules must be finite: `inf` and `NaN` compare with nothing sensibly.
+pub const FINITE_HINT: &str = "write an ordinary number, like 3 or 0.5 (not inf or NaN)";
+
+/// Parses `250ms`, `30s`, `5m`, `2h`, `1d`, `1w`, also compound `1h30m`; at
+/// most [`MAX_DURATION`], each part and the sum.
 pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
     let err = || UnitError {
         message: format!("expected a duration like 30s or 5m, found {text:?}"),
         hint: DURATION_HINT,
+    };
+    let too_long = || UnitError {
+        message: format!("the duration {text:?} is too long"),
+        hint: MAX_DURATION_HINT,
     };
     let s = text.trim();
     if s.is_empty() {
@@ -48,13 +70,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
             "w" => value * 604_800.0,
             _ => return Err(err()),
         };
-        total += Duration::from_secs_f64(secs);
+        // A number of 400 digits parses as infinity: too long, like any other.
+        if !secs.is_finite() || secs > MAX_DURATION.as_secs_f64() {
+            return Err(too_long());
+        }
+        let part = Duration::try_from_secs_f64(secs).map_err(|_| too_long())?;
+        total = total
+            .checked_add(part)
+            .filter(|t| *t <= MAX_DURATION)
+            .ok_or_else(too_long)?;
     }
     Ok(total)
 }
 
 /// Parses `500MB`, `2GiB`, `512KB`, `100B`. Decimal units are powers of 1000,
-/// binary ones (`KiB`) of 1024, as people read them.
+/// binary ones (`KiB`) of 1024, as people read them. At most [`MAX_SIZE`].
 pub fn parse_size(text: &str) -> Result<u64, UnitError> {
     let err = || UnitError {
         message: format!("expected a size like 500MB, found {text:?}"),
@@ -78,7 +108,15 @@ pub fn parse_size(text: &str) -> Result<u64, UnitError> {
         "TiB" => 1024.0f64.powi(4),
         _ => return Err(err()),
     };
-    Ok((value * factor).round() as u64)
+    let bytes = (value * factor).round();
+    // A number of 400 digits parses as infinity: too large, like any other.
+    if !bytes.is_finite() || bytes > MAX_SIZE as f64 {
+        return Err(UnitError {
+            message: format!("the size {text:?} is too large"),
+            hint: MAX_SIZE_HINT,
+        });
+    }
+    Ok(bytes as u64)
 }
 
 /// A percentage as written (`5%` is `Percent(5.0)`).
@@ -161,12 +199,32 @@ mod tests {
     }
 
     #[test]
+    fn durations_past_100_years_are_refused_not_a_panic() {
+        assert_eq!(parse_duration("876000h").unwrap(), MAX_DURATION);
+        for long in [
+            "18446744073709551616s",
+            "876000h1ms",
+            "5000000000000000000s5000000000000000000s",
+            "60000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000w",
+            "5218w",
+        ] {
+            let e = parse_duration(long).unwrap_err();
+            assert_eq!(e.hint, MAX_DURATION_HINT, "{long}");
+            assert!(e.message.contains(long), "{}", e.message);
+        }
+    }
+
+    #[test]
     fn sizes() {
         assert_eq!(parse_size("500MB").unwrap(), 500_000_000);
         assert_eq!(parse_size("2GiB").unwrap(), 2 * 1024 * 1024 * 1024);
         assert_eq!(parse_size("100").unwrap(), 100);
         assert!(parse_size("500 mb").is_err());
         assert!(parse_size("MB").is_err());
+        assert_eq!(parse_size("1024TiB").unwrap(), MAX_SIZE);
+        for big in ["1025TiB", "18446744073709551616", "99999999999999999999999TB"] {
+            assert_eq!(parse_size(big).unwrap_err().hint, MAX_SIZE_HINT, "{big}");
+        }
     }
 
     #[test]

@@ -6,6 +6,9 @@ use std::time::Duration;
 use super::raw::{self, S};
 use super::{Check, CheckKind, Validator, Verify};
 
+/// The most matching lines a file check may expect: more than any source file holds.
+const MAX_LINE_COUNT: i64 = 1_000_000_000;
+
 impl Validator<'_> {
     pub(super) fn verify(&mut self, v: &raw::RawVerify, probes: &BTreeSet<String>) -> Verify {
         let checks = v.checks.iter().filter_map(|c| self.check(c, probes)).collect();
@@ -88,10 +91,22 @@ impl Validator<'_> {
             let command = self.command(run, r.shell.as_ref().is_some_and(|s| *s.get_ref()));
             let name = command.shown();
             let output = r.output.as_ref().and_then(|o| self.regex(o, "the output match"));
+            let exit_code = match &r.exit_code {
+                Some(e) if (0..=255).contains(e.get_ref()) => *e.get_ref() as i32,
+                Some(e) => {
+                    self.error(
+                        e.span(),
+                        format!("exit code {} is out of range", e.get_ref()),
+                        "exit codes run from 0 to 255",
+                    );
+                    0
+                }
+                None => 0,
+            };
             (
                 CheckKind::Run {
                     command,
-                    exit_code: r.exit_code.as_ref().map_or(0, |e| *e.get_ref() as i32),
+                    exit_code,
                     output,
                 },
                 name,
@@ -110,11 +125,11 @@ impl Validator<'_> {
                 );
             }
             let count = match &r.count {
-                Some(n) if *n.get_ref() >= 0 => Some(*n.get_ref() as usize),
+                Some(n) if (0..=MAX_LINE_COUNT).contains(n.get_ref()) => Some(*n.get_ref() as usize),
                 Some(n) => {
                     self.error(
                         n.span(),
-                        format!("count must be 0 or more, found {}", n.get_ref()),
+                        format!("count must be between 0 and {MAX_LINE_COUNT}, found {}", n.get_ref()),
                         "count is how many lines must match",
                     );
                     None

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::oplog::SampleRow;
 use crate::plan::units;
+use crate::redact::Redacted;
 use crate::rollback::RollbackReport;
 use crate::verify::CheckResult;
 use crate::watch::{BaselineStats, Verdict};
@@ -360,15 +361,16 @@ pub fn load(ws: &Workspace, id: &str) -> anyhow::Result<Incident> {
 pub fn write(ws: &Workspace, i: &Incident) -> anyhow::Result<PathBuf> {
     let dir = report_dir(ws, &i.id);
     fs_err::create_dir_all(&dir)?;
-    let put = |name: &str, text: &str| -> anyhow::Result<PathBuf> {
+    // The one writer of report files (diagnostics are part of each): only
+    // redacted text reaches it.
+    let put = |name: &str, text: Redacted<String>| -> anyhow::Result<PathBuf> {
         let path = dir.join(name);
-        let text = ws.redactor.redact(text);
-        crate::service::write_atomic(&path, text.as_bytes())
+        crate::service::write_atomic(&path, text.as_str().as_bytes())
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
         Ok(path)
     };
-    let md = put("report.md", &markdown(i))?;
-    put("report.html", &html::render(i))?;
+    let md = put("report.md", ws.redactor.text(&markdown(i)))?;
+    put("report.html", ws.redactor.text(&html::render(i)))?;
     let mut json = serde_json::to_value(i)?;
     // The figures as the Markdown and the console give them, for scripts.
     json["figures"] = serde_json::json!({
@@ -379,8 +381,7 @@ pub fn write(ws: &Workspace, i: &Incident) -> anyhow::Result<PathBuf> {
         "rto_ms": i.rto_ms,
         "within_rto": i.within_rto(),
     });
-    ws.redactor.redact_json(&mut json);
-    put("report.json", &serde_json::to_string_pretty(&json)?)?;
+    put("report.json", ws.redactor.json(json).to_text(true))?;
     Ok(md)
 }
 

@@ -72,7 +72,7 @@ pub fn gc(ws: &Workspace, rules: &GcRules) -> anyhow::Result<GcReport> {
         let by_count = rules.keep.is_some_and(|n| rank >= n);
         let by_age = rules
             .older_than
-            .is_some_and(|d| now - c.created_at > d.as_millis() as i64);
+            .is_some_and(|d| now.saturating_sub(c.created_at) > crate::context::millis(d));
         let asked = rules.keep.is_some() || rules.older_than.is_some();
         let drop = asked
             && rank > 0

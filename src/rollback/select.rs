@@ -157,17 +157,60 @@ pub fn level_checks(plan: &Plan, sel: &Selection) -> Vec<Check> {
 
 impl Selected {
     /// The longest the steps can take: the sum of their timeouts (a `run` step
-    /// with retries counts every attempt).
+    /// with retries counts every attempt and the delays between them).
+    /// Saturates: each duration of a plan is bounded, their sums are not.
     pub fn worst_case(&self) -> Duration {
         self.steps
             .iter()
             .map(|s| match &s.kind {
                 crate::plan::StepKind::Run {
                     retries, retry_delay, ..
-                } => (s.timeout + *retry_delay) * (*retries + 1),
+                } => s
+                    .timeout
+                    .saturating_mul(retries.saturating_add(1))
+                    .saturating_add(retry_delay.saturating_mul(*retries)),
                 _ => s.timeout,
             })
-            .sum()
+            .fold(Duration::ZERO, Duration::saturating_add)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(steps: &str) -> Plan {
+        let src = format!("[plan]\nname = \"x\"\nrto = \"5m\"\n[rollback]\nsteps = [{steps}]\n");
+        Plan::parse(
+            std::path::Path::new("backout.toml"),
+            &src,
+            &crate::context::Env::default(),
+        )
+        .unwrap()
+    }
+
+    /// A retry delay falls between attempts: none without retries.
+    #[test]
+    fn the_worst_case_counts_every_attempt_and_the_delays_between_them() {
+        let full = |steps| select(&plan(steps), &Request::default()).unwrap().worst_case();
+        assert_eq!(full("{ run = \"true\", timeout = \"10s\" }"), Duration::from_secs(10));
+        assert_eq!(
+            full(
+                "{ run = \"true\", timeout = \"10s\", retries = 2, retry-delay = \"5s\" }, { run = \"true\", timeout = \"1s\" }"
+            ),
+            Duration::from_secs(30 + 10 + 1)
+        );
+    }
+
+    /// The longest steps a plan may hold (100 years, 100 retries 100 years
+    /// apart): a worst case, not an overflow.
+    #[test]
+    fn the_worst_case_of_the_longest_steps_allowed() {
+        let long = "{ run = \"true\", timeout = \"876000h\", retries = 100, retry-delay = \"876000h\" }";
+        let w = select(&plan(&[long; 4].join(", ")), &Request::default())
+            .unwrap()
+            .worst_case();
+        assert_eq!(w, crate::plan::units::MAX_DURATION * 201 * 4);
     }
 }
 

@@ -257,7 +257,7 @@ fn end_token(name: &str, token: &str, grace: Duration) -> Result<usize, ServiceE
     // also awaited by their start time until they are dead or zombies.
     let signalled: Vec<(i32, Option<u64>)> = found.iter().map(|&(pid, _)| (pid, start_time(pid))).collect();
     let wait = |timeout: Duration| -> Vec<(i32, i32)> {
-        let until = Instant::now() + timeout;
+        let until = crate::context::deadline(timeout);
         loop {
             let mut left = processes_with_token(token);
             for &(pid, started) in &signalled {
@@ -583,7 +583,7 @@ pub fn restart(svc: &Service, files: &ServiceFiles) -> Result<(Stopped, Started)
 }
 
 fn wait_gone(pid: i32, timeout: Duration) -> bool {
-    let until = Instant::now() + timeout;
+    let until = crate::context::deadline(timeout);
     loop {
         if start_time(pid).is_none() {
             return true;

@@ -265,7 +265,7 @@ pub async fn stable_for(ws: &Workspace, d: Duration, mut progress: impl FnMut(Du
     let name = format!("stable for {}", units::format_duration(d));
     let probes: Vec<Probe> = ws.plan.probes.clone();
     let mut rx = crate::watch::sampler::start(probes, ws.clock.clone());
-    let until = tokio::time::Instant::now() + d;
+    let until = crate::context::async_deadline(d);
     let mut n = 0;
     while let Ok(Some(s)) = tokio::time::timeout_at(until, rx.recv()).await {
         n += 1;

@@ -70,7 +70,7 @@ pub fn apply(
         };
         let first = *since.entry(v.rule.clone()).or_insert(now);
         let waited = now - first;
-        let due = waited >= within.as_millis() as i64;
+        let due = waited >= crate::context::millis(within);
         v.outcome = match (action, due) {
             (Action::Rollback, true) => Outcome::Rollback,
             _ => Outcome::Investigate,

@@ -114,7 +114,9 @@ async fn watch_schedule(
     let started = ws.now_ms();
     if started > schedule.deploy_at {
         // A little more than the longest window, so sample-count windows fill too.
-        let from = schedule.deploy_at.max(started - eval.history_ms() - 60_000);
+        let from = schedule
+            .deploy_at
+            .max(started.saturating_sub(eval.history_ms()).saturating_sub(60_000));
         let probes: BTreeSet<&str> = plan.probes.iter().map(|p| p.name.as_str()).collect();
         for s in ws.oplog.samples_between(from, started)? {
             if probes.contains(s.probe.as_str()) {
@@ -124,7 +126,7 @@ async fn watch_schedule(
     }
     let probe_state = ws.state_dir.join("probes");
     let mut rx = sampler::start_with(plan.probes.clone(), ws.clock.clone(), Some(probe_state));
-    let deadline = limit.map(|l| tokio::time::Instant::now() + l);
+    let deadline = limit.map(crate::context::async_deadline);
     let mut first_bad: Option<i64> = None;
     let mut last: HashMap<String, Outcome> = HashMap::new();
     let all_reviews = !plan.reviews.is_empty();
@@ -142,9 +144,11 @@ async fn watch_schedule(
             .reviews
             .iter()
             .filter(|r| ready(r, &sampled) && !schedule.done.contains(&r.name))
-            .map(|r| schedule.deploy_at + r.at.as_millis() as i64)
+            .map(|r| schedule.deploy_at.saturating_add(crate::context::millis(r.at)))
             .min()
-            .map(|due| tokio::time::Instant::now() + Duration::from_millis((due - ws.now_ms()).max(0) as u64));
+            .map(|due| {
+                crate::context::async_deadline(Duration::from_millis(due.saturating_sub(ws.now_ms()).max(0) as u64))
+            });
         let wake = match (deadline, next_review) {
             (Some(d), Some(r)) => Some(d.min(r)),
             (d, r) => d.or(r),
@@ -314,7 +318,7 @@ pub async fn measure_baseline(
     mut on_sample: impl FnMut(&SampleRow),
 ) -> anyhow::Result<Vec<(String, BaselineStats)>> {
     let mut rx = sampler::start(ws.plan.probes.clone(), ws.clock.clone());
-    let until = tokio::time::Instant::now() + duration;
+    let until = crate::context::async_deadline(duration);
     let mut by_probe: HashMap<String, Vec<SampleRow>> = HashMap::new();
     while let Ok(Some(first)) = tokio::time::timeout_at(until, rx.recv()).await {
         let mut batch = vec![first];
@@ -358,7 +362,11 @@ pub fn load_baselines(ws: &Workspace, plan: &Plan) -> anyhow::Result<HashMap<Str
 pub fn time_to_detect(plan: &Plan, r: &crate::plan::Rule) -> Option<(usize, Duration)> {
     let probe = plan.probe(&r.condition.metric.probe)?;
     let n = verdict::samples_needed(r);
-    let t = probe.every * n as u32 + r.condition.hold.unwrap_or_default();
+    let n32 = u32::try_from(n).unwrap_or(u32::MAX);
+    let t = probe
+        .every
+        .saturating_mul(n32)
+        .saturating_add(r.condition.hold.unwrap_or_default());
     Some((n, t))
 }
 

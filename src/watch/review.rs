@@ -38,7 +38,7 @@ pub struct Expectation {
 pub fn due<'a>(plan: &'a Plan, deploy_at: i64, done: &BTreeSet<String>, now: i64) -> Vec<&'a Review> {
     plan.reviews
         .iter()
-        .filter(|r| !done.contains(&r.name) && deploy_at + r.at.as_millis() as i64 <= now)
+        .filter(|r| !done.contains(&r.name) && deploy_at.saturating_add(crate::context::millis(r.at)) <= now)
         .collect()
 }
 
@@ -79,7 +79,7 @@ pub fn evaluate(review: &Review, eval: &Evaluator, deploy_at: i64, now: i64) -> 
         name: review.name.clone(),
         offset_ms: review.at.as_millis() as u64,
         deploy_at,
-        due_at: deploy_at + review.at.as_millis() as i64,
+        due_at: deploy_at.saturating_add(crate::context::millis(review.at)),
         evaluated_at: now,
         passed: expectations.iter().all(|e| e.holds == Some(true)),
         action: review.action,

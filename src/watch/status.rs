@@ -98,7 +98,7 @@ pub fn load(ws: &Workspace, now: i64) -> anyhow::Result<Option<WatchStatus>> {
         .reviews
         .iter()
         .map(|r| {
-            let due_at = deploy_at + r.at.as_millis() as i64;
+            let due_at = deploy_at.saturating_add(crate::context::millis(r.at));
             let done = reviews_done.get(&r.name);
             let state = match done.map(|d| d["passed"] == true) {
                 Some(true) => ReviewState::Passed,

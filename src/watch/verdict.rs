@@ -76,7 +76,7 @@ fn window<'a>(c: &Condition, samples: &'a VecDeque<SampleRow>, now: i64) -> Vec<
     match c.window.unwrap_or(Window::Samples(DEFAULT_WINDOW_SAMPLES)) {
         Window::Samples(n) => samples.iter().skip(samples.len().saturating_sub(n)).collect(),
         Window::Duration(d) => {
-            let from = now - d.as_millis() as i64;
+            let from = now.saturating_sub(crate::context::millis(d));
             samples.iter().filter(|s| s.at > from).collect()
         }
     }
@@ -250,7 +250,7 @@ impl Evaluator {
         let mut keep_n = DEFAULT_WINDOW_SAMPLES;
         for c in conds {
             match c.window {
-                Some(Window::Duration(d)) => keep_ms = keep_ms.max(d.as_millis() as i64),
+                Some(Window::Duration(d)) => keep_ms = keep_ms.max(crate::context::millis(d)),
                 Some(Window::Samples(n)) => keep_n = keep_n.max(n),
                 None => {}
             }
@@ -277,7 +277,7 @@ impl Evaluator {
         let q = self.samples.entry(s.probe.clone()).or_default();
         let at = s.at;
         q.push_back(s);
-        while q.len() > self.keep_n && q.front().is_some_and(|f| f.at <= at - self.keep_ms) {
+        while q.len() > self.keep_n && q.front().is_some_and(|f| f.at <= at.saturating_sub(self.keep_ms)) {
             q.pop_front();
         }
     }
@@ -297,7 +297,7 @@ impl Evaluator {
             };
             let reading = read(c, samples, now, min, self.baselines.get(&c.metric.probe));
             let held_for = track_hold(&mut self.rule_since, i, reading.holds == Some(true), now);
-            let hold_ok = c.hold.is_none_or(|h| held_for >= h.as_millis() as i64);
+            let hold_ok = c.hold.is_none_or(|h| held_for >= crate::context::millis(h));
             let outcome = match reading.holds {
                 None if r.no_data == NoData::Rollback && reading.samples == 0 => Outcome::Rollback,
                 None => Outcome::Inconclusive,
@@ -350,7 +350,7 @@ impl Evaluator {
             };
             let reading = read(c, samples, now, min, self.baselines.get(&c.metric.probe));
             let held_for = track_hold(&mut self.success_since, i, reading.holds == Some(true), now);
-            let ok = reading.holds == Some(true) && c.hold.is_none_or(|h| held_for >= h.as_millis() as i64);
+            let ok = reading.holds == Some(true) && c.hold.is_none_or(|h| held_for >= crate::context::millis(h));
             all &= ok;
         }
         all

@@ -528,7 +528,7 @@ impl Scratch {
             socket,
             _dir: dir,
         };
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = crate::context::async_deadline(timeout);
         loop {
             if let Ok(mut c) = scratch.connect().await
                 && matches!(c.call(&[b"PING"]).await, Ok(Reply::Simple(ref s)) if s == "PONG")

@@ -63,7 +63,7 @@ fn count_tables(conn: &Connection, path: &Path) -> Result<u64, DbError> {
 /// Copies every page from `from` to `to`, retrying while locked, until `timeout`.
 fn copy_pages(from: &Connection, to: &mut Connection, path: &Path, timeout: Duration) -> Result<(), DbError> {
     let backup = Backup::new(from, to).map_err(sql(path, "start a backup"))?;
-    let deadline = Instant::now() + timeout;
+    let deadline = crate::context::deadline(timeout);
     loop {
         // -1: all pages in one step, so the copy is a single consistent state.
         match backup.step(-1).map_err(sql(path, "copy its pages"))? {
