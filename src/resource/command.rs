@@ -184,7 +184,7 @@ async fn already_as_saved(spec: &CaptureCommand, snap: &CommandSnapshot, dir: &P
 }
 
 /// Checks the saved output, then runs the restore command with it, unless the
-/// state already matches it (see [`already_as_saved`]).
+/// state already matches it (see `already_as_saved`).
 pub async fn restore(spec: &CaptureCommand, snap: &CommandSnapshot, dir: &Path) -> Result<Outcome, CommandError> {
     verify(snap, dir)?;
     let t = std::time::Instant::now();
