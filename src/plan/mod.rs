@@ -7,6 +7,7 @@ mod capture;
 pub mod diag;
 #[cfg(test)]
 mod error_snapshots;
+pub mod evidence;
 pub mod incident;
 mod phases;
 mod probes;
@@ -268,7 +269,9 @@ pub struct Rule {
     pub text: String,
     pub condition: Condition,
     pub action: Action,
-    pub min_samples: usize,
+    /// `min-samples` as the plan sets it; `None`: derived from the window and
+    /// the threshold ([`evidence::min_samples`]).
+    pub min_samples: Option<usize>,
     pub no_data: NoData,
     /// Set: the `[decision]` matrix picks the action instead of `action`.
     pub severity: Option<Severity>,
@@ -1152,16 +1155,16 @@ impl Validator<'_> {
             }
         };
         let min_samples = match &raw.min_samples {
-            Some(m) if *m.get_ref() >= 1 => *m.get_ref() as usize,
+            Some(m) if *m.get_ref() >= 1 => Some(*m.get_ref() as usize),
             Some(m) => {
                 self.error(
                     m.span(),
                     format!("min-samples must be at least 1, found {}", m.get_ref()),
                     "a verdict needs at least one sample",
                 );
-                1
+                None
             }
-            None => 3,
+            None => None,
         };
         let no_data = match raw.no_data.as_ref().map(|n| n.get_ref().as_str()) {
             None | Some("inconclusive") => NoData::Inconclusive,
@@ -1185,26 +1188,7 @@ impl Validator<'_> {
         }
         let condition = self.condition(&raw.when, probes)?;
         let line = self.line_of(&raw.when.span());
-        if let Some(probe) = probes.iter().find(|p| p.name == condition.metric.probe)
-            && let Some(rule::Window::Duration(w)) = condition.window
-        {
-            let holds = w.as_secs_f64() / probe.every.as_secs_f64();
-            if holds < 3.0 {
-                self.warn(&raw.when.span(), format!(
-                    "rule {name:?}: its {} window holds {} sample(s) of {:?} (every {}); fewer than 3 makes a noisy verdict",
-                    units::format_duration(w), holds.floor(), probe.name, units::format_duration(probe.every)
-                ));
-            } else if (holds as usize) < min_samples {
-                self.warn(
-                    &raw.when.span(),
-                    format!(
-                        "rule {name:?}: its window holds {} samples but it needs {min_samples}: it can never decide",
-                        holds as usize
-                    ),
-                );
-            }
-        }
-        Some(Rule {
+        let rule = Rule {
             name,
             text: raw.when.get_ref().clone(),
             condition,
@@ -1213,7 +1197,13 @@ impl Validator<'_> {
             no_data,
             severity,
             line,
-        })
+        };
+        if let Some(probe) = probes.iter().find(|p| p.name == rule.condition.metric.probe) {
+            for w in evidence::warnings(&rule, &probe.name, probe.every) {
+                self.warn(&raw.when.span(), w);
+            }
+        }
+        Some(rule)
     }
 }
 
@@ -1341,7 +1331,7 @@ then = "rollback"
 
 [[rule]]
 name = "slow"
-when = "health.latency.p95 > baseline + 25%"
+when = "health.latency.p95 > baseline + 25% over 1m"
 then = "investigate"
 
 [success]

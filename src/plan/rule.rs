@@ -123,6 +123,40 @@ impl Field {
         }
     }
 
+    /// Whether the field is a share written as a percentage (`error_rate`, `cpu`),
+    /// whose baseline-relative amounts may be percentage points (`+ 2pp`).
+    pub fn is_ratio(self) -> bool {
+        self.kind() == ValueKind::Ratio
+    }
+
+    /// Whether a healthy baseline of this field is often exactly 0 (no errors, no
+    /// matches): then a relative threshold (`baseline + 50%`) is 0 too, and any
+    /// single event trips it.
+    pub fn baseline_can_be_zero(self) -> bool {
+        matches!(
+            self,
+            Field::ErrorRate | Field::Count | Field::Rate | Field::Cpu | Field::ExitCode | Field::ConsecutiveFailures
+        )
+    }
+
+    /// Whether every value of the field is ≥ 0, so a mean over part of a window
+    /// bounds the whole window's mean from below.
+    pub fn non_negative(self) -> bool {
+        matches!(
+            self,
+            Field::Latency | Field::Size | Field::Rss | Field::Cpu | Field::Fds | Field::Count | Field::Rate
+        )
+    }
+
+    /// An absolute amount of this field written back in the rule's units: `2pp`
+    /// for rates, `50ms`, `1MB`, a number.
+    pub fn format_amount(self, v: f64) -> String {
+        match self.kind() {
+            ValueKind::Ratio => format!("{}pp", units::trim_float((v * 1e6).round() / 1e4)),
+            _ => format_value(self, v),
+        }
+    }
+
     /// Whether an aggregation suffix (`.p95`) makes sense for this field.
     pub fn aggregates(self) -> bool {
         matches!(
@@ -642,14 +676,38 @@ fn parse_threshold(tokens: &[Token<'_>], metric: &Metric, after: usize) -> Resul
         return Err(err(after..after, "missing threshold", RULE_HINT));
     };
     if t.text == "baseline" {
-        let delta_hint = "write `baseline + 25%`, `baseline - 10ms` or `baseline * 2`";
+        let delta_hint = "write `baseline + 25%` (relative), `baseline + 2pp` (percentage points), `baseline - 10ms` or `baseline * 2`";
         return match tokens.get(1).map(|t| t.text) {
             Some("+") | Some("-") => {
                 let sign = if tokens[1].text == "-" { -1.0 } else { 1.0 };
                 let v = tokens
                     .get(2)
                     .ok_or_else(|| err(tokens[1].span.clone(), "missing value after the sign", delta_hint))?;
-                let delta = if let Some(p) = v.text.strip_suffix('%') {
+                let delta = if let Some(p) = v.text.strip_suffix("pp") {
+                    // Percentage points: `baseline + 2pp` is 1% → 3%, whatever the baseline.
+                    if metric.field.kind() != ValueKind::Ratio {
+                        return Err(err(
+                            v.span.clone(),
+                            format!("`pp` (percentage points) is for rates, not `{}`", metric.field.name()),
+                            format!(
+                                "percentage points apply to error_rate and cpu; for {} write an amount in its unit or a relative `+ 25%`",
+                                metric.field.name()
+                            ),
+                        ));
+                    }
+                    let p: f64 = p
+                        .parse()
+                        .ok()
+                        .filter(|p: &f64| p.is_finite() && *p >= 0.0)
+                        .ok_or_else(|| {
+                            err(
+                                v.span.clone(),
+                                format!("expected percentage points like `2pp`, found `{}`", v.text),
+                                delta_hint,
+                            )
+                        })?;
+                    Delta::Absolute(sign * p / 100.0)
+                } else if let Some(p) = v.text.strip_suffix('%') {
                     let p: f64 = p.parse().map_err(|_| {
                         err(
                             v.span.clone(),
@@ -658,6 +716,19 @@ fn parse_threshold(tokens: &[Token<'_>], metric: &Metric, after: usize) -> Resul
                         )
                     })?;
                     Delta::Percent(sign * p)
+                } else if metric.field.kind() == ValueKind::Ratio {
+                    // A bare number on a rate is ambiguous: say both readings.
+                    return Err(err(
+                        v.span.clone(),
+                        format!(
+                            "`baseline {} {}` does not say whether {} is percentage points or a share of the baseline",
+                            tokens[1].text, v.text, v.text
+                        ),
+                        format!(
+                            "write `baseline + 2pp` for 2 percentage points above the baseline (1% → 3%), or `baseline + 50%` for half as much again (1% → 1.5%); {} is a rate",
+                            metric.field.name()
+                        ),
+                    ));
                 } else {
                     Delta::Absolute(sign * parse_value(v, metric.field.kind(), metric)?)
                 };
@@ -806,10 +877,11 @@ pub fn format_threshold(field: Field, t: &Threshold) -> String {
         Threshold::Baseline {
             delta: Delta::Absolute(a),
         } => {
+            // Percentage points for rates, so `+ 2pp` never reads as the relative `+ 2%`.
             format!(
                 "baseline {} {}",
                 if *a >= 0.0 { "+" } else { "-" },
-                format_value(field, a.abs())
+                field.format_amount(a.abs())
             )
         }
         other => other.to_string(),
@@ -871,6 +943,50 @@ mod tests {
                 delta: Delta::Absolute(-10.0)
             }
         );
+    }
+
+    #[test]
+    fn baseline_amounts_in_points_and_milliseconds() {
+        // Percentage points: 1% → 3%, whatever the baseline; not 1% → 1.02%.
+        let c = cond("api.error_rate > baseline + 2pp over 30s");
+        assert_eq!(
+            c.threshold,
+            Threshold::Baseline {
+                delta: Delta::Absolute(0.02)
+            }
+        );
+        let Threshold::Baseline { delta } = &c.threshold else {
+            unreachable!()
+        };
+        assert!((delta.apply(0.01) - 0.03).abs() < 1e-12);
+        assert!((delta.apply(0.0) - 0.02).abs() < 1e-12);
+        assert_eq!(format_threshold(Field::ErrorRate, &c.threshold), "baseline + 2pp");
+        // The relative form stays multiplicative and reads as such.
+        let c = cond("api.error_rate > baseline + 50%");
+        assert_eq!(format_threshold(Field::ErrorRate, &c.threshold), "baseline + 50%");
+        // Milliseconds and seconds for latency.
+        let c = cond("api.latency.p95 > baseline + 50ms over 30s");
+        assert_eq!(
+            c.threshold,
+            Threshold::Baseline {
+                delta: Delta::Absolute(50.0)
+            }
+        );
+        assert_eq!(format_threshold(Field::Latency, &c.threshold), "baseline + 50ms");
+        let c = cond("api.latency.p95 > baseline + 1.5s");
+        assert_eq!(
+            c.threshold,
+            Threshold::Baseline {
+                delta: Delta::Absolute(1500.0)
+            }
+        );
+        // A bare number on a rate is ambiguous: refused, with both readings.
+        let e = parse_condition("api.error_rate > baseline + 0.1").unwrap_err();
+        assert_eq!(&"api.error_rate > baseline + 0.1"[e.span.clone()], "0.1");
+        assert!(e.hint.contains("2pp") && e.hint.contains("50%"), "{e:?}");
+        // Points only on rates.
+        let e = parse_condition("api.latency > baseline + 2pp").unwrap_err();
+        assert!(e.message.contains("percentage points"), "{e:?}");
     }
 
     #[test]

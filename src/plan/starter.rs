@@ -395,19 +395,21 @@ fn services_section(out: &mut String, d: &Detected) {
 fn health_sections(out: &mut String, health: Option<&str>) {
     let url = toml_str(health.unwrap_or(PLACEHOLDER_URL));
     let body = format!(
-        r#"# How health is measured: one request every 5s; a non-2xx answer or one slower
+        r#"# How health is measured: one request every 2s; a non-2xx answer or one slower
 # than 2s is a failure. Rules below refer to it as `health`.
 [[probe]]
 name = "health"
-every = "5s"
+every = "2s"
 timeout = "2s"
 http = {{ url = {url}, status = "2xx" }}
 
-# How long `backout baseline` samples the probes before a change to learn "normal".
+# How long `backout baseline` samples the probes before a change to learn "normal"
+# (30 samples: a p95 from fewer moves with every slow answer).
 [baseline]
-for = "30s"
+for = "1m"
 
 # When to act. then = "rollback" rolls back; then = "investigate" only alerts.
+# A 1m window holds 30 samples: more than 5% of them is 2 failures.
 [[rule]]
 name = "errors"
 when = "health.error_rate > 5% over 1m"

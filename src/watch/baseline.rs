@@ -63,7 +63,9 @@ impl BaselineStats {
     pub fn from_samples(samples: &[SampleRow]) -> Self {
         let count = samples.len();
         let failed = samples.iter().filter(|s| !s.ok).count();
-        let lat: Vec<f64> = samples.iter().filter_map(|s| s.latency_ms).collect();
+        // Latency of answers only: a refused connection is fast and says nothing
+        // of the service's speed (the same rule as in a watch's windows).
+        let lat: Vec<f64> = samples.iter().filter(|s| s.ok).filter_map(|s| s.latency_ms).collect();
         let sizes: Vec<f64> = samples.iter().filter_map(|s| s.size.map(|v| v as f64)).collect();
         BaselineStats {
             count,
@@ -130,7 +132,9 @@ fn field_stats(samples: &[SampleRow]) -> BTreeMap<String, FieldStats> {
     out
 }
 
-/// Folds values with `agg`; percentiles by nearest rank.
+/// Folds values with `agg`. Percentiles interpolate linearly between the two
+/// nearest ranks (numpy's and R's default, type 7), so a window that gains or
+/// loses one sample moves its p95 a little, never from one sample to the next.
 pub fn aggregate(values: &[f64], agg: Agg) -> Option<f64> {
     if values.is_empty() {
         return None;
@@ -138,8 +142,7 @@ pub fn aggregate(values: &[f64], agg: Agg) -> Option<f64> {
     let pct = |p: f64| {
         let mut v = values.to_vec();
         v.sort_by(f64::total_cmp);
-        let rank = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
-        v[rank - 1]
+        quantile_sorted(&v, p)
     };
     Some(match agg {
         Agg::Last => *values.last()?,
@@ -153,15 +156,29 @@ pub fn aggregate(values: &[f64], agg: Agg) -> Option<f64> {
     })
 }
 
+/// The interpolated `p` quantile of sorted, non-empty `v`.
+pub fn quantile_sorted(v: &[f64], p: f64) -> f64 {
+    let h = p.clamp(0.0, 1.0) * (v.len() - 1) as f64;
+    let lo = h.floor() as usize;
+    let hi = (lo + 1).min(v.len() - 1);
+    v[lo] + (h - lo as f64) * (v[hi] - v[lo])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn percentiles_by_nearest_rank() {
+    fn percentiles_interpolate() {
         let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(aggregate(&v, Agg::P50), Some(50.0));
-        assert_eq!(aggregate(&v, Agg::P95), Some(95.0));
+        // numpy.percentile(range(1, 101), [50, 95]) == [50.5, 95.05]
+        assert_eq!(aggregate(&v, Agg::P50), Some(50.5));
+        assert!((aggregate(&v, Agg::P95).unwrap() - 95.05).abs() < 1e-9);
+        // One more or one fewer sample moves a p95 a little, not a rank.
+        let w: Vec<f64> = (1..=120).map(f64::from).collect();
+        let x: Vec<f64> = (1..=119).map(f64::from).collect();
+        let (a, b) = (aggregate(&w, Agg::P95).unwrap(), aggregate(&x, Agg::P95).unwrap());
+        assert!((a - b).abs() < 1.0, "{a} vs {b}");
         assert_eq!(aggregate(&v, Agg::Max), Some(100.0));
         assert_eq!(aggregate(&v, Agg::Mean), Some(50.5));
         assert_eq!(aggregate(&[], Agg::Mean), None);
@@ -183,7 +200,7 @@ mod tests {
         let b = BaselineStats::from_samples(&rows);
         assert_eq!(b.fields["rss"].max, 400.0);
         assert_eq!(b.fields["value"].mean, 1.5);
-        assert_eq!(b.value(Field::Rss, Agg::Last), Some(200.0));
+        assert_eq!(b.value(Field::Rss, Agg::Last), Some(250.0), "the median of 100..400");
         assert_eq!(b.value(Field::Rate, Agg::Last), Some(2.0), "2 matches a second");
         assert_eq!(b.value(Field::Count, Agg::Last), None);
         // Old baselines (no `fields`) still load.

@@ -293,6 +293,8 @@ fn review_verdict(r: &ReviewResult) -> Verdict {
         failed_samples: 0,
         first_sample_at: None,
         last_sample_at: None,
+        window_samples: None,
+        window_full: true,
         explanation: format!(
             "{}: {}",
             r.summary(),
@@ -353,13 +355,38 @@ pub fn load_baselines(ws: &Workspace, plan: &Plan) -> anyhow::Result<HashMap<Str
     Ok(out)
 }
 
-/// Time a rule needs to detect a total failure (every sample bad): the samples it
-/// needs times the probe's interval, plus its `for` duration.
+/// Time a rule needs to detect a sustained breach (every sample failed, or every
+/// answer beyond its limit) from the first sample of a fresh watch: the samples
+/// it needs times the probe's interval, plus its `for` duration.
 pub fn time_to_detect(plan: &Plan, r: &crate::plan::Rule) -> Option<(usize, Duration)> {
-    let probe = plan.probe(&r.condition.metric.probe)?;
-    let n = verdict::samples_needed(r);
-    let t = probe.every * n as u32 + r.condition.hold.unwrap_or_default();
-    Some((n, t))
+    detect_times(plan, r).fresh
+}
+
+/// Samples and time a rule needs to detect a sustained breach: on a fresh watch
+/// and with a full window of healthy samples.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DetectTimes {
+    pub fresh: Option<(usize, Duration)>,
+    pub full: Option<(usize, Duration)>,
+    /// The figures assume a 0% baseline (a relative error-rate rule).
+    pub zero_baseline: bool,
+}
+
+pub fn detect_times(plan: &Plan, r: &crate::plan::Rule) -> DetectTimes {
+    let Some(probe) = plan.probe(&r.condition.metric.probe) else {
+        return DetectTimes {
+            fresh: None,
+            full: None,
+            zero_baseline: false,
+        };
+    };
+    let d = crate::plan::evidence::detect(r, probe.every);
+    let time = |n: usize| (n, probe.every * n as u32 + r.condition.hold.unwrap_or_default());
+    DetectTimes {
+        fresh: d.fresh.map(time),
+        full: d.full.map(time),
+        zero_baseline: d.zero_baseline,
+    }
 }
 
 /// ` over WINDOW` as a rule summary reads it; empty where no window applies.

@@ -8,8 +8,9 @@ use serde::Serialize;
 
 use super::baseline::{BaselineStats, aggregate};
 use crate::oplog::SampleRow;
+use crate::plan::rule::Agg;
 use crate::plan::rule::{self, Condition, Field, Threshold, Window};
-use crate::plan::{Action, Criterion, DEFAULT_WINDOW_SAMPLES, Decision, NoData, Plan, Rule, units};
+use crate::plan::{Action, Criterion, DEFAULT_WINDOW_SAMPLES, Decision, NoData, Plan, Rule, evidence, units};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -36,8 +37,19 @@ pub struct Verdict {
     pub failed_samples: usize,
     pub first_sample_at: Option<i64>,
     pub last_sample_at: Option<i64>,
+    /// Samples the rule's window holds when full (`over 30s` at 250ms: 120).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_samples: Option<usize>,
+    /// Whether the window was full; `false`: a fresh watch's window still
+    /// filling, whose value (if any) is a lower bound already past the limit.
+    #[serde(default = "full_by_default")]
+    pub window_full: bool,
     /// One line a person can act on.
     pub explanation: String,
+}
+
+fn full_by_default() -> bool {
+    true
 }
 
 /// The result of one condition over its window.
@@ -53,113 +65,224 @@ pub struct Reading {
     pub first_at: Option<i64>,
     pub last_at: Option<i64>,
     pub missing: Option<String>,
+    /// Samples the window holds when full.
+    pub capacity: usize,
+    /// Whether the window is full (a fresh watch's is still filling).
+    pub full: bool,
+    /// `value` is a lower bound from a window still filling, already beyond the
+    /// limit whatever the rest of the window holds.
+    pub bound: bool,
 }
 
 /// Samples a `[success]` criterion needs in its window before it can hold (a
-/// window of fewer samples needs them all); the default `min-samples` of rules.
+/// window of fewer samples needs them all).
 pub const SUCCESS_MIN_SAMPLES: usize = 3;
 
-/// Samples a rule needs to detect a total failure (every sample bad).
-pub fn samples_needed(r: &Rule) -> usize {
-    match r.condition.metric.field {
-        Field::ConsecutiveFailures => match r.condition.threshold {
-            Threshold::Absolute { value } => (value.ceil() as usize).max(1),
-            Threshold::Baseline { .. } => r.min_samples,
-        },
-        Field::Up | Field::Status => 1,
-        _ => r.min_samples,
-    }
+/// What a reading asks of its window before it decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// A rule: a statistic of a window is judged on a full window (or, for a
+    /// rising rule, on a filling window that already decides the full one);
+    /// `min`: the plan's `min-samples`, when set.
+    Rule { min: Option<usize> },
+    /// A review or a success criterion: the window as it is, with at least this
+    /// many samples.
+    AsIs(usize),
 }
 
-/// The samples of `condition`'s window, oldest first.
-fn window<'a>(c: &Condition, samples: &'a VecDeque<SampleRow>, now: i64) -> Vec<&'a SampleRow> {
+/// One probe's recent samples, oldest first, and what a window needs to know
+/// about them.
+#[derive(Debug, Clone, Copy)]
+pub struct History<'a> {
+    pub samples: &'a VecDeque<SampleRow>,
+    /// The first sample of the probe this evaluator saw: a window reaching
+    /// further back than it is still filling.
+    pub first_at: Option<i64>,
+    /// The probe's interval (ms).
+    pub every_ms: i64,
+}
+
+/// The samples of `c`'s window, oldest first, and whether the window is full.
+///
+/// A duration window ends at the probe's latest sample, not at the evaluation's
+/// clock, and starts half an interval after `latest - window`: a 30s window of
+/// a 250ms probe holds 120 samples whenever it is evaluated, never 119 or 121
+/// as answers come a few milliseconds early or late. It is full once it holds
+/// that many, or once the probe's history reaches back to its start (a probe
+/// slowed down by timeouts fills its window with fewer samples).
+fn window<'a>(c: &Condition, h: &History<'a>, now: i64, cap: usize) -> (Vec<&'a SampleRow>, bool) {
     match c.window.unwrap_or(Window::Samples(DEFAULT_WINDOW_SAMPLES)) {
-        Window::Samples(n) => samples.iter().skip(samples.len().saturating_sub(n)).collect(),
+        Window::Samples(n) => {
+            let w: Vec<_> = h.samples.iter().skip(h.samples.len().saturating_sub(n)).collect();
+            let full = w.len() >= n;
+            (w, full)
+        }
         Window::Duration(d) => {
-            let from = now - d.as_millis() as i64;
-            samples.iter().filter(|s| s.at > from).collect()
+            let d = d.as_millis() as i64;
+            let Some(last) = h.samples.back() else {
+                return (Vec::new(), false);
+            };
+            if now - last.at > d {
+                // Nothing for a whole window: the probe stopped answering at all.
+                return (Vec::new(), false);
+            }
+            let margin = (h.every_ms / 2).min(d / 2);
+            let from = last.at - d + margin;
+            let mut w: Vec<_> = h.samples.iter().filter(|s| s.at > from).collect();
+            if w.len() > cap {
+                w.drain(..w.len() - cap);
+            }
+            let full = w.len() >= cap || h.first_at.is_some_and(|f| f <= from + h.every_ms);
+            (w, full)
         }
     }
 }
 
-/// Reads `c` over `samples` at `now`, needing at least `min` samples.
-pub fn read(
-    c: &Condition,
-    samples: &VecDeque<SampleRow>,
-    now: i64,
-    min: usize,
-    baseline: Option<&BaselineStats>,
-) -> Reading {
+/// The numbers an aggregating field takes in the window. Latency counts only
+/// successful samples: a refused connection answers fast and says nothing of
+/// how fast the service is (failures are what error rates count).
+fn values(c: &Condition, win: &[&SampleRow]) -> Vec<f64> {
+    match c.metric.field {
+        Field::Latency => win.iter().filter(|s| s.ok).filter_map(|s| s.latency_ms).collect(),
+        Field::Size => win.iter().filter_map(|s| s.size.map(|v| v as f64)).collect(),
+        Field::Value => match &c.metric.selector {
+            None => win.iter().filter_map(|s| s.value).collect(),
+            Some(sel) => win.iter().filter_map(|s| series_value(s, sel)).collect(),
+        },
+        f => {
+            let key = f.key().unwrap_or_default();
+            win.iter().filter_map(|s| s.fields.get(key).copied()).collect()
+        }
+    }
+}
+
+/// The value of `c` over a whole window.
+fn value(c: &Condition, win: &[&SampleRow], failed: usize) -> Option<f64> {
+    match c.metric.field {
+        Field::Up => win.last().map(|s| if s.ok { 1.0 } else { 0.0 }),
+        Field::ErrorRate => (!win.is_empty()).then(|| failed as f64 / win.len() as f64),
+        Field::ConsecutiveFailures => Some(win.iter().rev().take_while(|s| !s.ok).count() as f64),
+        Field::Status => win.iter().rev().find_map(|s| s.status).map(f64::from),
+        Field::Count => {
+            let counts: Vec<f64> = win.iter().filter_map(|s| count_of(s, c)).collect();
+            (!counts.is_empty()).then(|| counts.iter().sum())
+        }
+        Field::Rate => rate(c, win),
+        _ => aggregate(&values(c, win), c.metric.agg),
+    }
+}
+
+/// A lower bound of the full window's value from a window still filling that
+/// will hold `cap` samples: the samples not seen yet can only add failures,
+/// matches and large values. `None`: too few samples to bound it yet.
+fn lower_bound(c: &Condition, win: &[&SampleRow], failed: usize, cap: usize) -> Option<f64> {
+    match c.metric.field {
+        Field::ErrorRate => Some(failed as f64 / win.len().max(cap) as f64),
+        Field::Count | Field::Rate => value(c, win, failed),
+        _ => {
+            let mut v = values(c, win);
+            match c.metric.agg {
+                Agg::Max => v.into_iter().reduce(f64::max),
+                Agg::Mean => (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len().max(cap) as f64),
+                a => {
+                    let k = evidence::quantile_rank_from_top(evidence::quantile(a)?, cap);
+                    if v.len() < k {
+                        return None;
+                    }
+                    v.sort_by(|a, b| b.total_cmp(a));
+                    Some(v[k - 1])
+                }
+            }
+        }
+    }
+}
+
+/// Reads `c` over its window in `h` at `now`.
+pub fn read(c: &Condition, h: History<'_>, now: i64, need: Need, baseline: Option<&BaselineStats>) -> Reading {
     let field = c.metric.field;
-    let win = if field == Field::ConsecutiveFailures {
-        samples.iter().collect()
+    let shape = evidence::shape(c);
+    let cap = evidence::capacity(c, std::time::Duration::from_millis(h.every_ms.max(1) as u64));
+    let (win, full) = if field == Field::ConsecutiveFailures {
+        (h.samples.iter().collect(), true)
     } else {
-        window(c, samples, now)
+        window(c, &h, now, cap)
     };
     let failed = win.iter().filter(|s| !s.ok).count();
+    let relative = matches!(c.threshold, Threshold::Baseline { .. });
     let mut r = Reading {
         holds: None,
         value: None,
         threshold: None,
-        baseline: baseline.and_then(|b| b.value(field, c.metric.agg)),
+        // An absolute rule has no baseline to show.
+        baseline: baseline.and_then(|b| b.value(field, c.metric.agg)).filter(|_| relative),
         samples: win.len(),
         failed,
         first_at: win.first().map(|s| s.at),
         last_at: win.last().map(|s| s.at),
         missing: None,
+        capacity: cap,
+        full,
+        bound: false,
+    };
+    let min = match need {
+        Need::AsIs(m) => m,
+        Need::Rule { min } => min.unwrap_or(match (field, shape) {
+            (Field::Up | Field::Status | Field::ConsecutiveFailures, _) => 1,
+            (_, evidence::Shape::Point) => evidence::POINT_MIN_SAMPLES,
+            _ => 1,
+        }),
     };
     if win.len() < min {
         r.missing = Some(format!("{} of {min} samples needed", win.len()));
         return r;
     }
-    r.value = match field {
-        Field::Up => win.last().map(|s| if s.ok { 1.0 } else { 0.0 }),
-        Field::ErrorRate => Some(failed as f64 / win.len() as f64),
-        Field::ConsecutiveFailures => Some(win.iter().rev().take_while(|s| !s.ok).count() as f64),
-        Field::Status => win.iter().rev().find_map(|s| s.status).map(f64::from),
-        Field::Latency => aggregate(
-            &win.iter().filter_map(|s| s.latency_ms).collect::<Vec<_>>(),
-            c.metric.agg,
-        ),
-        Field::Size => aggregate(
-            &win.iter().filter_map(|s| s.size.map(|v| v as f64)).collect::<Vec<_>>(),
-            c.metric.agg,
-        ),
-        Field::Count => {
-            let counts: Vec<f64> = win.iter().filter_map(|s| count_of(s, c)).collect();
-            (!counts.is_empty()).then(|| counts.iter().sum())
-        }
-        Field::Rate => rate(c, &win),
-        Field::Value => match &c.metric.selector {
-            None => aggregate(&win.iter().filter_map(|s| s.value).collect::<Vec<_>>(), c.metric.agg),
-            Some(sel) => aggregate(
-                &win.iter().filter_map(|s| series_value(s, sel)).collect::<Vec<_>>(),
-                c.metric.agg,
-            ),
-        },
-        Field::Rss | Field::Cpu | Field::Fds | Field::ExitCode => {
-            let key = field.key().unwrap_or_default();
-            aggregate(
-                &win.iter()
-                    .filter_map(|s| s.fields.get(key).copied())
-                    .collect::<Vec<_>>(),
-                c.metric.agg,
-            )
-        }
-    };
     r.threshold = match &c.threshold {
         Threshold::Absolute { value } => Some(*value),
         Threshold::Baseline { delta } => r.baseline.map(|b| delta.apply(b)),
     };
-    if r.threshold.is_none() {
+    let Some(threshold) = r.threshold else {
         r.missing = Some("no baseline: run `backout baseline` before the change".into());
         return r;
-    }
-    if r.value.is_none() {
-        r.missing = Some(format!("no {} in the window", field.name()));
+    };
+    let whole_window = matches!(need, Need::Rule { .. }) && shape != evidence::Shape::Point;
+    if whole_window && !full {
+        // A fresh watch: decide only what the full window is bound to decide.
+        if shape == (evidence::Shape::Window { early: true })
+            && let Some(lb) = lower_bound(c, &win, failed, cap)
+            && c.op.holds(lb, threshold)
+        {
+            r.value = Some(lb);
+            r.bound = true;
+            r.holds = Some(true);
+            return r;
+        }
+        let so_far = match value(c, &win, failed) {
+            Some(v) if field != Field::ErrorRate => format!(", {} = {}", c.metric, rule::format_value(field, v)),
+            _ => String::new(),
+        };
+        r.missing = Some(format!(
+            "window filling: {} of {cap} samples so far ({failed} failed{so_far}); it decides on a full window{}",
+            win.len(),
+            match (shape, evidence::trip_count(c, cap, Some(threshold))) {
+                (evidence::Shape::Window { early: true }, Some(k)) if field == Field::ErrorRate =>
+                    format!(", or sooner at {k} failed"),
+                _ => String::new(),
+            }
+        ));
         return r;
     }
-    r.holds = Some(c.op.holds(r.value.unwrap_or_default(), r.threshold.unwrap_or_default()));
+    r.value = value(c, &win, failed);
+    let Some(v) = r.value else {
+        r.missing = Some(match field {
+            Field::Latency => format!(
+                "no successful sample in the window ({failed} of {} failed): latency is measured on answers only, failures count in error_rate",
+                win.len()
+            ),
+            _ => format!("no {} in the window", field.name()),
+        });
+        return r;
+    };
+    r.holds = Some(c.op.holds(v, threshold));
     r
 }
 
@@ -226,6 +349,9 @@ pub struct Evaluator {
     success: Vec<Criterion>,
     baselines: HashMap<String, BaselineStats>,
     samples: HashMap<String, VecDeque<SampleRow>>,
+    /// Each probe's first sample seen, and its interval (ms).
+    first_at: HashMap<String, i64>,
+    every_ms: HashMap<String, i64>,
     /// Since when each rule's condition has held without a break.
     rule_since: HashMap<usize, i64>,
     success_since: HashMap<usize, i64>,
@@ -256,13 +382,19 @@ impl Evaluator {
             }
         }
         for r in &plan.rules {
-            keep_n = keep_n.max(samples_needed(r));
+            keep_n = keep_n.max(r.min_samples.unwrap_or(1));
         }
         Evaluator {
             rules: plan.rules.clone(),
             success: plan.success.clone(),
             baselines,
             samples: HashMap::new(),
+            first_at: HashMap::new(),
+            every_ms: plan
+                .probes
+                .iter()
+                .map(|p| (p.name.clone(), p.every.as_millis().max(1) as i64))
+                .collect(),
             rule_since: HashMap::new(),
             success_since: HashMap::new(),
             decision: plan.decision.clone(),
@@ -274,11 +406,22 @@ impl Evaluator {
     }
 
     pub fn push(&mut self, s: SampleRow) {
+        let first = self.first_at.entry(s.probe.clone()).or_insert(s.at);
+        *first = (*first).min(s.at);
         let q = self.samples.entry(s.probe.clone()).or_default();
         let at = s.at;
         q.push_back(s);
         while q.len() > self.keep_n && q.front().is_some_and(|f| f.at <= at - self.keep_ms) {
             q.pop_front();
+        }
+    }
+
+    /// The history of `probe`, for [`read`].
+    fn history<'a>(&'a self, probe: &str, empty: &'a VecDeque<SampleRow>) -> History<'a> {
+        History {
+            samples: self.samples.get(probe).unwrap_or(empty),
+            first_at: self.first_at.get(probe).copied(),
+            every_ms: self.every_ms.get(probe).copied().unwrap_or(1000),
         }
     }
 
@@ -288,14 +431,14 @@ impl Evaluator {
         let mut out = Vec::with_capacity(self.rules.len());
         for (i, r) in self.rules.iter().enumerate() {
             let c = &r.condition;
-            let samples = self.samples.get(&c.metric.probe).unwrap_or(&empty);
-            // A run of failures is countable from the first sample; other fields need their window.
-            let min = if c.metric.field == Field::ConsecutiveFailures {
-                1
-            } else {
-                samples_needed(r)
-            };
-            let reading = read(c, samples, now, min, self.baselines.get(&c.metric.probe));
+            let h = self.history(&c.metric.probe, &empty);
+            let reading = read(
+                c,
+                h,
+                now,
+                Need::Rule { min: r.min_samples },
+                self.baselines.get(&c.metric.probe),
+            );
             let held_for = track_hold(&mut self.rule_since, i, reading.holds == Some(true), now);
             let hold_ok = c.hold.is_none_or(|h| held_for >= h.as_millis() as i64);
             let outcome = match reading.holds {
@@ -323,8 +466,8 @@ impl Evaluator {
     /// Reads one condition over its window now (at least one sample), for reviews.
     pub fn check(&self, c: &Condition, now: i64) -> Reading {
         let empty = VecDeque::new();
-        let samples = self.samples.get(&c.metric.probe).unwrap_or(&empty);
-        read(c, samples, now, 1, self.baselines.get(&c.metric.probe))
+        let h = self.history(&c.metric.probe, &empty);
+        read(c, h, now, Need::AsIs(1), self.baselines.get(&c.metric.probe))
     }
 
     /// How far back samples are kept (ms), so a resumed watch can reload them.
@@ -341,14 +484,14 @@ impl Evaluator {
         let mut all = true;
         for (i, s) in self.success.iter().enumerate() {
             let c = &s.condition;
-            let samples = self.samples.get(&c.metric.probe).unwrap_or(&empty);
+            let h = self.history(&c.metric.probe, &empty);
             // Success is the confident side: like a rule, it needs a few samples
             // in its window before it can hold (one good sample proves little).
             let min = match c.window {
                 Some(Window::Samples(n)) => n.clamp(1, SUCCESS_MIN_SAMPLES),
                 _ => SUCCESS_MIN_SAMPLES,
             };
-            let reading = read(c, samples, now, min, self.baselines.get(&c.metric.probe));
+            let reading = read(c, h, now, Need::AsIs(min), self.baselines.get(&c.metric.probe));
             let held_for = track_hold(&mut self.success_since, i, reading.holds == Some(true), now);
             let ok = reading.holds == Some(true) && c.hold.is_none_or(|h| held_for >= h.as_millis() as i64);
             all &= ok;
@@ -372,7 +515,11 @@ fn verdict(r: &Rule, reading: &Reading, outcome: Outcome, held_for: i64) -> Verd
     let field = c.metric.field;
     let fmt = |v: Option<f64>| v.map_or("?".to_string(), |v| rule::format_value(field, v));
     let window = super::describe_window(c);
-    let subject = format!("{} is {}", c.metric, fmt(reading.value));
+    let subject = if reading.bound {
+        format!("{} is at least {}", c.metric, fmt(reading.value))
+    } else {
+        format!("{} is {}", c.metric, fmt(reading.value))
+    };
     let threshold = match (&c.threshold, reading.threshold) {
         (Threshold::Baseline { .. }, Some(t)) => format!(
             "{} ({} = {})",
@@ -382,7 +529,22 @@ fn verdict(r: &Rule, reading: &Reading, outcome: Outcome, held_for: i64) -> Verd
         ),
         _ => rule::format_threshold(field, &c.threshold),
     };
-    let span = format!("over {window} ({} samples, {} failed)", reading.samples, reading.failed);
+    let answered = if field == Field::Latency && reading.failed > 0 {
+        format!("; latency of the {} answered", reading.samples - reading.failed)
+    } else {
+        String::new()
+    };
+    let span = if reading.bound {
+        format!(
+            "over {window} ({} of {} samples so far, {} failed{answered}: past the limit whatever the rest of the window holds)",
+            reading.samples, reading.capacity, reading.failed
+        )
+    } else {
+        format!(
+            "over {window} ({} samples, {} failed{answered})",
+            reading.samples, reading.failed
+        )
+    };
     let explanation = match outcome {
         Outcome::Inconclusive => format!(
             "{}: inconclusive: {} ({})",
@@ -429,6 +591,8 @@ fn verdict(r: &Rule, reading: &Reading, outcome: Outcome, held_for: i64) -> Verd
         failed_samples: reading.failed,
         first_sample_at: reading.first_at,
         last_sample_at: reading.last_at,
+        window_samples: (evidence::shape(c) != evidence::Shape::Point).then_some(reading.capacity),
+        window_full: reading.full,
         explanation,
     }
 }
@@ -465,7 +629,13 @@ mod tests {
         for i in 0..8 {
             e.push(s(i * 1000, true, 5.0));
         }
-        assert_eq!(e.evaluate(7000)[0].outcome, Outcome::Pass);
+        let v = &e.evaluate(7000)[0];
+        assert_eq!(v.outcome, Outcome::Inconclusive, "8 of 10 samples: not a full window");
+        assert!(
+            v.explanation.contains("window filling: 8 of 10 samples so far"),
+            "{}",
+            v.explanation
+        );
         e.push(s(8000, false, 5.0));
         e.push(s(9000, false, 5.0));
         assert_eq!(e.evaluate(9000)[0].outcome, Outcome::Pass, "2 of 10 is 20%, not above");
@@ -627,7 +797,8 @@ min-samples = 1
         assert_eq!(p.rules[0].condition.metric.selector.as_deref(), Some("CRITICAL"));
         assert_eq!(p.rules[0].condition.metric.to_string(), "errors.count[CRITICAL]");
         let mut e = Evaluator::new(&p, HashMap::new());
-        // Plenty of ERRORs, no CRITICAL: the CRITICAL rule holds its fire.
+        // Plenty of ERRORs, no CRITICAL: the CRITICAL rule holds its fire (its
+        // window is still filling: a match may yet come).
         e.push(with_fields(
             "errors",
             1000,
@@ -642,7 +813,11 @@ min-samples = 1
             Some(0.9),
         ));
         let v = e.evaluate(1000);
-        assert_eq!((v[0].outcome, v[1].outcome), (Outcome::Pass, Outcome::Pass), "{v:#?}");
+        assert_eq!(
+            (v[0].outcome, v[1].outcome),
+            (Outcome::Inconclusive, Outcome::Pass),
+            "{v:#?}"
+        );
         e.push(with_fields(
             "errors",
             2000,
@@ -675,5 +850,210 @@ min-samples = 1
         );
         let bad = src.replace("errors.count[CRITICAL]", "errors.up[CRITICAL]");
         assert!(Plan::parse(Path::new("backout.toml"), &bad, &Env::default()).is_err());
+    }
+
+    fn quarter(rules: &str) -> Plan {
+        let src = format!(
+            "[plan]\nname = \"t\"\nrto = \"1m\"\n[[probe]]\nname = \"api\"\nevery = \"250ms\"\ntimeout = \"1s\"\nhttp = {{ url = \"http://127.0.0.1:1/\" }}\n{rules}"
+        );
+        Plan::parse(Path::new("backout.toml"), &src, &Env::default()).unwrap()
+    }
+
+    /// Issue 17 item 9 / issue 18: with the default min-samples and `over 30s`,
+    /// one failed probe at the start of a healthy watch was "12.5% > 5% over 30s
+    /// (8 samples, 1 failed)" and a ROLLBACK.
+    #[test]
+    fn one_failed_probe_at_the_start_of_a_watch_never_rolls_back() {
+        let p = quarter("[[rule]]\nname = \"errors\"\nwhen = \"api.error_rate > 5% over 30s\"\n");
+        let mut e = Evaluator::new(&p, HashMap::new());
+        let t0 = 1_000_000;
+        for i in 0..400i64 {
+            let at = t0 + i * 250;
+            e.push(s(at, i != 0, 20.0));
+            let v = &e.evaluate(at + 20)[0];
+            assert_ne!(v.outcome, Outcome::Rollback, "sample {i}: {}", v.explanation);
+            if i == 7 {
+                assert_eq!(v.outcome, Outcome::Inconclusive);
+                assert!(
+                    v.explanation
+                        .contains("window filling: 8 of 120 samples so far (1 failed)"),
+                    "{}",
+                    v.explanation
+                );
+                assert!(!v.window_full);
+            }
+            if i == 119 {
+                assert_eq!(v.outcome, Outcome::Pass, "{}", v.explanation);
+                assert_eq!((v.samples, v.failed_samples), (120, 1));
+            }
+        }
+    }
+
+    /// A fresh watch still catches what a full window would: 7 failed samples
+    /// are more than 5% of 120 whatever the other 113 turn out to be.
+    #[test]
+    fn a_filling_window_trips_when_the_full_window_must() {
+        let p = quarter("[[rule]]\nname = \"errors\"\nwhen = \"api.error_rate > 5% over 30s\"\n");
+        let mut e = Evaluator::new(&p, HashMap::new());
+        for i in 0..6 {
+            e.push(s(i * 250, false, 1.0));
+            assert_eq!(e.evaluate(i * 250)[0].outcome, Outcome::Inconclusive);
+        }
+        e.push(s(1500, false, 1.0));
+        let v = &e.evaluate(1500)[0];
+        assert_eq!(v.outcome, Outcome::Rollback);
+        assert!(!v.window_full);
+        assert_eq!(v.window_samples, Some(120));
+        assert_eq!(
+            v.explanation,
+            "errors: ROLLBACK: api.error_rate is at least 5.833% > 5% over 30s (7 of 120 samples so far, 7 failed: past the limit whatever the rest of the window holds)"
+        );
+        // A p95 needs its 7 largest of 120 above the limit.
+        let p =
+            quarter("[[rule]]\nname = \"slow\"\nwhen = \"api.latency.p95 > 100ms over 30s\"\nthen = \"investigate\"\n");
+        let mut e = Evaluator::new(&p, HashMap::new());
+        for i in 0..6 {
+            e.push(s(i * 250, true, 500.0));
+        }
+        assert_eq!(e.evaluate(1250)[0].outcome, Outcome::Inconclusive);
+        e.push(s(1500, true, 500.0));
+        assert_eq!(e.evaluate(1500)[0].outcome, Outcome::Investigate);
+    }
+
+    /// Issue 18: a 30s window held 119 or 120 samples depending on when the
+    /// last probe answered, and its p95 flapped. Windows now end at the latest
+    /// sample and hold the same count whenever they are evaluated.
+    #[test]
+    fn a_window_holds_the_same_samples_whenever_it_is_evaluated() {
+        let p =
+            quarter("[[rule]]\nname = \"slow\"\nwhen = \"api.latency.p95 > 59ms over 30s\"\nthen = \"investigate\"\n");
+        let mut e = Evaluator::new(&p, HashMap::new());
+        // Fixed samples: 20ms answers with every 20th at 60ms (6 of 120: a
+        // nearest-rank p95 of 119 samples was 60ms, of 120 samples 20ms).
+        // Probes start up to 20ms late.
+        let mut changes = 0;
+        let mut last = None;
+        for i in 0..600i64 {
+            let at = i * 250 + (i * i * 7 + i * 13) % 21;
+            let lat = if i % 20 == 0 { 60.0 } else { 20.0 };
+            e.push(s(at, true, lat));
+            // Evaluated when it answers, and again when other probes' samples
+            // arrive up to 240ms later.
+            for late in [lat as i64, 120, 240] {
+                let v = &e.evaluate(at + late)[0];
+                if i >= 120 {
+                    assert_eq!(v.samples, 120, "sample {i} +{late}ms");
+                    if last.is_some_and(|o| o != v.outcome) {
+                        changes += 1;
+                    }
+                    last = Some(v.outcome);
+                }
+            }
+        }
+        assert_eq!(changes, 0);
+        assert_eq!(last, Some(Outcome::Pass));
+    }
+
+    /// Issue 17: a latency rule said "ok: p95 0.2ms" while every sample was
+    /// "connection refused".
+    #[test]
+    fn failed_samples_never_give_a_latency() {
+        let p = plan("[[rule]]\nname = \"slow\"\nwhen = \"api.latency.p95 > baseline + 50% over 5 samples\"\n");
+        let base = BaselineStats {
+            count: 10,
+            latency_p95: Some(40.0),
+            ..Default::default()
+        };
+        let mut e = Evaluator::new(&p, HashMap::from([("api".to_string(), base)]));
+        for i in 0..5 {
+            e.push(s(i * 1000, false, 0.2));
+        }
+        let v = &e.evaluate(4000)[0];
+        assert_eq!(v.outcome, Outcome::Inconclusive);
+        assert_eq!(v.value, None);
+        assert!(
+            v.explanation
+                .contains("no successful sample in the window (5 of 5 failed)"),
+            "{}",
+            v.explanation
+        );
+        // With some answers, only they count: 3 answers at 100ms, 2 refusals at 0.2ms.
+        for i in 5..8 {
+            e.push(s(i * 1000, true, 100.0));
+        }
+        let v = &e.evaluate(7000)[0];
+        assert_eq!(v.value, Some(100.0));
+        assert!(v.explanation.contains("latency of the 3 answered"), "{}", v.explanation);
+        // The baseline too ignores failures.
+        let rows: Vec<SampleRow> = (0..10)
+            .map(|i| s(i, i % 2 == 0, if i % 2 == 0 { 30.0 } else { 0.2 }))
+            .collect();
+        assert_eq!(BaselineStats::from_samples(&rows).latency_median, Some(30.0));
+    }
+
+    #[test]
+    fn thresholds_in_points_and_milliseconds_above_the_baseline() {
+        let base = BaselineStats {
+            count: 240,
+            error_rate: 0.0,
+            latency_p95: Some(40.0),
+            ..Default::default()
+        };
+        let bases = || HashMap::from([("api".to_string(), base.clone())]);
+        // `+ 10%` of a 0% baseline is 0%: one failure trips it.
+        let p = plan(
+            "[[rule]]\nname = \"rel\"\nwhen = \"api.error_rate > baseline + 10% over 20 samples\"\n[[rule]]\nname = \"pp\"\nwhen = \"api.error_rate > baseline + 10pp over 20 samples\"\n[[rule]]\nname = \"ms\"\nwhen = \"api.latency.p95 > baseline + 50ms over 20 samples\"\n",
+        );
+        let mut e = Evaluator::new(&p, bases());
+        for i in 0..20 {
+            e.push(s(i * 1000, i != 3 && i != 9, if i < 18 { 80.0 } else { 85.0 }));
+        }
+        let v = e.evaluate(19_000);
+        assert_eq!(v[0].outcome, Outcome::Rollback, "{}", v[0].explanation);
+        assert_eq!(
+            v[1].outcome,
+            Outcome::Pass,
+            "2 of 20 is 10pp above 0%, not more: {}",
+            v[1].explanation
+        );
+        assert_eq!(v[1].threshold, Some(0.1));
+        assert!(
+            v[1].explanation.contains("baseline + 10pp (baseline = 0% → 10%)"),
+            "{}",
+            v[1].explanation
+        );
+        // p95 of 18 answers at 80ms and 2 at 85ms is below 40ms + 50ms.
+        assert_eq!(v[2].threshold, Some(90.0));
+        assert_eq!(v[2].outcome, Outcome::Pass, "{}", v[2].explanation);
+        e.push(s(20_000, false, 1.0));
+        let v = e.evaluate(20_000);
+        assert_eq!(v[1].outcome, Outcome::Rollback, "3 of 20 is 15%: {}", v[1].explanation);
+        for i in 21..24 {
+            e.push(s(i * 1000, true, 120.0));
+        }
+        let v = e.evaluate(23_000);
+        assert_eq!(v[2].outcome, Outcome::Rollback, "{}", v[2].explanation);
+        assert!(
+            v[2].explanation.contains("baseline + 50ms (baseline = 40ms → 90ms)"),
+            "{}",
+            v[2].explanation
+        );
+    }
+
+    #[test]
+    fn absolute_rules_carry_no_baseline() {
+        let p = plan("[[rule]]\nwhen = \"api.latency.p95 > 1s over 3 samples\"\n");
+        let base = BaselineStats {
+            count: 10,
+            latency_p95: Some(40.0),
+            ..Default::default()
+        };
+        let mut e = Evaluator::new(&p, HashMap::from([("api".to_string(), base)]));
+        for i in 0..3 {
+            e.push(s(i * 1000, true, 10.0));
+        }
+        let v = &e.evaluate(2000)[0];
+        assert_eq!(v.baseline, None);
+        assert!(serde_json::to_value(v).unwrap()["baseline"].is_null());
     }
 }
