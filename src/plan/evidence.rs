@@ -145,6 +145,24 @@ pub fn min_samples(r: &Rule, every: Duration) -> usize {
     r.min_samples.unwrap_or_else(|| default_min_samples(r, every))
 }
 
+/// How long a tripped rule's condition must stay false before the rule is ok
+/// again: the plan's `clear-after`, else a quarter of its window (at least two
+/// probe intervals) for a rule over a window, and nothing for one on the latest
+/// value. A statistic hovering at its limit then makes one verdict, not one
+/// each time a sample enters or leaves the window.
+pub fn clear_after(r: &Rule, every: Duration) -> Duration {
+    if let Some(c) = r.clear_after {
+        return c;
+    }
+    match shape(&r.condition) {
+        Shape::Point => Duration::ZERO,
+        Shape::Window { .. } => {
+            let span = every.saturating_mul(capacity(&r.condition, every) as u32);
+            (span / 4).max(every.saturating_mul(2))
+        }
+    }
+}
+
 fn absolute(c: &Condition) -> Option<f64> {
     match c.threshold {
         Threshold::Absolute { value } => Some(value),
@@ -282,6 +300,7 @@ mod tests {
             action: crate::plan::Action::Rollback,
             min_samples: min,
             no_data: crate::plan::NoData::Inconclusive,
+            clear_after: None,
             severity: None,
             line: 1,
         }

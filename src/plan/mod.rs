@@ -273,6 +273,8 @@ pub struct Rule {
     /// the threshold ([`evidence::min_samples`]).
     pub min_samples: Option<usize>,
     pub no_data: NoData,
+    /// `clear-after` as the plan sets it; `None`: [`evidence::clear_after`].
+    pub clear_after: Option<Duration>,
     /// Set: the `[decision]` matrix picks the action instead of `action`.
     pub severity: Option<Severity>,
     #[serde(skip)]
@@ -1179,6 +1181,7 @@ impl Validator<'_> {
                 NoData::Inconclusive
             }
         };
+        let clear_after = raw.clear_after.as_ref().and_then(|c| self.duration(c));
         let severity = self.severity(&raw.severity);
         if let (Some(_), Some(t)) = (severity, &raw.then) {
             self.warn(
@@ -1195,6 +1198,7 @@ impl Validator<'_> {
             action,
             min_samples,
             no_data,
+            clear_after,
             severity,
             line,
         };

@@ -258,6 +258,8 @@ pub struct RawRule {
     pub then: Option<S<String>>,
     pub min_samples: Option<S<i64>>,
     pub no_data: Option<S<String>>,
+    /// How long a tripped rule's condition must stay false before it is ok again.
+    pub clear_after: Option<S<String>>,
     /// `critical`, `major` or `minor`: the `[decision]` matrix picks the action.
     pub severity: Option<S<String>>,
 }

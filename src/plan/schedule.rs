@@ -313,6 +313,7 @@ impl Plan {
         }
         for r in &mut self.rules {
             cond(&mut r.condition);
+            r.clear_after = r.clear_after.map(d);
         }
         for s in &mut self.success {
             cond(&mut s.condition);

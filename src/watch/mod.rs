@@ -5,11 +5,14 @@
 pub mod baseline;
 pub mod decision;
 #[cfg(test)]
+mod events_tests;
+#[cfg(test)]
 mod resume_tests;
 pub mod review;
 pub mod sampler;
 pub mod status;
 pub mod verdict;
+pub mod window;
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -186,9 +189,11 @@ async fn watch_schedule(
         let mut rollback = None;
         for v in eval.evaluate(now) {
             if last.get(&v.rule) != Some(&v.outcome) {
-                last.insert(v.rule.clone(), v.outcome);
+                let before = last.insert(v.rule.clone(), v.outcome);
                 ws.oplog.event(op, now, "rule_outcome", &serde_json::to_value(&v)?)?;
-                if v.outcome != Outcome::Pass || last.len() > 1 {
+                // Every change is shown, the return to ok included; only a
+                // rule's first verdict, when it is ok, is not news.
+                if v.outcome != Outcome::Pass || before.is_some() {
                     on_event(&WatchEvent::Verdict(v.clone()));
                 }
                 if v.outcome == Outcome::Rollback && rollback.is_none() {
