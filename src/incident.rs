@@ -211,6 +211,7 @@ pub fn report_manual(
         last_sample_at: None,
         window_samples: None,
         window_full: true,
+        test: None,
         explanation: format!(
             "rollback ({}) to {} requested by hand{because}",
             rb.label, rb.checkpoint

@@ -149,8 +149,9 @@ pub fn run(ctx: &Ctx, _args: CheckArgs) -> Result<ExitCode, CommandError> {
         let c = &r.condition;
         let window = watch::over_phrase(c);
         let hold = c.hold.map_or(String::new(), |h| format!(" for {}", d(h)));
+        let test = c.test.map_or(String::new(), |t| format!(" {t}"));
         p.out(format!(
-            "  {} → {action}: {} {} {}{window}{hold}; {detect}",
+            "  {} → {action}: {} {} {}{test}{window}{hold}; {detect}",
             r.name,
             c.metric,
             c.op.symbol(),

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use super::rule::{Agg, Condition, Delta, Field, Op, Threshold, Window};
+use super::rule::{Agg, Condition, Delta, Field, Op, TestKind, Threshold, Window};
 use super::{DEFAULT_WINDOW_SAMPLES, Rule, units};
 
 /// Samples a rule on the latest value (`.last`, `rss`, `value`) needs by default.
@@ -32,6 +32,13 @@ pub enum Shape {
 
 /// How `c` reads its samples.
 pub fn shape(c: &Condition) -> Shape {
+    match c.test.map(|t| t.kind) {
+        // Judged on a full window, as Kayenta judges a whole interval.
+        Some(TestKind::MannWhitney) => return Shape::Window { early: false },
+        // Valid from the first sample on: no window to fill.
+        Some(TestKind::Sequential) => return Shape::Point,
+        None => {}
+    }
     let f = c.metric.field;
     let windowed = match f {
         Field::Up | Field::Status | Field::ConsecutiveFailures => false,
@@ -187,12 +194,21 @@ pub struct Detect {
 pub fn detect(r: &Rule, every: Duration) -> Detect {
     let c = &r.condition;
     let cap = capacity(c, every);
+    if c.test.map(|t| t.kind) == Some(TestKind::Sequential) {
+        // How many bad samples a detector needs is the watch's to say.
+        return Detect {
+            fresh: None,
+            full: None,
+            zero_baseline: false,
+        };
+    }
     let zero_baseline = matches!(c.threshold, Threshold::Baseline { .. }) && c.metric.field == Field::ErrorRate;
     let threshold = match &c.threshold {
         Threshold::Baseline { delta } if zero_baseline => Some(delta.apply(0.0)),
         _ => absolute(c),
     };
-    let full = trip_count(c, cap, threshold);
+    // How many bad samples make a Mann–Whitney test significant depends on them.
+    let full = trip_count(c, cap, threshold).filter(|_| c.test.is_none());
     let explicit = r.min_samples.unwrap_or(1);
     let fresh = match shape(c) {
         Shape::Point => {
@@ -233,6 +249,12 @@ pub fn warnings(r: &Rule, probe: &str, every: Duration) -> Vec<String> {
             ));
         }
     }
+    if c.test.map(|t| t.kind) == Some(TestKind::MannWhitney) && cap < 20 {
+        out.push(format!(
+            "rule {name:?}: a Mann–Whitney test over {cap} samples can hardly tell anything from its baseline; give it a window of at least 20 samples ({} at every {every_s})",
+            units::format_duration(every.saturating_mul(20))
+        ));
+    }
     if let Some(m) = r.min_samples
         && m > cap
         && c.metric.field != Field::ConsecutiveFailures
@@ -269,6 +291,7 @@ pub fn warnings(r: &Rule, probe: &str, every: Duration) -> Vec<String> {
         }
     }
     if let Threshold::Baseline { delta } = &c.threshold
+        && c.test.is_none()
         && matches!(delta, Delta::None | Delta::Percent(_) | Delta::Factor(_))
         && matches!(c.op, Op::Gt | Op::Ge)
         && c.metric.field.baseline_can_be_zero()

@@ -78,6 +78,9 @@ pub struct Plan {
     pub notify: Vec<incident::Notify>,
     /// `backout checkpoint` also measures a baseline.
     pub baseline_on_checkpoint: bool,
+    /// `[baseline] history`: the baseline also holds the samples of the last N
+    /// healthy watches (0: only the latest `backout baseline`).
+    pub baseline_history: usize,
     /// Scheduled reviews, by offset from the deploy.
     pub reviews: Vec<Review>,
     /// Severity × share of probes affected → action.
@@ -759,6 +762,18 @@ impl Validator<'_> {
             .as_ref()
             .and_then(|b| b.get_ref().on_checkpoint.as_ref())
             .is_some_and(|b| *b.get_ref());
+        let baseline_history = match raw.baseline.as_ref().and_then(|b| b.get_ref().history.as_ref()) {
+            Some(h) if (0..=1000).contains(h.get_ref()) => *h.get_ref() as usize,
+            Some(h) => {
+                self.error(
+                    h.span(),
+                    format!("history must be 0 to 1000 watches, found {}", h.get_ref()),
+                    "history = 5 adds the samples of the last 5 healthy watches to the baseline",
+                );
+                0
+            }
+            None => 0,
+        };
         let time_scale = self.time_scale(meta.time_scale.as_ref());
 
         let mut probe_names = BTreeSet::new();
@@ -790,7 +805,7 @@ impl Validator<'_> {
                     .when
                     .iter()
                     .filter_map(|w| {
-                        let condition = self.condition(w, &probes)?;
+                        let condition = self.criterion(w, &probes)?;
                         Some(Criterion {
                             text: w.get_ref().clone(),
                             condition,
@@ -877,6 +892,7 @@ impl Validator<'_> {
             notify,
             redact_patterns,
             baseline_on_checkpoint,
+            baseline_history,
             reviews,
             decision,
             time_scale,
@@ -1085,6 +1101,21 @@ impl Validator<'_> {
             let hint = unknown_hint("probe", s.get_ref(), &known);
             self.error(s.span(), format!("no probe named {:?}", s.get_ref()), hint);
         }
+    }
+
+    /// A `[success]` or review condition: read over its window as it is, so
+    /// without a statistical test (those need a rule's running history).
+    fn criterion(&mut self, w: &S<String>, probes: &[Probe]) -> Option<Condition> {
+        let c = self.condition(w, probes)?;
+        if let Some(t) = c.test {
+            self.error(
+                w.span(),
+                format!("a statistical test `{t}` belongs in a [[rule]]"),
+                "success criteria and reviews compare a window with a threshold, like `api.error_rate == 0 over 5m`",
+            );
+            return None;
+        }
+        Some(c)
     }
 
     fn condition(&mut self, w: &S<String>, probes: &[Probe]) -> Option<Condition> {

@@ -114,6 +114,8 @@ pub struct RawBaseline {
     pub duration: Option<S<String>>,
     /// `backout checkpoint` also measures a baseline.
     pub on_checkpoint: Option<S<bool>>,
+    /// Add the samples of the last N healthy watches to the baseline.
+    pub history: Option<S<i64>>,
 }
 
 /// A command: one string (split like a shell would, but run without one unless

@@ -370,6 +370,52 @@ pub struct Condition {
     /// `for D`: the condition must hold continuously for D.
     #[serde(serialize_with = "ser_opt_duration")]
     pub hold: Option<Duration>,
+    /// `(mann-whitney, 98%)` or `(sequential, 99%)` after a baseline threshold: a
+    /// statistical comparison with the baseline's samples.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test: Option<StatTest>,
+}
+
+/// A statistical comparison with the baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct StatTest {
+    pub kind: TestKind,
+    /// 0.98 for `98%`.
+    pub confidence: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TestKind {
+    /// Kayenta's judge: a one-sided Mann–Whitney U test of the window against
+    /// the baseline, with an effect size (the threshold) to exceed.
+    MannWhitney,
+    /// A sequential e-detector of the share of samples beyond the threshold:
+    /// anytime-valid, its false alarms bounded however long it watches.
+    Sequential,
+}
+
+impl TestKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TestKind::MannWhitney => "mann-whitney",
+            TestKind::Sequential => "sequential",
+        }
+    }
+
+    /// The confidence a test has when the rule does not give one.
+    pub fn default_confidence(self) -> f64 {
+        match self {
+            TestKind::MannWhitney => 0.98,
+            TestKind::Sequential => 0.99,
+        }
+    }
+}
+
+impl fmt::Display for StatTest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "({}, {})", self.kind.name(), Percent(self.confidence * 100.0))
+    }
 }
 
 fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -408,7 +454,7 @@ fn tokenize(src: &str) -> Vec<Token<'_>> {
             while i < bytes.len() && matches!(bytes[i], b'<' | b'>' | b'=' | b'!') {
                 i += 1;
             }
-        } else if matches!(c, b'+' | b'-' | b'*') {
+        } else if matches!(c, b'+' | b'-' | b'*' | b'(' | b')' | b',') {
             i += 1;
         } else {
             // A word runs to whitespace or an operator; `-` ends it only after a
@@ -416,7 +462,7 @@ fn tokenize(src: &str) -> Vec<Token<'_>> {
             // A `[selector]` is part of the word, whatever it holds.
             let ends_word = |i: usize| {
                 bytes[i].is_ascii_whitespace()
-                    || matches!(bytes[i], b'<' | b'>' | b'=' | b'!' | b'+' | b'*')
+                    || matches!(bytes[i], b'<' | b'>' | b'=' | b'!' | b'+' | b'*' | b'(' | b')' | b',')
                     || (bytes[i] == b'-' && i > start && !bytes[i - 1].is_ascii_alphanumeric())
             };
             let mut depth = 0usize;
@@ -503,6 +549,12 @@ pub fn parse_condition(src: &str) -> Result<Condition, RuleError> {
         }
     };
 
+    let mut test = None;
+    if tokens.get(pos).is_some_and(|t| t.text == "(") {
+        let (t, used) = parse_test(&tokens[pos..], &metric, op, &threshold)?;
+        test = Some(t);
+        pos += used;
+    }
     let mut window = None;
     let mut hold = None;
     while let Some(t) = tokens.get(pos) {
@@ -558,7 +610,121 @@ pub fn parse_condition(src: &str) -> Result<Condition, RuleError> {
         threshold,
         window,
         hold,
+        test,
     })
+}
+
+const TEST_HINT: &str =
+    "write `(mann-whitney)`, `(mann-whitney, 98%)`, `(sequential)` or `(sequential, 99%)` after a baseline threshold";
+
+/// Parses `(mann-whitney, 98%)` at `tokens[0] == "("`; returns it and how many
+/// tokens it used.
+fn parse_test(
+    tokens: &[Token<'_>],
+    metric: &Metric,
+    op: Op,
+    threshold: &Threshold,
+) -> Result<(StatTest, usize), RuleError> {
+    let open = &tokens[0];
+    let Some(name) = tokens.get(1) else {
+        return Err(err(open.span.clone(), "`(` needs a test name", TEST_HINT));
+    };
+    let kind = match name.text {
+        "mann-whitney" | "mannwhitney" | "mwu" => TestKind::MannWhitney,
+        "sequential" => TestKind::Sequential,
+        other => {
+            return Err(err(
+                name.span.clone(),
+                format!("unknown statistical test `{other}`"),
+                TEST_HINT,
+            ));
+        }
+    };
+    let mut used = 2;
+    let mut confidence = kind.default_confidence();
+    if tokens.get(used).is_some_and(|t| t.text == ",") {
+        let Some(c) = tokens.get(used + 1) else {
+            return Err(err(
+                tokens[used].span.clone(),
+                "missing a confidence after `,`",
+                TEST_HINT,
+            ));
+        };
+        confidence = units::parse_percent(c.text)
+            .ok()
+            .map(|p| p.fraction())
+            .filter(|f| *f >= 0.5 && *f < 1.0)
+            .ok_or_else(|| {
+                err(
+                    c.span.clone(),
+                    format!("expected a confidence like 98%, found `{}`", c.text),
+                    "a confidence is at least 50% and below 100%: 98%, 99%, 99.9%",
+                )
+            })?;
+        used += 2;
+    }
+    let Some(close) = tokens.get(used).filter(|t| t.text == ")") else {
+        let at = tokens
+            .get(used)
+            .map_or(name.span.end..name.span.end, |t| t.span.clone());
+        return Err(err(at, "expected `)` to close the test", TEST_HINT));
+    };
+    used += 1;
+    let span = open.span.start..close.span.end;
+    if !matches!(threshold, Threshold::Baseline { .. }) {
+        return Err(err(
+            span,
+            "a statistical test compares with the baseline",
+            format!(
+                "write `{metric} {} baseline + 25% {}` (any baseline amount, or none)",
+                op.symbol(),
+                StatTest { kind, confidence }
+            ),
+        ));
+    }
+    if !matches!(op, Op::Gt | Op::Ge | Op::Lt | Op::Le) {
+        return Err(err(
+            span,
+            format!("a statistical test asks whether {metric} rose or fell"),
+            "use >, >=, < or <=",
+        ));
+    }
+    let field_ok = matches!(
+        metric.field,
+        Field::ErrorRate | Field::Latency | Field::Size | Field::Rss | Field::Cpu | Field::Fds | Field::Value
+    );
+    if !field_ok {
+        return Err(err(
+            span,
+            format!(
+                "`{}` cannot be tested against the baseline's samples",
+                metric.field.name()
+            ),
+            "statistical tests apply to error_rate, latency, size, rss, cpu, fds and value",
+        ));
+    }
+    if metric.field == Field::ErrorRate && matches!(op, Op::Lt | Op::Le) {
+        return Err(err(
+            span,
+            "a statistical test of error_rate asks whether it rose",
+            "write `api.error_rate > baseline (sequential)`",
+        ));
+    }
+    if matches!(metric.agg, Agg::Last | Agg::Min | Agg::Max) && metric.field != Field::ErrorRate {
+        return Err(err(
+            span,
+            format!(
+                "a statistical test compares distributions, not the {} value",
+                metric.agg.name()
+            ),
+            format!(
+                "write `{}.{}.p50` (a median) or `.p95`, or `.mean`",
+                metric.probe,
+                metric.field.name()
+            ),
+        ));
+    }
+    Ok((StatTest { kind, confidence }, used))
 }
 
 /// The error for a bad duration at `tokens[at]`. `5 minutes` is two tokens: the
@@ -987,6 +1153,44 @@ mod tests {
         // Points only on rates.
         let e = parse_condition("api.latency > baseline + 2pp").unwrap_err();
         assert!(e.message.contains("percentage points"), "{e:?}");
+    }
+
+    #[test]
+    fn statistical_tests_follow_a_baseline_threshold() {
+        let c = cond("api.latency.p50 > baseline + 25% (mann-whitney, 98%) over 30s");
+        assert_eq!(
+            c.test,
+            Some(StatTest {
+                kind: TestKind::MannWhitney,
+                confidence: 0.98
+            })
+        );
+        assert_eq!(c.window, Some(Window::Duration(Duration::from_secs(30))));
+        let c = cond("api.error_rate > baseline (sequential)");
+        assert_eq!(c.threshold, Threshold::Baseline { delta: Delta::None });
+        assert_eq!(
+            c.test.map(|t| (t.kind, t.confidence)),
+            Some((TestKind::Sequential, 0.99))
+        );
+        assert_eq!(c.test.unwrap().to_string(), "(sequential, 99%)");
+        let c = cond("api.error_rate > baseline + 2pp (sequential, 99.9%) over 1m");
+        assert!((c.test.unwrap().confidence - 0.999).abs() < 1e-12);
+
+        let e = parse_condition("api.latency.p95 > 300ms (mann-whitney)").unwrap_err();
+        assert!(e.message.contains("compares with the baseline"), "{e:?}");
+        let e = parse_condition("api.latency > baseline (t-test)").unwrap_err();
+        assert_eq!(&"api.latency > baseline (t-test)"[e.span.clone()], "t-test");
+        let e = parse_condition("api.latency > baseline (sequential, 120%)").unwrap_err();
+        assert!(e.message.contains("confidence"), "{e:?}");
+        let e = parse_condition("api.latency > baseline (sequential").unwrap_err();
+        assert!(e.message.contains("`)`"), "{e:?}");
+        let e = parse_condition("api.latency.max > baseline (sequential)").unwrap_err();
+        assert!(e.hint.contains("p50"), "{e:?}");
+        let e = parse_condition("api.status > baseline (mann-whitney)").unwrap_err();
+        assert!(e.message.contains("cannot be tested"), "{e:?}");
+        // Selectors with commas still read as one metric.
+        let c = cond("q.value[job=\"api\",instance=\"a\"] > 0.5");
+        assert_eq!(c.metric.selector.as_deref(), Some("job=\"api\",instance=\"a\""));
     }
 
     #[test]

@@ -203,7 +203,7 @@ impl Validator<'_> {
                 .filter_map(|w| {
                     Some(Criterion {
                         text: w.get_ref().clone(),
-                        condition: self.condition(w, probes)?,
+                        condition: self.criterion(w, probes)?,
                     })
                 })
                 .collect();

@@ -3,11 +3,12 @@
 //! `value`, each named field (`rss`, `cpu`, `fds`, `count`, ...), and for probes
 //! that count matches, their rate per second.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::oplog::SampleRow;
+use crate::oplog::{Oplog, OplogError, SampleRow};
+use crate::plan::Plan;
 use crate::plan::rule::{Agg, Field};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -22,6 +23,13 @@ pub struct BaselineStats {
     /// (`value`, `rss`, `cpu`, `fds`, `count`, `exit_code`) plus `rate`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub fields: BTreeMap<String, FieldStats>,
+    /// The samples these statistics came from, for the statistical rules (read
+    /// back from the operation log; not part of the stored statistics).
+    #[serde(skip)]
+    pub samples: Vec<SampleRow>,
+    /// Watches whose samples the baseline includes (`[baseline] history`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from_watches: Vec<i64>,
 }
 
 /// Statistics of one numeric field over the baseline's samples.
@@ -75,6 +83,8 @@ impl BaselineStats {
             latency_mean: aggregate(&lat, Agg::Mean),
             size_mean: aggregate(&sizes, Agg::Mean),
             fields: field_stats(samples),
+            samples: samples.to_vec(),
+            from_watches: Vec::new(),
         }
     }
 
@@ -99,6 +109,44 @@ impl BaselineStats {
             }
         }
     }
+}
+
+/// Each probe's baseline as it was at time `at`: the latest `backout baseline`
+/// measured by then, with its samples read back for the statistical rules, and,
+/// with `[baseline] history = N`, the samples of the last N healthy watches that
+/// ended by then (the statistics are then recomputed over all of them).
+pub fn load_at(oplog: &Oplog, plan: &Plan, at: i64) -> Result<HashMap<String, BaselineStats>, OplogError> {
+    let watches = if plan.baseline_history > 0 {
+        oplog.healthy_watches(at, plan.baseline_history)?
+    } else {
+        Vec::new()
+    };
+    let mut out = HashMap::new();
+    for p in &plan.probes {
+        let measured = oplog.baseline_at(&p.name, at)?;
+        let mut samples = match &measured {
+            Some((op, _, _)) => oplog.samples_of(*op, Some(&p.name))?,
+            None => Vec::new(),
+        };
+        let stored: Option<BaselineStats> = measured.and_then(|(_, _, v)| serde_json::from_value(v).ok());
+        if watches.is_empty() {
+            if let Some(mut stats) = stored {
+                stats.samples = samples;
+                out.insert(p.name.clone(), stats);
+            }
+            continue;
+        }
+        for w in &watches {
+            samples.extend(oplog.samples_of(*w, Some(&p.name))?);
+        }
+        if samples.is_empty() {
+            continue;
+        }
+        let mut stats = BaselineStats::from_samples(&samples);
+        stats.from_watches = watches.clone();
+        out.insert(p.name.clone(), stats);
+    }
+    Ok(out)
 }
 
 fn field_stats(samples: &[SampleRow]) -> BTreeMap<String, FieldStats> {

@@ -6,10 +6,12 @@ pub mod baseline;
 pub mod decision;
 #[cfg(test)]
 mod events_tests;
+pub mod judge;
 #[cfg(test)]
 mod resume_tests;
 pub mod review;
 pub mod sampler;
+pub mod stats;
 pub mod status;
 pub mod verdict;
 pub mod window;
@@ -300,6 +302,7 @@ fn review_verdict(r: &ReviewResult) -> Verdict {
         last_sample_at: None,
         window_samples: None,
         window_full: true,
+        test: None,
         explanation: format!(
             "{}: {}",
             r.summary(),
@@ -348,16 +351,9 @@ pub async fn measure_baseline(
     Ok(out)
 }
 
+/// Each probe's baseline now (see [`baseline::load_at`]).
 pub fn load_baselines(ws: &Workspace, plan: &Plan) -> anyhow::Result<HashMap<String, BaselineStats>> {
-    let mut out = HashMap::new();
-    for p in &plan.probes {
-        if let Some(v) = ws.oplog.latest_baseline(&p.name)?
-            && let Ok(stats) = serde_json::from_value(v)
-        {
-            out.insert(p.name.clone(), stats);
-        }
-    }
-    Ok(out)
+    Ok(baseline::load_at(&ws.oplog, plan, ws.now_ms())?)
 }
 
 /// Time a rule needs to detect a sustained breach (every sample failed, or every
@@ -385,7 +381,23 @@ pub fn detect_times(plan: &Plan, r: &crate::plan::Rule) -> DetectTimes {
             zero_baseline: false,
         };
     };
-    let d = crate::plan::evidence::detect(r, probe.every);
+    let mut d = crate::plan::evidence::detect(r, probe.every);
+    if let Some(t) = r.condition.test.filter(|t| t.kind == rule::TestKind::Sequential)
+        && r.condition.metric.field != rule::Field::ErrorRate
+    {
+        // Every answer beyond the limit: how many lift the detector to its level
+        // (a quantile fixes the share the null allows; an error rate's depends
+        // on the baseline).
+        let q = crate::plan::evidence::quantile(r.condition.metric.agg).unwrap_or(0.5);
+        let p0 = if matches!(r.condition.op, rule::Op::Gt | rule::Op::Ge) {
+            1.0 - q
+        } else {
+            q
+        };
+        let n = stats::Detector::samples_to_reach(p0, 1.0 / (1.0 - t.confidence));
+        d.fresh = n;
+        d.full = n;
+    }
     let time = |n: usize| (n, probe.every * n as u32 + r.condition.hold.unwrap_or_default());
     DetectTimes {
         fresh: d.fresh.map(time),

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::baseline::BaselineStats;
 pub use super::window::{History, Need, Reading, SUCCESS_MIN_SAMPLES, read};
 use crate::oplog::SampleRow;
-use crate::plan::rule::{self, Condition, Field, Threshold, Window};
+use crate::plan::rule::{self, Condition, Field, TestKind, Threshold, Window};
 use crate::plan::{Action, Criterion, DEFAULT_WINDOW_SAMPLES, Decision, NoData, Plan, Rule, evidence, units};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
@@ -44,6 +44,10 @@ pub struct Verdict {
     /// filling, whose value (if any) is a lower bound already past the limit.
     #[serde(default = "full_by_default")]
     pub window_full: bool,
+    /// A statistical rule's test: its p-value or e-value, and the baseline
+    /// samples it compared with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<Box<super::window::TestReading>>,
     /// One line a person can act on.
     pub explanation: String,
 }
@@ -70,6 +74,8 @@ pub struct Evaluator {
     success_since: HashMap<usize, i64>,
     decision: Decision,
     total_probes: usize,
+    /// The detectors of sequential rules, by rule index (or why there is none).
+    sequential: HashMap<usize, Result<super::judge::Sequential, String>>,
     /// Since when the decision matrix has called for each rule's action.
     decision_since: HashMap<String, i64>,
     /// How much history to keep, in ms and in samples.
@@ -97,9 +103,11 @@ impl Evaluator {
         for r in &plan.rules {
             keep_n = keep_n.max(r.min_samples.unwrap_or(1));
         }
+        let sequential = super::judge::detectors(plan.rules.iter().map(|r| &r.condition).enumerate(), &baselines);
         Evaluator {
             rules: plan.rules.clone(),
             success: plan.success.clone(),
+            sequential,
             baselines,
             samples: HashMap::new(),
             first_at: HashMap::new(),
@@ -120,6 +128,13 @@ impl Evaluator {
     }
 
     pub fn push(&mut self, s: SampleRow) {
+        for (i, d) in self.sequential.iter_mut() {
+            if let (Ok(d), Some(r)) = (d, self.rules.get(*i))
+                && r.condition.metric.probe == s.probe
+            {
+                d.push(&r.condition, &s);
+            }
+        }
         let first = self.first_at.entry(s.probe.clone()).or_insert(s.at);
         *first = (*first).min(s.at);
         let q = self.samples.entry(s.probe.clone()).or_default();
@@ -146,13 +161,15 @@ impl Evaluator {
         for (i, r) in self.rules.iter().enumerate() {
             let c = &r.condition;
             let h = self.history(&c.metric.probe, &empty);
-            let reading = read(
-                c,
-                h,
-                now,
-                Need::Rule { min: r.min_samples },
-                self.baselines.get(&c.metric.probe),
-            );
+            let base = self.baselines.get(&c.metric.probe);
+            let reading = match (c.test, self.sequential.get(&i)) {
+                (Some(t), _) if t.kind == TestKind::MannWhitney => {
+                    super::judge::mann_whitney(c, t, h, now, r.min_samples, base)
+                }
+                (Some(_), Some(Ok(d))) => d.read(c, h, now),
+                (Some(_), Some(Err(why))) => super::judge::unavailable(c, h, why),
+                _ => read(c, h, now, Need::Rule { min: r.min_samples }, base),
+            };
             let held_for = track_hold(&mut self.rule_since, i, reading.holds == Some(true), now);
             let hold_ok = c.hold.is_none_or(|h| held_for >= h.as_millis() as i64);
             let fires = reading.holds == Some(true) && hold_ok;
@@ -247,6 +264,62 @@ fn track_hold(since: &mut HashMap<usize, i64>, i: usize, holds: bool, now: i64) 
     }
 }
 
+/// A number that may be tiny or huge, for people: `0.0004`, `3.1e-9`, `312`.
+fn sci(v: f64) -> String {
+    if v != 0.0 && !(1e-3..1e6).contains(&v.abs()) {
+        format!("{v:.1e}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.0}")
+    } else {
+        units::trim_float((v * 1e4).round() / 1e4)
+    }
+}
+
+/// How a statistical rule's test came out, in place of a window's count.
+fn test_span(t: &super::window::TestReading, field: Field, reading: &Reading, window: &str, answered: &str) -> String {
+    match t.kind {
+        TestKind::MannWhitney => {
+            let p = t.p_value.unwrap_or(1.0);
+            let alpha = 1.0 - t.confidence;
+            format!(
+                "over {window} ({} samples, {} failed{answered}; Mann–Whitney p = {} {} {} against {} baseline samples)",
+                reading.samples,
+                reading.failed,
+                sci(p),
+                if p < alpha { "<" } else { "≥" },
+                sci(alpha),
+                t.baseline_samples
+            )
+        }
+        TestKind::Sequential => {
+            let e = t.e_value.unwrap_or(0.0);
+            let h = t.e_threshold.unwrap_or(f64::INFINITY);
+            let share = rule::format_value(Field::ErrorRate, t.null_share.unwrap_or(0.0));
+            let bad = t.bad_in_window.unwrap_or(0);
+            let what = if field == Field::ErrorRate {
+                format!("failures at most {share} of samples")
+            } else {
+                format!(
+                    "at most {share} of answers beyond {}",
+                    reading.threshold.map_or("?".into(), |v| rule::format_value(field, v))
+                )
+            };
+            format!(
+                "(sequential test: e = {} {} {} against {what}; {bad} of the {} samples over {window} {})",
+                sci(e),
+                if e >= h { "≥" } else { "<" },
+                sci(h),
+                reading.samples,
+                if field == Field::ErrorRate {
+                    "failed"
+                } else {
+                    "beyond it"
+                }
+            )
+        }
+    }
+}
+
 /// `clearing`: the rule tripped and its condition has been false for this long
 /// (ms) of the time it must stay false to clear.
 fn verdict(r: &Rule, reading: &Reading, outcome: Outcome, held_for: i64, clearing: Option<(i64, i64)>) -> Verdict {
@@ -273,7 +346,9 @@ fn verdict(r: &Rule, reading: &Reading, outcome: Outcome, held_for: i64, clearin
     } else {
         String::new()
     };
-    let span = if reading.bound {
+    let span = if let Some(t) = &reading.test {
+        test_span(t, field, reading, &window, &answered)
+    } else if reading.bound {
         format!(
             "over {window} ({} of {} samples so far, {} failed{answered}: past the limit whatever the rest of the window holds)",
             reading.samples, reading.capacity, reading.failed
@@ -351,6 +426,7 @@ fn verdict(r: &Rule, reading: &Reading, outcome: Outcome, held_for: i64, clearin
         last_sample_at: reading.last_at,
         window_samples: (evidence::shape(c) != evidence::Shape::Point).then_some(reading.capacity),
         window_full: reading.full,
+        test: reading.test.clone().map(Box::new),
         explanation,
     }
 }

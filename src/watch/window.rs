@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use super::baseline::{BaselineStats, aggregate};
 use crate::oplog::SampleRow;
-use crate::plan::rule::{self, Agg, Condition, Field, Threshold, Window};
+use crate::plan::rule::{self, Agg, Condition, Field, TestKind, Threshold, Window};
 use crate::plan::{DEFAULT_WINDOW_SAMPLES, evidence};
 
 /// The result of one condition over its window.
@@ -29,6 +29,31 @@ pub struct Reading {
     /// `value` is a lower bound from a window still filling, already beyond the
     /// limit whatever the rest of the window holds.
     pub bound: bool,
+    /// A statistical rule's test and its numbers.
+    pub test: Option<TestReading>,
+}
+
+/// What a statistical rule's test found.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TestReading {
+    pub kind: TestKind,
+    pub confidence: f64,
+    /// Mann–Whitney: the one-sided p-value of the window against the baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
+    /// Sequential: the detector's e-value, and the level it must reach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e_value: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e_threshold: Option<f64>,
+    /// Sequential: the share of bad samples the null allows (`p0`), and the
+    /// samples of the window that were bad (failed, or beyond the limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub null_share: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bad_in_window: Option<usize>,
+    /// Samples of the baseline the test compared with.
+    pub baseline_samples: usize,
 }
 
 /// Samples a `[success]` criterion needs in its window before it can hold (a
@@ -67,7 +92,7 @@ pub struct History<'a> {
 /// as answers come a few milliseconds early or late. It is full once it holds
 /// that many, or once the probe's history reaches back to its start (a probe
 /// slowed down by timeouts fills its window with fewer samples).
-fn window<'a>(c: &Condition, h: &History<'a>, now: i64, cap: usize) -> (Vec<&'a SampleRow>, bool) {
+pub(super) fn window<'a>(c: &Condition, h: &History<'a>, now: i64, cap: usize) -> (Vec<&'a SampleRow>, bool) {
     match c.window.unwrap_or(Window::Samples(DEFAULT_WINDOW_SAMPLES)) {
         Window::Samples(n) => {
             let w: Vec<_> = h.samples.iter().skip(h.samples.len().saturating_sub(n)).collect();
@@ -98,7 +123,7 @@ fn window<'a>(c: &Condition, h: &History<'a>, now: i64, cap: usize) -> (Vec<&'a 
 /// The numbers an aggregating field takes in the window. Latency counts only
 /// successful samples: a refused connection answers fast and says nothing of
 /// how fast the service is (failures are what error rates count).
-fn values(c: &Condition, win: &[&SampleRow]) -> Vec<f64> {
+pub(super) fn values(c: &Condition, win: &[&SampleRow]) -> Vec<f64> {
     match c.metric.field {
         Field::Latency => win.iter().filter(|s| s.ok).filter_map(|s| s.latency_ms).collect(),
         Field::Size => win.iter().filter_map(|s| s.size.map(|v| v as f64)).collect(),
@@ -180,6 +205,7 @@ pub fn read(c: &Condition, h: History<'_>, now: i64, need: Need, baseline: Optio
         capacity: cap,
         full,
         bound: false,
+        test: None,
     };
     let min = match need {
         Need::AsIs(m) => m,

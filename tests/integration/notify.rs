@@ -101,6 +101,7 @@ fn verdict() -> backout::watch::Verdict {
         last_sample_at: None,
         window_samples: Some(3),
         window_full: true,
+        test: None,
         explanation: "errors: ROLLBACK: api.error_rate is 50% > 5%".into(),
     }
 }
