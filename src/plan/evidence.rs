@@ -154,16 +154,18 @@ pub fn min_samples(r: &Rule, every: Duration) -> usize {
 
 /// How long a tripped rule's condition must stay false before the rule is ok
 /// again: the plan's `clear-after`, else a quarter of its window (at least two
-/// probe intervals) for a rule over a window, and nothing for one on the latest
-/// value. A statistic hovering at its limit then makes one verdict, not one
+/// probe intervals) for a rule over a window or with a statistical test, and
+/// nothing for one on the latest value. A statistic hovering at its limit then makes one verdict, not one
 /// each time a sample enters or leaves the window.
 pub fn clear_after(r: &Rule, every: Duration) -> Duration {
     if let Some(c) = r.clear_after {
         return c;
     }
     match shape(&r.condition) {
-        Shape::Point => Duration::ZERO,
-        Shape::Window { .. } => {
+        Shape::Point if r.condition.test.is_none() => Duration::ZERO,
+        // A sequential detector hovers at its level like a statistic at its
+        // limit: it clears as a rule over its window does.
+        Shape::Point | Shape::Window { .. } => {
             let span = every.saturating_mul(capacity(&r.condition, every) as u32);
             (span / 4).max(every.saturating_mul(2))
         }

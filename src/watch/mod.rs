@@ -7,6 +7,7 @@ pub mod decision;
 #[cfg(test)]
 mod events_tests;
 pub mod judge;
+pub mod replay;
 #[cfg(test)]
 mod resume_tests;
 pub mod review;

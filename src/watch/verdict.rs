@@ -359,7 +359,31 @@ fn verdict(r: &Rule, reading: &Reading, outcome: Outcome, held_for: i64, clearin
             reading.samples, reading.failed
         )
     };
+    let sequential = reading.test.as_ref().is_some_and(|t| t.kind == TestKind::Sequential);
+    // A sequential test's claim is about the samples since the breach began,
+    // not one window's statistic: say the claim, then the test.
+    let claim = format!("{} {} {threshold} {span}", c.metric, c.op.symbol());
     let explanation = match outcome {
+        _ if sequential && reading.holds.is_some() => {
+            let word = match outcome {
+                Outcome::Rollback => "ROLLBACK",
+                Outcome::Investigate => "INVESTIGATE",
+                _ => "ok",
+            };
+            let clear = clearing.map_or(String::new(), |(for_ms, of_ms)| {
+                let ms = |v: i64| units::format_duration(std::time::Duration::from_millis(v.max(0) as u64));
+                format!(
+                    " (clearing: ok once the test stays under its level for {}, {} so far)",
+                    ms(of_ms),
+                    ms(for_ms)
+                )
+            });
+            if word == "ok" {
+                format!("{}: ok: no sign that {claim}", r.name)
+            } else {
+                format!("{}: {word}: {claim}{clear}", r.name)
+            }
+        }
         Outcome::Inconclusive => format!(
             "{}: inconclusive: {} ({})",
             r.name,

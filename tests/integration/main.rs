@@ -12,6 +12,7 @@ mod example_dependency_upgrade;
 mod example_microservices;
 mod examples;
 mod notify;
+mod replay;
 mod report;
 mod resume;
 mod service_identity;
