@@ -232,6 +232,36 @@ pub fn detect(r: &Rule, every: Duration) -> Detect {
     }
 }
 
+/// Whether `[baseline] for` (at one sample every `every`) is too short for
+/// what `r` compares with: a p95 from fewer than 200 answers rests on a
+/// handful of them (about 10 beyond it), and a statistical test needs at least
+/// 10. History (`[baseline] history`) makes up for a short baseline.
+pub fn baseline_warning(r: &Rule, every: Duration, baseline_for: Duration, history: usize) -> Option<String> {
+    let c = &r.condition;
+    if !matches!(c.threshold, Threshold::Baseline { .. }) || history > 0 {
+        return None;
+    }
+    let n = (baseline_for.as_secs_f64() / every.as_secs_f64().max(1e-6)).floor() as usize;
+    let need = match (c.metric.field, quantile(c.metric.agg)) {
+        (Field::Latency, Some(q)) => (10.0 / (1.0 - q)).ceil() as usize,
+        _ if c.test.is_some() => 10,
+        _ => return None,
+    };
+    (n < need).then(|| {
+        format!(
+            "rule {:?}: [baseline] for = {} holds {n} samples at every {}; its {} needs about {need}: for = \"{}\" or more, or history = 5",
+            r.name,
+            units::format_duration(baseline_for),
+            units::format_duration(every),
+            match quantile(c.metric.agg) {
+                Some(q) if c.metric.field == Field::Latency => format!("baseline p{}", (q * 100.0).round()),
+                _ => "statistical test".into(),
+            },
+            units::format_duration(every.saturating_mul(need as u32))
+        )
+    })
+}
+
 /// What `backout check` should warn about in rule `r` on a probe sampled every
 /// `every`: windows too small for the claim, rules that can never decide,
 /// relative thresholds on metrics whose baseline is often 0.

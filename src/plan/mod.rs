@@ -797,6 +797,16 @@ impl Validator<'_> {
             .enumerate()
             .filter_map(|(i, r)| self.rule(r, i, &probes, &mut rule_names))
             .collect();
+        for r in &rules {
+            if let Some(p) = probes.iter().find(|p| p.name == r.condition.metric.probe)
+                && let Some(w) = evidence::baseline_warning(r, p.every, baseline_for, baseline_history)
+            {
+                self.warnings.push(PlanWarning {
+                    line: r.line,
+                    message: w,
+                });
+            }
+        }
         let success = raw
             .success
             .as_ref()
@@ -1366,7 +1376,7 @@ then = "rollback"
 
 [[rule]]
 name = "slow"
-when = "health.latency.p95 > baseline + 25% over 1m"
+when = "health.latency.p50 > baseline + 25% over 1m"
 then = "investigate"
 
 [success]

@@ -404,21 +404,30 @@ timeout = "2s"
 http = {{ url = {url}, status = "2xx" }}
 
 # How long `backout baseline` samples the probes before a change to learn "normal"
-# (30 samples: a p95 from fewer moves with every slow answer).
+# (30 samples, enough for the statistical rules below; history = 5 would add
+# the samples of the last 5 healthy watches).
 [baseline]
 for = "1m"
 
 # When to act. then = "rollback" rolls back; then = "investigate" only alerts.
-# A 1m window holds 30 samples: more than 5% of them is 2 failures.
+# The statistical rules compare every sample with the baseline's: a sequential
+# test catches a rise in failures or in the median latency as soon as the
+# evidence is there, with few false alarms however long the watch lasts.
 [[rule]]
 name = "errors"
-when = "health.error_rate > 5% over 1m"
+when = "health.error_rate > baseline (sequential) over 1m"
 then = "rollback"
 
 [[rule]]
 name = "slow"
-when = "health.latency.p95 > baseline + 50% over 1m"
+when = "health.latency.p50 > baseline + 25% (sequential) over 1m"
 then = "investigate"
+
+# Needs no baseline: the endpoint down for 10s.
+[[rule]]
+name = "down"
+when = "health.consecutive_failures >= 5"
+then = "rollback"
 
 # When the change counts as a success: every condition holds.
 [success]
@@ -687,7 +696,7 @@ volumes:
             panic!("the starter's health probe is HTTP")
         };
         assert_eq!(http.url.value, url);
-        assert_eq!(plan.rules.len(), 2);
+        assert_eq!(plan.rules.len(), 3);
         assert_eq!(plan.success.len(), 1);
         assert_eq!(plan.rollback.len(), 2);
         assert_eq!(plan.verify.checks.len(), 1);
@@ -721,7 +730,7 @@ volumes:
             let plan = parse(&text);
             assert_eq!(plan.probes.len(), 1, "{text}");
             assert_eq!(plan.services.len(), 1, "{text}");
-            assert_eq!(plan.rules.len(), 2, "{text}");
+            assert_eq!(plan.rules.len(), 3, "{text}");
             assert_eq!(plan.success.len(), 1, "{text}");
             assert_eq!(plan.rollback.len(), 2 - usize::from(with_git.path() == dir), "{text}");
             assert_eq!(plan.verify.checks.len(), 1, "{text}");

@@ -149,6 +149,78 @@ pub fn load_at(oplog: &Oplog, plan: &Plan, at: i64) -> Result<HashMap<String, Ba
     Ok(out)
 }
 
+/// What is wrong with `b` as the baseline of `probe` for the plan's rules: too
+/// few samples for the statistic a rule compares with, or a statistic so noisy
+/// that a lucky or unlucky minute moves the rule's limit by a good part of its
+/// margin.
+pub fn warnings(plan: &Plan, probe: &str, b: &BaselineStats) -> Vec<String> {
+    let mut out = Vec::new();
+    let answers: Vec<f64> = {
+        let mut v: Vec<f64> = b.samples.iter().filter(|s| s.ok).filter_map(|s| s.latency_ms).collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let every = plan.probe(probe).map(|p| p.every);
+    for r in plan.rules.iter().filter(|r| r.condition.metric.probe == probe) {
+        let c = &r.condition;
+        let crate::plan::rule::Threshold::Baseline { delta } = &c.threshold else {
+            continue;
+        };
+        if c.test.is_some() && b.samples.len() < crate::watch::judge::MIN_BASELINE_SAMPLES {
+            out.push(format!(
+                "{probe}: rule {:?} tests against the baseline's samples, and it has {}: take a new baseline",
+                r.name,
+                b.samples.len()
+            ));
+            continue;
+        }
+        if c.metric.field != Field::Latency || answers.is_empty() {
+            continue;
+        }
+        let q = crate::plan::evidence::quantile(c.metric.agg).unwrap_or(0.5);
+        let need = (10.0 / (1.0 - q)).ceil() as usize;
+        let n = answers.len();
+        if n < need {
+            let longer = every.map_or(String::new(), |e| {
+                format!(
+                    " (`backout baseline --for {}`)",
+                    crate::plan::units::format_duration(e.saturating_mul(need as u32 + need as u32 / 10))
+                )
+            });
+            out.push(format!(
+                "{probe}: the baseline has {n} answers; a p{} from fewer than {need} rests on a handful of them: sample longer{longer} or add history ([baseline] history = 5)",
+                (q * 100.0).round()
+            ));
+            continue;
+        }
+        // Distribution-free 90% interval of the quantile: the order statistics
+        // 1.645 standard errors of the rank either side.
+        let rank = q * n as f64;
+        let half = 1.645 * (n as f64 * q * (1.0 - q)).sqrt();
+        let at = |r: f64| answers[(r.round().max(1.0) as usize).min(n) - 1];
+        let (lo, mid, hi) = (at(rank - half), quantile_sorted(&answers, q), at(rank + half));
+        let spread = (hi - lo) / 2.0 / mid.max(1e-9);
+        let margin = match delta {
+            crate::plan::rule::Delta::Percent(p) => Some(p.abs() / 100.0),
+            crate::plan::rule::Delta::Factor(f) => Some((f - 1.0).abs()),
+            crate::plan::rule::Delta::Absolute(a) => Some(a.abs() / mid.max(1e-9)),
+            crate::plan::rule::Delta::None => None,
+        };
+        if margin.is_some_and(|m| spread > m / 2.0) {
+            out.push(format!(
+                "{probe}: the baseline's p{} is {:.1}ms, but from {n} answers it could as well be {:.1}–{:.1}ms (90%, ±{:.0}%): more than half of rule {:?}'s margin; sample longer or add history ([baseline] history = 5)",
+                (q * 100.0).round(),
+                mid,
+                lo,
+                hi,
+                spread * 100.0,
+                r.name
+            ));
+        }
+    }
+    out
+}
+
 fn field_stats(samples: &[SampleRow]) -> BTreeMap<String, FieldStats> {
     let mut by_key: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for s in samples {
@@ -231,6 +303,43 @@ mod tests {
         assert_eq!(aggregate(&v, Agg::Mean), Some(50.5));
         assert_eq!(aggregate(&[], Agg::Mean), None);
         assert_eq!(aggregate(&[3.0], Agg::P99), Some(3.0));
+    }
+
+    #[test]
+    fn a_baseline_too_short_or_too_noisy_for_its_rules_is_flagged() {
+        let src = "[plan]\nname = \"t\"\nrto = \"1m\"\n[[probe]]\nname = \"api\"\nevery = \"250ms\"\ntimeout = \"1s\"\nhttp = { url = \"http://127.0.0.1:1/\" }\n[[rule]]\nwhen = \"api.latency.p95 > baseline + 10% over 30s\"\n";
+        let plan = Plan::parse(
+            std::path::Path::new("backout.toml"),
+            src,
+            &crate::context::Env::default(),
+        )
+        .unwrap();
+        // A long tail (10ms + j³/50000 for j = 0..n, shuffled): a p95 from 60
+        // of them is too few.
+        let rows = |n: i64| -> Vec<SampleRow> {
+            (0..n)
+                .map(|i| SampleRow {
+                    probe: "api".into(),
+                    at: i * 250,
+                    ok: true,
+                    latency_ms: Some(10.0 + (((i * 37) % n) as f64).powi(3) / 50_000.0),
+                    ..Default::default()
+                })
+                .collect()
+        };
+        let w = warnings(&plan, "api", &BaselineStats::from_samples(&rows(60)));
+        assert!(w.iter().any(|m| m.contains("fewer than 200")), "{w:?}");
+        // 240 of them: enough, but the p95 is uncertain by more than half of 10%.
+        let w = warnings(&plan, "api", &BaselineStats::from_samples(&rows(240)));
+        assert!(w.iter().any(|m| m.contains("could as well be")), "{w:?}");
+        // A +100% margin tolerates it.
+        let plan = Plan::parse(
+            std::path::Path::new("backout.toml"),
+            &src.replace("+ 10%", "+ 100%"),
+            &crate::context::Env::default(),
+        )
+        .unwrap();
+        assert!(warnings(&plan, "api", &BaselineStats::from_samples(&rows(240))).is_empty());
     }
 
     #[test]
