@@ -93,9 +93,10 @@ then = "investigate"
 HISTORY = "[baseline]\nhistory = 5\n"
 
 DECIDERS = [
-    ("backout: the issue's threshold rules, defaults", THRESHOLDS),
-    ("backout: sequential rules", SEQUENTIAL),
-    ("backout: sequential rules, baseline + last 5 healthy watches", SEQUENTIAL + HISTORY),
+    ("backout defaults: sequential rules, baseline + last 5 healthy watches (as `backout init` writes them)",
+     SEQUENTIAL + HISTORY),
+    ("backout: sequential rules, the 60 s baseline alone", SEQUENTIAL),
+    ("backout: the issue's threshold rules (derived min-samples, hysteresis)", THRESHOLDS),
     ("backout: Mann-Whitney rules", MANN_WHITNEY),
 ]
 

@@ -404,10 +404,11 @@ timeout = "2s"
 http = {{ url = {url}, status = "2xx" }}
 
 # How long `backout baseline` samples the probes before a change to learn "normal"
-# (30 samples, enough for the statistical rules below; history = 5 would add
-# the samples of the last 5 healthy watches).
+# (30 samples, enough for the statistical rules below), and the samples of the
+# last 5 healthy watches added to it: a minute alone is a noisy reference.
 [baseline]
 for = "1m"
+history = 5
 
 # When to act. then = "rollback" rolls back; then = "investigate" only alerts.
 # The statistical rules compare every sample with the baseline's: a sequential

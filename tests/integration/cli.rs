@@ -51,7 +51,12 @@ fn check_is_found_upward_and_reports_json() {
     assert_eq!(v["probes"][0]["name"], "health");
     assert_eq!(v["probes"][0]["every_ms"], 2000);
     // The starter's "down" rule needs no baseline: its time to detect is known.
-    let down = v["rules"].as_array().unwrap().iter().find(|r| r["name"] == "down").unwrap();
+    let down = v["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "down")
+        .unwrap();
     assert!(down["detect_ms"].as_u64().unwrap() > 0);
 }
 
