@@ -111,6 +111,9 @@ impl BaselineStats {
     }
 }
 
+/// Most samples a baseline takes from history, per probe.
+pub const HISTORY_SAMPLES: usize = 20_000;
+
 /// Each probe's baseline as it was at time `at`: the latest `backout baseline`
 /// measured by then, with its samples read back for the statistical rules, and,
 /// with `[baseline] history = N`, the samples of the last N healthy watches that
@@ -136,8 +139,16 @@ pub fn load_at(oplog: &Oplog, plan: &Plan, at: i64) -> Result<HashMap<String, Ba
             }
             continue;
         }
+        // Newest watches first, and no more than HISTORY_SAMPLES in all: hours
+        // of watching would make every statistic slow and change nothing.
         for w in &watches {
-            samples.extend(oplog.samples_of(*w, Some(&p.name))?);
+            let room = HISTORY_SAMPLES.saturating_sub(samples.len());
+            if room == 0 {
+                break;
+            }
+            let mut more = oplog.samples_of(*w, Some(&p.name))?;
+            more.drain(..more.len().saturating_sub(room));
+            samples.extend(more);
         }
         if samples.is_empty() {
             continue;
@@ -340,6 +351,56 @@ mod tests {
         )
         .unwrap();
         assert!(warnings(&plan, "api", &BaselineStats::from_samples(&rows(240))).is_empty());
+    }
+
+    #[test]
+    fn history_adds_the_samples_of_the_last_healthy_watches() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Oplog::open(&dir.path().join("state.db"), crate::redact::Redactor::new()).unwrap();
+        let rows = |start: i64, n: i64, lat: f64| -> Vec<SampleRow> {
+            (0..n)
+                .map(|i| SampleRow {
+                    probe: "api".into(),
+                    at: start + i * 250,
+                    ok: true,
+                    latency_ms: Some(lat),
+                    ..Default::default()
+                })
+                .collect()
+        };
+        let op = |kind: &str, r: &[SampleRow], outcome: &str| {
+            let op = log.begin(kind, &serde_json::json!({}), r[0].at).unwrap();
+            log.insert_samples(op, r).unwrap();
+            if kind == "baseline" {
+                let stats = BaselineStats::from_samples(r);
+                log.save_baseline(op, "api", r[r.len() - 1].at, &serde_json::to_value(&stats).unwrap())
+                    .unwrap();
+            }
+            log.finish(op, outcome, None, r[r.len() - 1].at + 1).unwrap();
+            op
+        };
+        op("baseline", &rows(0, 40, 10.0), "ok");
+        let healthy = op("watch", &rows(100_000, 100, 20.0), "time_up");
+        // A watch that called for a rollback is no reference.
+        let bad = op("watch", &rows(200_000, 100, 500.0), "rollback_triggered");
+        log.event(bad, 210_000, "verdict", &serde_json::json!({})).unwrap();
+        let src = "[plan]\nname = \"t\"\nrto = \"1m\"\n[[probe]]\nname = \"api\"\nevery = \"250ms\"\ntimeout = \"1s\"\nhttp = { url = \"http://127.0.0.1:1/\" }\n";
+        let env = crate::context::Env::default();
+        let plain = Plan::parse(std::path::Path::new("backout.toml"), src, &env).unwrap();
+        let b = &load_at(&log, &plain, 300_000).unwrap()["api"];
+        assert_eq!((b.count, b.samples.len(), b.latency_median), (40, 40, Some(10.0)));
+        let with = Plan::parse(
+            std::path::Path::new("backout.toml"),
+            &format!("{src}[baseline]\nhistory = 5\n"),
+            &env,
+        )
+        .unwrap();
+        let b = &load_at(&log, &with, 300_000).unwrap()["api"];
+        assert_eq!(b.count, 140, "the baseline's 40 and the healthy watch's 100");
+        assert_eq!(b.from_watches, vec![healthy]);
+        assert_eq!(b.latency_median, Some(20.0));
+        // As of before the healthy watch ended: the baseline alone.
+        assert_eq!(load_at(&log, &with, 100_000).unwrap()["api"].count, 40);
     }
 
     #[test]
