@@ -174,6 +174,9 @@ pub fn command_failed(m: &Marker, how: &str) -> crate::watch::Verdict {
         failed_samples: 0,
         first_sample_at: None,
         last_sample_at: None,
+        window_samples: None,
+        window_full: true,
+        test: None,
         explanation: format!(
             "deploy command: ROLLBACK: `{}` failed ({how})",
             m.command.as_deref().unwrap_or("?")

@@ -254,6 +254,9 @@ pub fn report_manual(
         failed_samples: 0,
         first_sample_at: None,
         last_sample_at: None,
+        window_samples: None,
+        window_full: true,
+        test: None,
         explanation: format!(
             "rollback ({}) to {} requested by hand{because}",
             rb.label, rb.checkpoint

@@ -13,7 +13,7 @@
 //! | [`plan`] | `backout.toml`: raw serde schema → validated [`plan::Plan`]; units, rule grammar, `${ENV}` secrets, located errors |
 //! | [`resource`] | what a checkpoint captures ([`resource::git`], [`resource::paths`], [`resource::db`], [`resource::command`]), the checkpoint itself, and restore |
 //! | [`store`] | the content-addressed object store: objects, manifests, fsck |
-//! | [`watch`] | probes sampled concurrently, windows, baselines, rules → explained [`watch::Verdict`]s; the decision matrix, scheduled reviews, watch status |
+//! | [`watch`] | probes sampled concurrently, windows, baselines, rules and statistical tests → explained [`watch::Verdict`]s; the decision matrix, scheduled reviews, watch status, replay over recorded samples |
 //! | [`probe`] | one measurement of one probe: [`probe::http`], [`probe::tcp`], [`probe::command`], [`probe::log`], [`probe::process`], [`probe::prometheus`], [`probe::compose`] |
 //! | [`rollback`] | the journaled step executor, safety checkpoint first; levels and options, resume after a kill, undo/redo, `backout run`'s phases; the default target ([`rollback::target`]) |
 //! | [`deploy`] | deploy markers: when a change began, the checkpoint of the state before it, the deploy command's outcome |

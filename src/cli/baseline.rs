@@ -10,6 +10,7 @@ use crate::watch::BaselineStats;
 /// Sample every probe before the change and store each one's statistics
 ///
 /// Rules such as `api.latency.p95 > baseline + 25%` compare with the latest baseline.
+/// Warns when it is too short or too noisy for the rules that use it.
 ///
 /// Example: backout baseline --for 2m
 #[derive(Debug, Args)]
@@ -60,6 +61,13 @@ async fn sample(
     ));
     let stats = crate::watch::measure_baseline(ws, op, d, |_| {}).await?;
     ws.oplog.finish(op, "ok", None, ws.now_ms())?;
+    // Too short or too noisy for the rules that compare with it: said now,
+    // before anyone trusts a verdict made against it.
+    for (probe, s) in &stats {
+        for w in crate::watch::baseline::warnings(&ws.plan, probe, s) {
+            ctx.printer.warn(w);
+        }
+    }
     Ok(stats)
 }
 

@@ -4,7 +4,7 @@ use serde_json::json;
 use super::Ctx;
 use crate::error::{CommandError, ExitCode};
 use crate::plan::rule::format_threshold;
-use crate::plan::{Action, CheckKind, StepKind, units};
+use crate::plan::{Action, CheckKind, Plan, Rule, StepKind, evidence, units};
 use crate::watch;
 
 /// Validate the plan and print a summary to review
@@ -33,12 +33,18 @@ pub fn summarize(p: &crate::output::Printer, plan: &crate::plan::Plan, file: &st
         .rules
         .iter()
         .map(|r| {
-            let detect = watch::time_to_detect(plan, r);
+            let detect = watch::detect_times(plan, r);
+            let every = plan.probe(&r.condition.metric.probe).map(|p| p.every);
             json!({
                 "name": r.name, "when": r.text, "then": r.action,
-                "min_samples": r.min_samples, "no_data": r.no_data, "severity": r.severity,
-                "detect_samples": detect.map(|d| d.0),
-                "detect_ms": detect.map(|d| d.1.as_millis() as u64),
+                "min_samples": every.map(|e| evidence::min_samples(r, e)),
+                "min_samples_set": r.min_samples.is_some(),
+                "window_samples": every.map(|e| evidence::capacity(&r.condition, e)),
+                "no_data": r.no_data, "severity": r.severity,
+                "detect_samples": detect.fresh.map(|d| d.0),
+                "detect_ms": detect.fresh.map(|d| d.1.as_millis() as u64),
+                "detect_full_window_samples": detect.full.map(|d| d.0),
+                "detect_full_window_ms": detect.full.map(|d| d.1.as_millis() as u64),
             })
         })
         .collect();
@@ -145,15 +151,13 @@ pub fn summarize(p: &crate::output::Printer, plan: &crate::plan::Plan, file: &st
             (None, Action::Rollback) => "rollback".into(),
             (None, Action::Investigate) => "investigate".into(),
         };
-        let detect = match watch::time_to_detect(plan, r) {
-            Some((n, t)) => format!("detects a total failure in {n} sample(s) = {}", d(t)),
-            None => String::new(),
-        };
+        let detect = detect_phrase(plan, r);
         let c = &r.condition;
         let window = watch::over_phrase(c);
         let hold = c.hold.map_or(String::new(), |h| format!(" for {}", d(h)));
+        let test = c.test.map_or(String::new(), |t| format!(" {t}"));
         p.out(format!(
-            "  {} → {action}: {} {} {}{window}{hold}; {detect}",
+            "  {} → {action}: {} {} {}{test}{window}{hold}; {detect}",
             r.name,
             c.metric,
             c.op.symbol(),
@@ -284,4 +288,46 @@ pub fn summarize(p: &crate::output::Printer, plan: &crate::plan::Plan, file: &st
             p.warn(format!("{file}:{}: {}", w.line, w.message));
         }
     }
+}
+
+/// How long `r` takes to detect a sustained breach, on a fresh watch and with a
+/// full window: `detects a total failure in 7 samples = 1.75s (fresh watch or
+/// full window)`.
+fn detect_phrase(plan: &Plan, r: &Rule) -> String {
+    let t = watch::detect_times(plan, r);
+    let what = match r.condition.metric.field {
+        crate::plan::rule::Field::ErrorRate
+        | crate::plan::rule::Field::Up
+        | crate::plan::rule::Field::ConsecutiveFailures
+        | crate::plan::rule::Field::Status => "a total failure",
+        _ => "answers all beyond the limit",
+    };
+    let d = |n: usize, t: std::time::Duration| format!("{n} sample(s) = {}", units::format_duration(t));
+    let zero = if t.zero_baseline {
+        ", assuming a 0% baseline (a higher one needs more)"
+    } else {
+        ""
+    };
+    let phrase = match (t.fresh, t.full) {
+        (None, None) => match r.condition.threshold {
+            crate::plan::rule::Threshold::Baseline { .. } => "how many samples it needs depends on the baseline".into(),
+            _ if plan.probe(&r.condition.metric.probe).is_some_and(|p| {
+                r.min_samples
+                    .is_some_and(|m| m > evidence::capacity(&r.condition, p.every))
+            }) =>
+            {
+                "never decides: its window holds fewer samples than min-samples".into()
+            }
+            _ => "how soon depends on how far beyond the limit".into(),
+        },
+        (Some(a), Some(b)) if a == b => format!("detects {what} in {} (fresh watch or full window)", d(a.0, a.1)),
+        (Some(a), Some(b)) => format!(
+            "detects {what} in {} on a fresh watch, {} with a full window",
+            d(a.0, a.1),
+            d(b.0, b.1)
+        ),
+        (Some(a), None) => format!("detects {what} in {} on a fresh watch", d(a.0, a.1)),
+        (None, Some(b)) => format!("detects {what} in {} with a full window", d(b.0, b.1)),
+    };
+    format!("{phrase}{zero}")
 }

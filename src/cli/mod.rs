@@ -14,6 +14,7 @@ mod gc;
 mod init;
 mod log;
 mod redo;
+mod replay;
 mod report;
 mod restore;
 mod rollback;
@@ -92,6 +93,7 @@ enum Command {
     Redo(redo::RedoArgs),
     Verify(verify::VerifyArgs),
     Log(log::LogArgs),
+    Replay(replay::ReplayArgs),
     Show(show::ShowArgs),
     Report(report::ReportArgs),
     Runbook(runbook::RunbookArgs),
@@ -249,6 +251,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CommandError>
         Command::Redo(a) => redo::run(ctx, a).await,
         Command::Verify(a) => verify::run(ctx, a).await,
         Command::Log(a) => log::run(ctx, a),
+        Command::Replay(a) => replay::run(ctx, a),
         Command::Show(a) => show::run(ctx, a),
         Command::Report(a) => report::run(ctx, a),
         Command::Runbook(a) => runbook::run(ctx, a),

@@ -201,7 +201,13 @@ pub(super) async fn watch_and_act(
         ))
     ));
     let live = !p.json() && p.interactive();
-    let mut view = super::watch_view::LiveView::new(&ws.plan, &watch::load_baselines(ws, &ws.plan)?, &schedule);
+    let baselines = watch::load_baselines(ws, &ws.plan)?;
+    for (probe, b) in &baselines {
+        for w in watch::baseline::warnings(&ws.plan, probe, b) {
+            p.warn(w);
+        }
+    }
+    let mut view = super::watch_view::LiveView::new(&ws.plan, &baselines, &schedule);
     let deploy_at = schedule.deploy_at;
     let result = watch::watch_from(ws, op, act.duration, schedule, |e| {
         if p.json() {

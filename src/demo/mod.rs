@@ -99,7 +99,7 @@ min-samples = 10
 
 [[rule]]
 name = "api-slow"
-when = "api.latency.p95 > baseline + 50% over 2s"
+when = "api.latency.p95 > baseline + 50% over 3s"
 then = "investigate"
 min-samples = 5
 

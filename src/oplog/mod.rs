@@ -5,6 +5,7 @@
 //! redactor first, so no secret reaches the database.
 
 mod checkpoints;
+mod history;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -7,6 +7,7 @@ mod capture;
 pub mod diag;
 #[cfg(test)]
 mod error_snapshots;
+pub mod evidence;
 #[cfg(test)]
 mod fuzz_tests;
 pub mod incident;
@@ -80,6 +81,9 @@ pub struct Plan {
     pub notify: Vec<incident::Notify>,
     /// `backout checkpoint` also measures a baseline.
     pub baseline_on_checkpoint: bool,
+    /// `[baseline] history`: the baseline also holds the samples of the last N
+    /// healthy watches (0: only the latest `backout baseline`).
+    pub baseline_history: usize,
     /// Scheduled reviews, by offset from the deploy.
     pub reviews: Vec<Review>,
     /// Severity × share of probes affected → action.
@@ -273,8 +277,12 @@ pub struct Rule {
     pub text: String,
     pub condition: Condition,
     pub action: Action,
-    pub min_samples: usize,
+    /// `min-samples` as the plan sets it; `None`: derived from the window and
+    /// the threshold ([`evidence::min_samples`]).
+    pub min_samples: Option<usize>,
     pub no_data: NoData,
+    /// `clear-after` as the plan sets it; `None`: [`evidence::clear_after`].
+    pub clear_after: Option<Duration>,
     /// Set: the `[decision]` matrix picks the action instead of `action`.
     pub severity: Option<Severity>,
     #[serde(skip)]
@@ -816,6 +824,18 @@ impl Validator<'_> {
             .as_ref()
             .and_then(|b| b.get_ref().on_checkpoint.as_ref())
             .is_some_and(|b| *b.get_ref());
+        let baseline_history = match raw.baseline.as_ref().and_then(|b| b.get_ref().history.as_ref()) {
+            Some(h) if (0..=1000).contains(h.get_ref()) => *h.get_ref() as usize,
+            Some(h) => {
+                self.error(
+                    h.span(),
+                    format!("history must be 0 to 1000 watches, found {}", h.get_ref()),
+                    "history = 5 adds the samples of the last 5 healthy watches to the baseline",
+                );
+                0
+            }
+            None => 0,
+        };
         let time_scale = self.time_scale(meta.time_scale.as_ref());
 
         let mut probe_names = BTreeSet::new();
@@ -839,6 +859,16 @@ impl Validator<'_> {
             .enumerate()
             .filter_map(|(i, r)| self.rule(r, i, &probes, &mut rule_names))
             .collect();
+        for r in &rules {
+            if let Some(p) = probes.iter().find(|p| p.name == r.condition.metric.probe)
+                && let Some(w) = evidence::baseline_warning(r, p.every, baseline_for, baseline_history)
+            {
+                self.warnings.push(PlanWarning {
+                    line: r.line,
+                    message: w,
+                });
+            }
+        }
         let success = raw
             .success
             .as_ref()
@@ -847,7 +877,7 @@ impl Validator<'_> {
                     .when
                     .iter()
                     .filter_map(|w| {
-                        let condition = self.condition(w, &probes)?;
+                        let condition = self.criterion(w, &probes)?;
                         Some(Criterion {
                             text: w.get_ref().clone(),
                             condition,
@@ -935,6 +965,7 @@ impl Validator<'_> {
             notify,
             redact_patterns,
             baseline_on_checkpoint,
+            baseline_history,
             reviews,
             decision,
             time_scale,
@@ -1125,6 +1156,21 @@ impl Validator<'_> {
         }
     }
 
+    /// A `[success]` or review condition: read over its window as it is, so
+    /// without a statistical test (those need a rule's running history).
+    fn criterion(&mut self, w: &S<String>, probes: &[Probe]) -> Option<Condition> {
+        let c = self.condition(w, probes)?;
+        if let Some(t) = c.test {
+            self.error(
+                w.span(),
+                format!("a statistical test `{t}` belongs in a [[rule]]"),
+                "success criteria and reviews compare a window with a threshold, like `api.error_rate == 0 over 5m`",
+            );
+            return None;
+        }
+        Some(c)
+    }
+
     fn condition(&mut self, w: &S<String>, probes: &[Probe]) -> Option<Condition> {
         match rule::parse_condition(w.get_ref()) {
             Ok(c) => {
@@ -1195,14 +1241,14 @@ impl Validator<'_> {
             }
         };
         let min_samples = match &raw.min_samples {
-            Some(m) if (1..=units::MAX_SAMPLES as i64).contains(m.get_ref()) => *m.get_ref() as usize,
+            Some(m) if (1..=units::MAX_SAMPLES as i64).contains(m.get_ref()) => Some(*m.get_ref() as usize),
             Some(m) if *m.get_ref() < 1 => {
                 self.error(
                     m.span(),
                     format!("min-samples must be at least 1, found {}", m.get_ref()),
                     "a verdict needs at least one sample",
                 );
-                1
+                None
             }
             Some(m) => {
                 self.error(
@@ -1210,9 +1256,9 @@ impl Validator<'_> {
                     format!("min-samples = {} is too many", m.get_ref()),
                     "min-samples is at most 100000",
                 );
-                1
+                None
             }
-            None => 3,
+            None => None,
         };
         let no_data = match raw.no_data.as_ref().map(|n| n.get_ref().as_str()) {
             None | Some("inconclusive") => NoData::Inconclusive,
@@ -1227,6 +1273,7 @@ impl Validator<'_> {
                 NoData::Inconclusive
             }
         };
+        let clear_after = raw.clear_after.as_ref().and_then(|c| self.duration(c));
         let severity = self.severity(&raw.severity);
         if let (Some(_), Some(t)) = (severity, &raw.then) {
             self.warn(
@@ -1236,35 +1283,23 @@ impl Validator<'_> {
         }
         let condition = self.condition(&raw.when, probes)?;
         let line = self.line_of(&raw.when.span());
-        if let Some(probe) = probes.iter().find(|p| p.name == condition.metric.probe)
-            && let Some(rule::Window::Duration(w)) = condition.window
-        {
-            let holds = w.as_secs_f64() / probe.every.as_secs_f64();
-            if holds < 3.0 {
-                self.warn(&raw.when.span(), format!(
-                    "rule {name:?}: its {} window holds {} sample(s) of {:?} (every {}); fewer than 3 makes a noisy verdict",
-                    units::format_duration(w), holds.floor(), probe.name, units::format_duration(probe.every)
-                ));
-            } else if (holds as usize) < min_samples {
-                self.warn(
-                    &raw.when.span(),
-                    format!(
-                        "rule {name:?}: its window holds {} samples but it needs {min_samples}: it can never decide",
-                        holds as usize
-                    ),
-                );
-            }
-        }
-        Some(Rule {
+        let rule = Rule {
             name,
             text: raw.when.get_ref().clone(),
             condition,
             action,
             min_samples,
             no_data,
+            clear_after,
             severity,
             line,
-        })
+        };
+        if let Some(probe) = probes.iter().find(|p| p.name == rule.condition.metric.probe) {
+            for w in evidence::warnings(&rule, &probe.name, probe.every) {
+                self.warn(&raw.when.span(), w);
+            }
+        }
+        Some(rule)
     }
 }
 
@@ -1392,7 +1427,7 @@ then = "rollback"
 
 [[rule]]
 name = "slow"
-when = "health.latency.p95 > baseline + 25%"
+when = "health.latency.p50 > baseline + 25% over 1m"
 then = "investigate"
 
 [success]

@@ -116,6 +116,8 @@ pub struct RawBaseline {
     pub duration: Option<S<String>>,
     /// `backout checkpoint` also measures a baseline.
     pub on_checkpoint: Option<S<bool>>,
+    /// Add the samples of the last N healthy watches to the baseline.
+    pub history: Option<S<i64>>,
 }
 
 /// A command: one string (split like a shell would, but run without one unless
@@ -260,6 +262,8 @@ pub struct RawRule {
     pub then: Option<S<String>>,
     pub min_samples: Option<S<i64>>,
     pub no_data: Option<S<String>>,
+    /// How long a tripped rule's condition must stay false before it is ok again.
+    pub clear_after: Option<S<String>>,
     /// `critical`, `major` or `minor`: the `[decision]` matrix picks the action.
     pub severity: Option<S<String>>,
 }

@@ -123,6 +123,40 @@ impl Field {
         }
     }
 
+    /// Whether the field is a share written as a percentage (`error_rate`, `cpu`),
+    /// whose baseline-relative amounts may be percentage points (`+ 2pp`).
+    pub fn is_ratio(self) -> bool {
+        self.kind() == ValueKind::Ratio
+    }
+
+    /// Whether a healthy baseline of this field is often exactly 0 (no errors, no
+    /// matches): then a relative threshold (`baseline + 50%`) is 0 too, and any
+    /// single event trips it.
+    pub fn baseline_can_be_zero(self) -> bool {
+        matches!(
+            self,
+            Field::ErrorRate | Field::Count | Field::Rate | Field::Cpu | Field::ExitCode | Field::ConsecutiveFailures
+        )
+    }
+
+    /// Whether every value of the field is ≥ 0, so a mean over part of a window
+    /// bounds the whole window's mean from below.
+    pub fn non_negative(self) -> bool {
+        matches!(
+            self,
+            Field::Latency | Field::Size | Field::Rss | Field::Cpu | Field::Fds | Field::Count | Field::Rate
+        )
+    }
+
+    /// An absolute amount of this field written back in the rule's units: `2pp`
+    /// for rates, `50ms`, `1MB`, a number.
+    pub fn format_amount(self, v: f64) -> String {
+        match self.kind() {
+            ValueKind::Ratio => format!("{}pp", units::trim_float((v * 1e6).round() / 1e4)),
+            _ => format_value(self, v),
+        }
+    }
+
     /// Whether an aggregation suffix (`.p95`) makes sense for this field.
     pub fn aggregates(self) -> bool {
         matches!(
@@ -336,6 +370,52 @@ pub struct Condition {
     /// `for D`: the condition must hold continuously for D.
     #[serde(serialize_with = "ser_opt_duration")]
     pub hold: Option<Duration>,
+    /// `(mann-whitney, 98%)` or `(sequential, 99%)` after a baseline threshold: a
+    /// statistical comparison with the baseline's samples.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test: Option<StatTest>,
+}
+
+/// A statistical comparison with the baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct StatTest {
+    pub kind: TestKind,
+    /// 0.98 for `98%`.
+    pub confidence: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TestKind {
+    /// Kayenta's judge: a one-sided Mann–Whitney U test of the window against
+    /// the baseline, with an effect size (the threshold) to exceed.
+    MannWhitney,
+    /// A sequential e-detector of the share of samples beyond the threshold:
+    /// anytime-valid, its false alarms bounded however long it watches.
+    Sequential,
+}
+
+impl TestKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TestKind::MannWhitney => "mann-whitney",
+            TestKind::Sequential => "sequential",
+        }
+    }
+
+    /// The confidence a test has when the rule does not give one.
+    pub fn default_confidence(self) -> f64 {
+        match self {
+            TestKind::MannWhitney => 0.98,
+            TestKind::Sequential => 0.99,
+        }
+    }
+}
+
+impl fmt::Display for StatTest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "({}, {})", self.kind.name(), Percent(self.confidence * 100.0))
+    }
 }
 
 fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -374,7 +454,7 @@ fn tokenize(src: &str) -> Vec<Token<'_>> {
             while i < bytes.len() && matches!(bytes[i], b'<' | b'>' | b'=' | b'!') {
                 i += 1;
             }
-        } else if matches!(c, b'+' | b'-' | b'*') {
+        } else if matches!(c, b'+' | b'-' | b'*' | b'(' | b')' | b',') {
             i += 1;
         } else {
             // A word runs to whitespace or an operator; `-` ends it only after a
@@ -382,7 +462,7 @@ fn tokenize(src: &str) -> Vec<Token<'_>> {
             // A `[selector]` is part of the word, whatever it holds.
             let ends_word = |i: usize| {
                 bytes[i].is_ascii_whitespace()
-                    || matches!(bytes[i], b'<' | b'>' | b'=' | b'!' | b'+' | b'*')
+                    || matches!(bytes[i], b'<' | b'>' | b'=' | b'!' | b'+' | b'*' | b'(' | b')' | b',')
                     || (bytes[i] == b'-' && i > start && !bytes[i - 1].is_ascii_alphanumeric())
             };
             let mut depth = 0usize;
@@ -469,6 +549,12 @@ pub fn parse_condition(src: &str) -> Result<Condition, RuleError> {
         }
     };
 
+    let mut test = None;
+    if tokens.get(pos).is_some_and(|t| t.text == "(") {
+        let (t, used) = parse_test(&tokens[pos..], &metric, op, &threshold)?;
+        test = Some(t);
+        pos += used;
+    }
     let mut window = None;
     let mut hold = None;
     while let Some(t) = tokens.get(pos) {
@@ -544,7 +630,121 @@ pub fn parse_condition(src: &str) -> Result<Condition, RuleError> {
         threshold,
         window,
         hold,
+        test,
     })
+}
+
+const TEST_HINT: &str =
+    "write `(mann-whitney)`, `(mann-whitney, 98%)`, `(sequential)` or `(sequential, 99%)` after a baseline threshold";
+
+/// Parses `(mann-whitney, 98%)` at `tokens[0] == "("`; returns it and how many
+/// tokens it used.
+fn parse_test(
+    tokens: &[Token<'_>],
+    metric: &Metric,
+    op: Op,
+    threshold: &Threshold,
+) -> Result<(StatTest, usize), RuleError> {
+    let open = &tokens[0];
+    let Some(name) = tokens.get(1) else {
+        return Err(err(open.span.clone(), "`(` needs a test name", TEST_HINT));
+    };
+    let kind = match name.text {
+        "mann-whitney" | "mannwhitney" | "mwu" => TestKind::MannWhitney,
+        "sequential" => TestKind::Sequential,
+        other => {
+            return Err(err(
+                name.span.clone(),
+                format!("unknown statistical test `{other}`"),
+                TEST_HINT,
+            ));
+        }
+    };
+    let mut used = 2;
+    let mut confidence = kind.default_confidence();
+    if tokens.get(used).is_some_and(|t| t.text == ",") {
+        let Some(c) = tokens.get(used + 1) else {
+            return Err(err(
+                tokens[used].span.clone(),
+                "missing a confidence after `,`",
+                TEST_HINT,
+            ));
+        };
+        confidence = units::parse_percent(c.text)
+            .ok()
+            .map(|p| p.fraction())
+            .filter(|f| *f >= 0.5 && *f < 1.0)
+            .ok_or_else(|| {
+                err(
+                    c.span.clone(),
+                    format!("expected a confidence like 98%, found `{}`", c.text),
+                    "a confidence is at least 50% and below 100%: 98%, 99%, 99.9%",
+                )
+            })?;
+        used += 2;
+    }
+    let Some(close) = tokens.get(used).filter(|t| t.text == ")") else {
+        let at = tokens
+            .get(used)
+            .map_or(name.span.end..name.span.end, |t| t.span.clone());
+        return Err(err(at, "expected `)` to close the test", TEST_HINT));
+    };
+    used += 1;
+    let span = open.span.start..close.span.end;
+    if !matches!(threshold, Threshold::Baseline { .. }) {
+        return Err(err(
+            span,
+            "a statistical test compares with the baseline",
+            format!(
+                "write `{metric} {} baseline + 25% {}` (any baseline amount, or none)",
+                op.symbol(),
+                StatTest { kind, confidence }
+            ),
+        ));
+    }
+    if !matches!(op, Op::Gt | Op::Ge | Op::Lt | Op::Le) {
+        return Err(err(
+            span,
+            format!("a statistical test asks whether {metric} rose or fell"),
+            "use >, >=, < or <=",
+        ));
+    }
+    let field_ok = matches!(
+        metric.field,
+        Field::ErrorRate | Field::Latency | Field::Size | Field::Rss | Field::Cpu | Field::Fds | Field::Value
+    );
+    if !field_ok {
+        return Err(err(
+            span,
+            format!(
+                "`{}` cannot be tested against the baseline's samples",
+                metric.field.name()
+            ),
+            "statistical tests apply to error_rate, latency, size, rss, cpu, fds and value",
+        ));
+    }
+    if metric.field == Field::ErrorRate && matches!(op, Op::Lt | Op::Le) {
+        return Err(err(
+            span,
+            "a statistical test of error_rate asks whether it rose",
+            "write `api.error_rate > baseline (sequential)`",
+        ));
+    }
+    if matches!(metric.agg, Agg::Last | Agg::Min | Agg::Max) && metric.field != Field::ErrorRate {
+        return Err(err(
+            span,
+            format!(
+                "a statistical test compares distributions, not the {} value",
+                metric.agg.name()
+            ),
+            format!(
+                "write `{}.{}.p50` (a median) or `.p95`, or `.mean`",
+                metric.probe,
+                metric.field.name()
+            ),
+        ));
+    }
+    Ok((StatTest { kind, confidence }, used))
 }
 
 /// The error for a bad duration at `tokens[at]`. `5 minutes` is two tokens: the
@@ -662,14 +862,38 @@ fn parse_threshold(tokens: &[Token<'_>], metric: &Metric, after: usize) -> Resul
         return Err(err(after..after, "missing threshold", RULE_HINT));
     };
     if t.text == "baseline" {
-        let delta_hint = "write `baseline + 25%`, `baseline - 10ms` or `baseline * 2`";
+        let delta_hint = "write `baseline + 25%` (relative), `baseline + 2pp` (percentage points), `baseline - 10ms` or `baseline * 2`";
         return match tokens.get(1).map(|t| t.text) {
             Some("+") | Some("-") => {
                 let sign = if tokens[1].text == "-" { -1.0 } else { 1.0 };
                 let v = tokens
                     .get(2)
                     .ok_or_else(|| err(tokens[1].span.clone(), "missing value after the sign", delta_hint))?;
-                let delta = if let Some(p) = v.text.strip_suffix('%') {
+                let delta = if let Some(p) = v.text.strip_suffix("pp") {
+                    // Percentage points: `baseline + 2pp` is 1% → 3%, whatever the baseline.
+                    if metric.field.kind() != ValueKind::Ratio {
+                        return Err(err(
+                            v.span.clone(),
+                            format!("`pp` (percentage points) is for rates, not `{}`", metric.field.name()),
+                            format!(
+                                "percentage points apply to error_rate and cpu; for {} write an amount in its unit or a relative `+ 25%`",
+                                metric.field.name()
+                            ),
+                        ));
+                    }
+                    let p: f64 = p
+                        .parse()
+                        .ok()
+                        .filter(|p: &f64| p.is_finite() && *p >= 0.0)
+                        .ok_or_else(|| {
+                            err(
+                                v.span.clone(),
+                                format!("expected percentage points like `2pp`, found `{}`", v.text),
+                                delta_hint,
+                            )
+                        })?;
+                    Delta::Absolute(sign * p / 100.0)
+                } else if let Some(p) = v.text.strip_suffix('%') {
                     let p: f64 = p.parse().map_err(|_| {
                         err(
                             v.span.clone(),
@@ -678,6 +902,19 @@ fn parse_threshold(tokens: &[Token<'_>], metric: &Metric, after: usize) -> Resul
                         )
                     })?;
                     Delta::Percent(sign * finite(p, v)?)
+                } else if metric.field.kind() == ValueKind::Ratio {
+                    // A bare number on a rate is ambiguous: say both readings.
+                    return Err(err(
+                        v.span.clone(),
+                        format!(
+                            "`baseline {} {}` does not say whether {} is percentage points or a share of the baseline",
+                            tokens[1].text, v.text, v.text
+                        ),
+                        format!(
+                            "write `baseline + 2pp` for 2 percentage points above the baseline (1% → 3%), or `baseline + 50%` for half as much again (1% → 1.5%); {} is a rate",
+                            metric.field.name()
+                        ),
+                    ));
                 } else {
                     Delta::Absolute(sign * parse_value(v, metric.field.kind(), metric)?)
                 };
@@ -848,10 +1085,11 @@ pub fn format_threshold(field: Field, t: &Threshold) -> String {
         Threshold::Baseline {
             delta: Delta::Absolute(a),
         } => {
+            // Percentage points for rates, so `+ 2pp` never reads as the relative `+ 2%`.
             format!(
                 "baseline {} {}",
                 if *a >= 0.0 { "+" } else { "-" },
-                format_value(field, a.abs())
+                field.format_amount(a.abs())
             )
         }
         other => other.to_string(),
@@ -913,6 +1151,88 @@ mod tests {
                 delta: Delta::Absolute(-10.0)
             }
         );
+    }
+
+    #[test]
+    fn baseline_amounts_in_points_and_milliseconds() {
+        // Percentage points: 1% → 3%, whatever the baseline; not 1% → 1.02%.
+        let c = cond("api.error_rate > baseline + 2pp over 30s");
+        assert_eq!(
+            c.threshold,
+            Threshold::Baseline {
+                delta: Delta::Absolute(0.02)
+            }
+        );
+        let Threshold::Baseline { delta } = &c.threshold else {
+            unreachable!()
+        };
+        assert!((delta.apply(0.01) - 0.03).abs() < 1e-12);
+        assert!((delta.apply(0.0) - 0.02).abs() < 1e-12);
+        assert_eq!(format_threshold(Field::ErrorRate, &c.threshold), "baseline + 2pp");
+        // The relative form stays multiplicative and reads as such.
+        let c = cond("api.error_rate > baseline + 50%");
+        assert_eq!(format_threshold(Field::ErrorRate, &c.threshold), "baseline + 50%");
+        // Milliseconds and seconds for latency.
+        let c = cond("api.latency.p95 > baseline + 50ms over 30s");
+        assert_eq!(
+            c.threshold,
+            Threshold::Baseline {
+                delta: Delta::Absolute(50.0)
+            }
+        );
+        assert_eq!(format_threshold(Field::Latency, &c.threshold), "baseline + 50ms");
+        let c = cond("api.latency.p95 > baseline + 1.5s");
+        assert_eq!(
+            c.threshold,
+            Threshold::Baseline {
+                delta: Delta::Absolute(1500.0)
+            }
+        );
+        // A bare number on a rate is ambiguous: refused, with both readings.
+        let e = parse_condition("api.error_rate > baseline + 0.1").unwrap_err();
+        assert_eq!(&"api.error_rate > baseline + 0.1"[e.span.clone()], "0.1");
+        assert!(e.hint.contains("2pp") && e.hint.contains("50%"), "{e:?}");
+        // Points only on rates.
+        let e = parse_condition("api.latency > baseline + 2pp").unwrap_err();
+        assert!(e.message.contains("percentage points"), "{e:?}");
+    }
+
+    #[test]
+    fn statistical_tests_follow_a_baseline_threshold() {
+        let c = cond("api.latency.p50 > baseline + 25% (mann-whitney, 98%) over 30s");
+        assert_eq!(
+            c.test,
+            Some(StatTest {
+                kind: TestKind::MannWhitney,
+                confidence: 0.98
+            })
+        );
+        assert_eq!(c.window, Some(Window::Duration(Duration::from_secs(30))));
+        let c = cond("api.error_rate > baseline (sequential)");
+        assert_eq!(c.threshold, Threshold::Baseline { delta: Delta::None });
+        assert_eq!(
+            c.test.map(|t| (t.kind, t.confidence)),
+            Some((TestKind::Sequential, 0.99))
+        );
+        assert_eq!(c.test.unwrap().to_string(), "(sequential, 99%)");
+        let c = cond("api.error_rate > baseline + 2pp (sequential, 99.9%) over 1m");
+        assert!((c.test.unwrap().confidence - 0.999).abs() < 1e-12);
+
+        let e = parse_condition("api.latency.p95 > 300ms (mann-whitney)").unwrap_err();
+        assert!(e.message.contains("compares with the baseline"), "{e:?}");
+        let e = parse_condition("api.latency > baseline (t-test)").unwrap_err();
+        assert_eq!(&"api.latency > baseline (t-test)"[e.span.clone()], "t-test");
+        let e = parse_condition("api.latency > baseline (sequential, 120%)").unwrap_err();
+        assert!(e.message.contains("confidence"), "{e:?}");
+        let e = parse_condition("api.latency > baseline (sequential").unwrap_err();
+        assert!(e.message.contains("`)`"), "{e:?}");
+        let e = parse_condition("api.latency.max > baseline (sequential)").unwrap_err();
+        assert!(e.hint.contains("p50"), "{e:?}");
+        let e = parse_condition("api.status > baseline (mann-whitney)").unwrap_err();
+        assert!(e.message.contains("cannot be tested"), "{e:?}");
+        // Selectors with commas still read as one metric.
+        let c = cond("q.value[job=\"api\",instance=\"a\"] > 0.5");
+        assert_eq!(c.metric.selector.as_deref(), Some("job=\"api\",instance=\"a\""));
     }
 
     #[test]

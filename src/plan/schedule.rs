@@ -203,7 +203,7 @@ impl Validator<'_> {
                 .filter_map(|w| {
                     Some(Criterion {
                         text: w.get_ref().clone(),
-                        condition: self.condition(w, probes)?,
+                        condition: self.criterion(w, probes)?,
                     })
                 })
                 .collect();
@@ -327,6 +327,7 @@ impl Plan {
         }
         for r in &mut self.rules {
             cond(&mut r.condition);
+            r.clear_after = r.clear_after.map(d);
         }
         for s in &mut self.success {
             cond(&mut s.condition);

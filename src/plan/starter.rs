@@ -395,28 +395,40 @@ fn services_section(out: &mut String, d: &Detected) {
 fn health_sections(out: &mut String, health: Option<&str>) {
     let url = toml_str(health.unwrap_or(PLACEHOLDER_URL));
     let body = format!(
-        r#"# How health is measured: one request every 5s; a non-2xx answer or one slower
+        r#"# How health is measured: one request every 2s; a non-2xx answer or one slower
 # than 2s is a failure. Rules below refer to it as `health`.
 [[probe]]
 name = "health"
-every = "5s"
+every = "2s"
 timeout = "2s"
 http = {{ url = {url}, status = "2xx" }}
 
-# How long `backout baseline` samples the probes before a change to learn "normal".
+# How long `backout baseline` samples the probes before a change to learn "normal"
+# (30 samples, enough for the statistical rules below), and the samples of the
+# last 5 healthy watches added to it: a minute alone is a noisy reference.
 [baseline]
-for = "30s"
+for = "1m"
+history = 5
 
 # When to act. then = "rollback" rolls back; then = "investigate" only alerts.
+# The statistical rules compare every sample with the baseline's: a sequential
+# test catches a rise in failures or in the median latency as soon as the
+# evidence is there, with few false alarms however long the watch lasts.
 [[rule]]
 name = "errors"
-when = "health.error_rate > 5% over 1m"
+when = "health.error_rate > baseline (sequential) over 1m"
 then = "rollback"
 
 [[rule]]
 name = "slow"
-when = "health.latency.p95 > baseline + 50% over 1m"
+when = "health.latency.p50 > baseline + 25% (sequential) over 1m"
 then = "investigate"
+
+# Needs no baseline: the endpoint down for 10s.
+[[rule]]
+name = "down"
+when = "health.consecutive_failures >= 5"
+then = "rollback"
 
 # When the change counts as a success: every condition holds.
 [success]
@@ -685,7 +697,7 @@ volumes:
             panic!("the starter's health probe is HTTP")
         };
         assert_eq!(http.url.value, url);
-        assert_eq!(plan.rules.len(), 2);
+        assert_eq!(plan.rules.len(), 3);
         assert_eq!(plan.success.len(), 1);
         assert_eq!(plan.rollback.len(), 2);
         assert_eq!(plan.verify.checks.len(), 1);
@@ -719,7 +731,7 @@ volumes:
             let plan = parse(&text);
             assert_eq!(plan.probes.len(), 1, "{text}");
             assert_eq!(plan.services.len(), 1, "{text}");
-            assert_eq!(plan.rules.len(), 2, "{text}");
+            assert_eq!(plan.rules.len(), 3, "{text}");
             assert_eq!(plan.success.len(), 1, "{text}");
             assert_eq!(plan.rollback.len(), 2 - usize::from(with_git.path() == dir), "{text}");
             assert_eq!(plan.verify.checks.len(), 1, "{text}");

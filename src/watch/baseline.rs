@@ -3,11 +3,12 @@
 //! `value`, each named field (`rss`, `cpu`, `fds`, `count`, ...), and for probes
 //! that count matches, their rate per second.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::oplog::SampleRow;
+use crate::oplog::{Oplog, OplogError, SampleRow};
+use crate::plan::Plan;
 use crate::plan::rule::{Agg, Field};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -22,6 +23,13 @@ pub struct BaselineStats {
     /// (`value`, `rss`, `cpu`, `fds`, `count`, `exit_code`) plus `rate`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub fields: BTreeMap<String, FieldStats>,
+    /// The samples these statistics came from, for the statistical rules (read
+    /// back from the operation log; not part of the stored statistics).
+    #[serde(skip)]
+    pub samples: Vec<SampleRow>,
+    /// Watches whose samples the baseline includes (`[baseline] history`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from_watches: Vec<i64>,
 }
 
 /// Statistics of one numeric field over the baseline's samples.
@@ -63,7 +71,9 @@ impl BaselineStats {
     pub fn from_samples(samples: &[SampleRow]) -> Self {
         let count = samples.len();
         let failed = samples.iter().filter(|s| !s.ok).count();
-        let lat: Vec<f64> = samples.iter().filter_map(|s| s.latency_ms).collect();
+        // Latency of answers only: a refused connection is fast and says nothing
+        // of the service's speed (the same rule as in a watch's windows).
+        let lat: Vec<f64> = samples.iter().filter(|s| s.ok).filter_map(|s| s.latency_ms).collect();
         let sizes: Vec<f64> = samples.iter().filter_map(|s| s.size.map(|v| v as f64)).collect();
         BaselineStats {
             count,
@@ -73,6 +83,8 @@ impl BaselineStats {
             latency_mean: aggregate(&lat, Agg::Mean),
             size_mean: aggregate(&sizes, Agg::Mean),
             fields: field_stats(samples),
+            samples: samples.to_vec(),
+            from_watches: Vec::new(),
         }
     }
 
@@ -97,6 +109,127 @@ impl BaselineStats {
             }
         }
     }
+}
+
+/// Most samples a baseline takes from history, per probe.
+pub const HISTORY_SAMPLES: usize = 20_000;
+
+/// Each probe's baseline as it was at time `at`: the latest `backout baseline`
+/// measured by then, with its samples read back for the statistical rules, and,
+/// with `[baseline] history = N`, the samples of the last N healthy watches that
+/// ended by then (the statistics are then recomputed over all of them).
+pub fn load_at(oplog: &Oplog, plan: &Plan, at: i64) -> Result<HashMap<String, BaselineStats>, OplogError> {
+    let watches = if plan.baseline_history > 0 {
+        oplog.healthy_watches(at, plan.baseline_history)?
+    } else {
+        Vec::new()
+    };
+    let mut out = HashMap::new();
+    for p in &plan.probes {
+        let measured = oplog.baseline_at(&p.name, at)?;
+        let mut samples = match &measured {
+            Some((op, _, _)) => oplog.samples_of(*op, Some(&p.name))?,
+            None => Vec::new(),
+        };
+        let stored: Option<BaselineStats> = measured.and_then(|(_, _, v)| serde_json::from_value(v).ok());
+        if watches.is_empty() {
+            if let Some(mut stats) = stored {
+                stats.samples = samples;
+                out.insert(p.name.clone(), stats);
+            }
+            continue;
+        }
+        // Newest watches first, and no more than HISTORY_SAMPLES in all: hours
+        // of watching would make every statistic slow and change nothing.
+        for w in &watches {
+            let room = HISTORY_SAMPLES.saturating_sub(samples.len());
+            if room == 0 {
+                break;
+            }
+            let mut more = oplog.samples_of(*w, Some(&p.name))?;
+            more.drain(..more.len().saturating_sub(room));
+            samples.extend(more);
+        }
+        if samples.is_empty() {
+            continue;
+        }
+        let mut stats = BaselineStats::from_samples(&samples);
+        stats.from_watches = watches.clone();
+        out.insert(p.name.clone(), stats);
+    }
+    Ok(out)
+}
+
+/// What is wrong with `b` as the baseline of `probe` for the plan's rules: too
+/// few samples for the statistic a rule compares with, or a statistic so noisy
+/// that a lucky or unlucky minute moves the rule's limit by a good part of its
+/// margin.
+pub fn warnings(plan: &Plan, probe: &str, b: &BaselineStats) -> Vec<String> {
+    let mut out = Vec::new();
+    let answers: Vec<f64> = {
+        let mut v: Vec<f64> = b.samples.iter().filter(|s| s.ok).filter_map(|s| s.latency_ms).collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let every = plan.probe(probe).map(|p| p.every);
+    for r in plan.rules.iter().filter(|r| r.condition.metric.probe == probe) {
+        let c = &r.condition;
+        let crate::plan::rule::Threshold::Baseline { delta } = &c.threshold else {
+            continue;
+        };
+        if c.test.is_some() && b.samples.len() < crate::watch::judge::MIN_BASELINE_SAMPLES {
+            out.push(format!(
+                "{probe}: rule {:?} tests against the baseline's samples, and it has {}: take a new baseline",
+                r.name,
+                b.samples.len()
+            ));
+            continue;
+        }
+        if c.metric.field != Field::Latency || answers.is_empty() {
+            continue;
+        }
+        let q = crate::plan::evidence::quantile(c.metric.agg).unwrap_or(0.5);
+        let need = (10.0 / (1.0 - q)).ceil() as usize;
+        let n = answers.len();
+        if n < need {
+            let longer = every.map_or(String::new(), |e| {
+                format!(
+                    " (`backout baseline --for {}`)",
+                    crate::plan::units::format_duration(e.saturating_mul(need as u32 + need as u32 / 10))
+                )
+            });
+            out.push(format!(
+                "{probe}: the baseline has {n} answers; a p{} from fewer than {need} rests on a handful of them: sample longer{longer} or add history ([baseline] history = 5)",
+                (q * 100.0).round()
+            ));
+            continue;
+        }
+        // Distribution-free 90% interval of the quantile: the order statistics
+        // 1.645 standard errors of the rank either side.
+        let rank = q * n as f64;
+        let half = 1.645 * (n as f64 * q * (1.0 - q)).sqrt();
+        let at = |r: f64| answers[(r.round().max(1.0) as usize).min(n) - 1];
+        let (lo, mid, hi) = (at(rank - half), quantile_sorted(&answers, q), at(rank + half));
+        let spread = (hi - lo) / 2.0 / mid.max(1e-9);
+        let margin = match delta {
+            crate::plan::rule::Delta::Percent(p) => Some(p.abs() / 100.0),
+            crate::plan::rule::Delta::Factor(f) => Some((f - 1.0).abs()),
+            crate::plan::rule::Delta::Absolute(a) => Some(a.abs() / mid.max(1e-9)),
+            crate::plan::rule::Delta::None => None,
+        };
+        if margin.is_some_and(|m| spread > m / 2.0) {
+            out.push(format!(
+                "{probe}: the baseline's p{} is {:.1}ms, but from {n} answers it could as well be {:.1}–{:.1}ms (90%, ±{:.0}%): more than half of rule {:?}'s margin; sample longer or add history ([baseline] history = 5)",
+                (q * 100.0).round(),
+                mid,
+                lo,
+                hi,
+                spread * 100.0,
+                r.name
+            ));
+        }
+    }
+    out
 }
 
 fn field_stats(samples: &[SampleRow]) -> BTreeMap<String, FieldStats> {
@@ -130,7 +263,9 @@ fn field_stats(samples: &[SampleRow]) -> BTreeMap<String, FieldStats> {
     out
 }
 
-/// Folds values with `agg`; percentiles by nearest rank.
+/// Folds values with `agg`. Percentiles interpolate linearly between the two
+/// nearest ranks (numpy's and R's default, type 7), so a window that gains or
+/// loses one sample moves its p95 a little, never from one sample to the next.
 pub fn aggregate(values: &[f64], agg: Agg) -> Option<f64> {
     if values.is_empty() {
         return None;
@@ -138,8 +273,7 @@ pub fn aggregate(values: &[f64], agg: Agg) -> Option<f64> {
     let pct = |p: f64| {
         let mut v = values.to_vec();
         v.sort_by(f64::total_cmp);
-        let rank = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
-        v[rank - 1]
+        quantile_sorted(&v, p)
     };
     Some(match agg {
         Agg::Last => *values.last()?,
@@ -153,19 +287,120 @@ pub fn aggregate(values: &[f64], agg: Agg) -> Option<f64> {
     })
 }
 
+/// The interpolated `p` quantile of sorted, non-empty `v`.
+pub fn quantile_sorted(v: &[f64], p: f64) -> f64 {
+    let h = p.clamp(0.0, 1.0) * (v.len() - 1) as f64;
+    let lo = h.floor() as usize;
+    let hi = (lo + 1).min(v.len() - 1);
+    v[lo] + (h - lo as f64) * (v[hi] - v[lo])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn percentiles_by_nearest_rank() {
+    fn percentiles_interpolate() {
         let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(aggregate(&v, Agg::P50), Some(50.0));
-        assert_eq!(aggregate(&v, Agg::P95), Some(95.0));
+        // numpy.percentile(range(1, 101), [50, 95]) == [50.5, 95.05]
+        assert_eq!(aggregate(&v, Agg::P50), Some(50.5));
+        assert!((aggregate(&v, Agg::P95).unwrap() - 95.05).abs() < 1e-9);
+        // One more or one fewer sample moves a p95 a little, not a rank.
+        let w: Vec<f64> = (1..=120).map(f64::from).collect();
+        let x: Vec<f64> = (1..=119).map(f64::from).collect();
+        let (a, b) = (aggregate(&w, Agg::P95).unwrap(), aggregate(&x, Agg::P95).unwrap());
+        assert!((a - b).abs() < 1.0, "{a} vs {b}");
         assert_eq!(aggregate(&v, Agg::Max), Some(100.0));
         assert_eq!(aggregate(&v, Agg::Mean), Some(50.5));
         assert_eq!(aggregate(&[], Agg::Mean), None);
         assert_eq!(aggregate(&[3.0], Agg::P99), Some(3.0));
+    }
+
+    #[test]
+    fn a_baseline_too_short_or_too_noisy_for_its_rules_is_flagged() {
+        let src = "[plan]\nname = \"t\"\nrto = \"1m\"\n[[probe]]\nname = \"api\"\nevery = \"250ms\"\ntimeout = \"1s\"\nhttp = { url = \"http://127.0.0.1:1/\" }\n[[rule]]\nwhen = \"api.latency.p95 > baseline + 10% over 30s\"\n";
+        let plan = Plan::parse(
+            std::path::Path::new("backout.toml"),
+            src,
+            &crate::context::Env::default(),
+        )
+        .unwrap();
+        // A long tail (10ms + j³/50000 for j = 0..n, shuffled): a p95 from 60
+        // of them is too few.
+        let rows = |n: i64| -> Vec<SampleRow> {
+            (0..n)
+                .map(|i| SampleRow {
+                    probe: "api".into(),
+                    at: i * 250,
+                    ok: true,
+                    latency_ms: Some(10.0 + (((i * 37) % n) as f64).powi(3) / 50_000.0),
+                    ..Default::default()
+                })
+                .collect()
+        };
+        let w = warnings(&plan, "api", &BaselineStats::from_samples(&rows(60)));
+        assert!(w.iter().any(|m| m.contains("fewer than 200")), "{w:?}");
+        // 240 of them: enough, but the p95 is uncertain by more than half of 10%.
+        let w = warnings(&plan, "api", &BaselineStats::from_samples(&rows(240)));
+        assert!(w.iter().any(|m| m.contains("could as well be")), "{w:?}");
+        // A +100% margin tolerates it.
+        let plan = Plan::parse(
+            std::path::Path::new("backout.toml"),
+            &src.replace("+ 10%", "+ 100%"),
+            &crate::context::Env::default(),
+        )
+        .unwrap();
+        assert!(warnings(&plan, "api", &BaselineStats::from_samples(&rows(240))).is_empty());
+    }
+
+    #[test]
+    fn history_adds_the_samples_of_the_last_healthy_watches() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Oplog::open(&dir.path().join("state.db"), crate::redact::Redactor::new()).unwrap();
+        let rows = |start: i64, n: i64, lat: f64| -> Vec<SampleRow> {
+            (0..n)
+                .map(|i| SampleRow {
+                    probe: "api".into(),
+                    at: start + i * 250,
+                    ok: true,
+                    latency_ms: Some(lat),
+                    ..Default::default()
+                })
+                .collect()
+        };
+        let op = |kind: &str, r: &[SampleRow], outcome: &str| {
+            let op = log.begin(kind, &serde_json::json!({}), r[0].at).unwrap();
+            log.insert_samples(op, r).unwrap();
+            if kind == "baseline" {
+                let stats = BaselineStats::from_samples(r);
+                log.save_baseline(op, "api", r[r.len() - 1].at, &serde_json::to_value(&stats).unwrap())
+                    .unwrap();
+            }
+            log.finish(op, outcome, None, r[r.len() - 1].at + 1).unwrap();
+            op
+        };
+        op("baseline", &rows(0, 40, 10.0), "ok");
+        let healthy = op("watch", &rows(100_000, 100, 20.0), "time_up");
+        // A watch that called for a rollback is no reference.
+        let bad = op("watch", &rows(200_000, 100, 500.0), "rollback_triggered");
+        log.event(bad, 210_000, "verdict", &serde_json::json!({})).unwrap();
+        let src = "[plan]\nname = \"t\"\nrto = \"1m\"\n[[probe]]\nname = \"api\"\nevery = \"250ms\"\ntimeout = \"1s\"\nhttp = { url = \"http://127.0.0.1:1/\" }\n";
+        let env = crate::context::Env::default();
+        let plain = Plan::parse(std::path::Path::new("backout.toml"), src, &env).unwrap();
+        let b = &load_at(&log, &plain, 300_000).unwrap()["api"];
+        assert_eq!((b.count, b.samples.len(), b.latency_median), (40, 40, Some(10.0)));
+        let with = Plan::parse(
+            std::path::Path::new("backout.toml"),
+            &format!("{src}[baseline]\nhistory = 5\n"),
+            &env,
+        )
+        .unwrap();
+        let b = &load_at(&log, &with, 300_000).unwrap()["api"];
+        assert_eq!(b.count, 140, "the baseline's 40 and the healthy watch's 100");
+        assert_eq!(b.from_watches, vec![healthy]);
+        assert_eq!(b.latency_median, Some(20.0));
+        // As of before the healthy watch ended: the baseline alone.
+        assert_eq!(load_at(&log, &with, 100_000).unwrap()["api"].count, 40);
     }
 
     #[test]
@@ -183,7 +418,7 @@ mod tests {
         let b = BaselineStats::from_samples(&rows);
         assert_eq!(b.fields["rss"].max, 400.0);
         assert_eq!(b.fields["value"].mean, 1.5);
-        assert_eq!(b.value(Field::Rss, Agg::Last), Some(200.0));
+        assert_eq!(b.value(Field::Rss, Agg::Last), Some(250.0), "the median of 100..400");
         assert_eq!(b.value(Field::Rate, Agg::Last), Some(2.0), "2 matches a second");
         assert_eq!(b.value(Field::Count, Agg::Last), None);
         // Old baselines (no `fields`) still load.

@@ -5,11 +5,17 @@
 pub mod baseline;
 pub mod decision;
 #[cfg(test)]
+mod events_tests;
+pub mod judge;
+pub mod replay;
+#[cfg(test)]
 mod resume_tests;
 pub mod review;
 pub mod sampler;
+pub mod stats;
 pub mod status;
 pub mod verdict;
+pub mod window;
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -190,9 +196,11 @@ async fn watch_schedule(
         let mut rollback = None;
         for v in eval.evaluate(now) {
             if last.get(&v.rule) != Some(&v.outcome) {
-                last.insert(v.rule.clone(), v.outcome);
+                let before = last.insert(v.rule.clone(), v.outcome);
                 ws.oplog.event(op, now, "rule_outcome", &serde_json::to_value(&v)?)?;
-                if v.outcome != Outcome::Pass || last.len() > 1 {
+                // Every change is shown, the return to ok included; only a
+                // rule's first verdict, when it is ok, is not news.
+                if v.outcome != Outcome::Pass || before.is_some() {
                     on_event(&WatchEvent::Verdict(v.clone()));
                 }
                 if v.outcome == Outcome::Rollback && rollback.is_none() {
@@ -297,6 +305,9 @@ fn review_verdict(r: &ReviewResult) -> Verdict {
         failed_samples: 0,
         first_sample_at: None,
         last_sample_at: None,
+        window_samples: None,
+        window_full: true,
+        test: None,
         explanation: format!(
             "{}: {}",
             r.summary(),
@@ -345,29 +356,68 @@ pub async fn measure_baseline(
     Ok(out)
 }
 
+/// Each probe's baseline now (see [`baseline::load_at`]).
 pub fn load_baselines(ws: &Workspace, plan: &Plan) -> anyhow::Result<HashMap<String, BaselineStats>> {
-    let mut out = HashMap::new();
-    for p in &plan.probes {
-        if let Some(v) = ws.oplog.latest_baseline(&p.name)?
-            && let Ok(stats) = serde_json::from_value(v)
-        {
-            out.insert(p.name.clone(), stats);
-        }
-    }
-    Ok(out)
+    Ok(baseline::load_at(&ws.oplog, plan, ws.now_ms())?)
 }
 
-/// Time a rule needs to detect a total failure (every sample bad): the samples it
-/// needs times the probe's interval, plus its `for` duration.
+/// Time a rule needs to detect a sustained breach (every sample failed, or every
+/// answer beyond its limit) from the first sample of a fresh watch: the samples
+/// it needs times the probe's interval, plus its `for` duration.
 pub fn time_to_detect(plan: &Plan, r: &crate::plan::Rule) -> Option<(usize, Duration)> {
-    let probe = plan.probe(&r.condition.metric.probe)?;
-    let n = verdict::samples_needed(r);
-    let n32 = u32::try_from(n).unwrap_or(u32::MAX);
-    let t = probe
-        .every
-        .saturating_mul(n32)
-        .saturating_add(r.condition.hold.unwrap_or_default());
-    Some((n, t))
+    detect_times(plan, r).fresh
+}
+
+/// Samples and time a rule needs to detect a sustained breach: on a fresh watch
+/// and with a full window of healthy samples.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DetectTimes {
+    pub fresh: Option<(usize, Duration)>,
+    pub full: Option<(usize, Duration)>,
+    /// The figures assume a 0% baseline (a relative error-rate rule).
+    pub zero_baseline: bool,
+}
+
+pub fn detect_times(plan: &Plan, r: &crate::plan::Rule) -> DetectTimes {
+    let Some(probe) = plan.probe(&r.condition.metric.probe) else {
+        return DetectTimes {
+            fresh: None,
+            full: None,
+            zero_baseline: false,
+        };
+    };
+    let mut d = crate::plan::evidence::detect(r, probe.every);
+    if let Some(t) = r.condition.test.filter(|t| t.kind == rule::TestKind::Sequential)
+        && r.condition.metric.field != rule::Field::ErrorRate
+    {
+        // Every answer beyond the limit: how many lift the detector to its level
+        // (a quantile fixes the share the null allows; an error rate's depends
+        // on the baseline).
+        let q = crate::plan::evidence::quantile(r.condition.metric.agg).unwrap_or(0.5);
+        let p0 = if matches!(r.condition.op, rule::Op::Gt | rule::Op::Ge) {
+            1.0 - q
+        } else {
+            q
+        };
+        let n = stats::Detector::samples_to_reach(p0, 1.0 / (1.0 - t.confidence));
+        d.fresh = n;
+        d.full = n;
+    }
+    let time = |n: usize| {
+        let times = u32::try_from(n).unwrap_or(u32::MAX);
+        (
+            n,
+            probe
+                .every
+                .saturating_mul(times)
+                .saturating_add(r.condition.hold.unwrap_or_default()),
+        )
+    };
+    DetectTimes {
+        fresh: d.fresh.map(time),
+        full: d.full.map(time),
+        zero_baseline: d.zero_baseline,
+    }
 }
 
 /// ` over WINDOW` as a rule summary reads it; empty where no window applies.

@@ -12,7 +12,7 @@ use crate::workspace::Workspace;
 
 fn workspace(dir: &std::path::Path, port: u16) -> Workspace {
     let src = format!(
-        "[plan]\nname = \"r\"\nrto = \"1m\"\n[[probe]]\nname = \"db\"\nevery = \"100ms\"\ntimeout = \"1s\"\ntcp = {{ address = \"127.0.0.1:{port}\" }}\n[[rule]]\nname = \"db-errors\"\nwhen = \"db.error_rate > 50% over 1m\"\nmin-samples = 3\n"
+        "[plan]\nname = \"r\"\nrto = \"1m\"\n[[probe]]\nname = \"db\"\nevery = \"100ms\"\ntimeout = \"1s\"\ntcp = {{ address = \"127.0.0.1:{port}\" }}\n[[rule]]\nname = \"db-errors\"\nwhen = \"db.error_rate > 5% over 1m\"\n"
     );
     let plan = Plan::parse(&dir.join("backout.toml"), &src, &Env::default()).unwrap();
     Workspace::open(plan, Clock::system(), Redactor::new()).unwrap()
@@ -25,10 +25,11 @@ async fn stored_failures_count_in_the_resumed_window() {
     let ws = workspace(dir.path(), listener.local_addr().unwrap().port());
     let now = ws.now_ms();
     let before = ws.oplog.begin("watch", &serde_json::json!({}), now - 20_000).unwrap();
-    let failed: Vec<SampleRow> = (1..=6)
+    // A 1m window at 100ms holds 600 samples: more than 5% of them is 31.
+    let failed: Vec<SampleRow> = (1..=40)
         .map(|i| SampleRow {
             probe: "db".into(),
-            at: now - 10_000 + i * 1000,
+            at: now - 10_000 + i * 200,
             ok: false,
             error: Some("refused".into()),
             ..Default::default()
@@ -36,7 +37,8 @@ async fn stored_failures_count_in_the_resumed_window() {
         .collect();
     ws.oplog.insert_samples(before, &failed).unwrap();
 
-    // The target is healthy now, but 6 of the window's first 7 samples failed.
+    // The target is healthy now, but 40 of the window's samples failed: more
+    // than 5% of the full window, whatever the rest of it holds.
     let op = ws.oplog.begin("watch", &serde_json::json!({}), now).unwrap();
     let schedule = Schedule {
         deploy_at: now - 20_000,
@@ -48,8 +50,8 @@ async fn stored_failures_count_in_the_resumed_window() {
     let WatchResult::Rollback { verdict, .. } = r else {
         panic!("expected a rollback, got {r:?}")
     };
-    assert!(verdict.samples >= 7, "{verdict:?}");
-    assert!(verdict.failed_samples >= 6, "{verdict:?}");
+    assert!(verdict.samples >= 40, "{verdict:?}");
+    assert!(verdict.failed_samples >= 40, "{verdict:?}");
 
     // A fresh watch (deploy now) ignores them: the healthy target passes.
     let op = ws.oplog.begin("watch", &serde_json::json!({}), ws.now_ms()).unwrap();

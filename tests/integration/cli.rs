@@ -49,8 +49,15 @@ fn check_is_found_upward_and_reports_json() {
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["probes"][0]["name"], "health");
-    assert_eq!(v["probes"][0]["every_ms"], 5000);
-    assert!(v["rules"][0]["detect_ms"].as_u64().unwrap() > 0);
+    assert_eq!(v["probes"][0]["every_ms"], 2000);
+    // The starter's "down" rule needs no baseline: its time to detect is known.
+    let down = v["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "down")
+        .unwrap();
+    assert!(down["detect_ms"].as_u64().unwrap() > 0);
 }
 
 #[test]
@@ -252,5 +259,51 @@ fn checkpoint_can_leave_a_named_backup_branch_and_tag() {
         list.as_array().unwrap().len(),
         1,
         "refused checkpoints captured nothing"
+    );
+}
+
+/// Issue 17 item 8 / issue 18: a relative threshold on a metric whose baseline
+/// is often 0 trips on a single event, and a window that holds fewer samples
+/// than min-samples never decides; `check` says both, and says how long a rule
+/// takes to detect on a fresh watch and with a full window.
+#[test]
+fn check_warns_about_rules_that_cannot_mean_what_they_say() {
+    let p = Project::new();
+    p.file(
+        "backout.toml",
+        &format!(
+            "[plan]\nname = \"x\"\nrto = \"5m\"\n[[probe]]\nname = \"api\"\nevery = \"250ms\"\ntimeout = \"1s\"\nhttp = {{ url = \"http://127.0.0.1:{}/\" }}\n[[rule]]\nname = \"rel\"\nwhen = \"api.error_rate > baseline + 10% over 30s\"\n[[rule]]\nname = \"never\"\nwhen = \"api.error_rate > 5% over 10 samples\"\nmin-samples = 20\n[[rule]]\nname = \"slow\"\nwhen = \"api.latency.p95 > baseline + 50ms over 30s\"\nmin-samples = 100\n",
+            closed_port()
+        ),
+    );
+    let c = p.run(&["check"]);
+    c.success();
+    let err = c.stderr();
+    assert!(
+        err.contains("rule \"rel\": `baseline + 10%` is relative to a baseline that is often 0")
+            && err.contains("api.error_rate > baseline + 2pp"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "rule \"never\": its window holds 10 samples of \"api\" but min-samples asks for 20: it can never decide"
+        ),
+        "{err}"
+    );
+    let out = c.stdout();
+    assert!(
+        out.contains("slow → rollback: api.latency.p95 > baseline + 50ms over 30s; detects answers all beyond the limit in 100 sample(s) = 25s on a fresh watch, 7 sample(s) = 1.75s with a full window"),
+        "{out}"
+    );
+    let j = p.run(&["check", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&j.stdout()).unwrap();
+    let slow = &v["rules"][2];
+    assert_eq!(
+        (
+            &slow["window_samples"],
+            &slow["detect_samples"],
+            &slow["detect_full_window_samples"]
+        ),
+        (&serde_json::json!(120), &serde_json::json!(100), &serde_json::json!(7))
     );
 }

@@ -150,7 +150,8 @@ fn exchange_endpoint_fix_deployed_by_git_push() {
     w.code_is(6);
     let out = w.stdout() + &w.stderr();
     assert!(
-        out.contains("exchange-500: ROLLBACK: exchanges.error_rate is 100% > 5%"),
+        out.contains("exchange-500: ROLLBACK: exchanges.error_rate is at least ")
+            && out.contains("% > 5% over the latest 12 samples"),
         "{out}"
     );
     for check in [
@@ -714,11 +715,11 @@ fn exchange_endpoint_monitoring_triggers_pool_complaints_and_cpu() {
     w.code_is(4);
     let out = w.stdout();
     assert!(
-        out.contains("user-confusion: INVESTIGATE: confusion.count is 1 > 0 over 4s"),
+        out.contains("user-confusion: INVESTIGATE: confusion.count is at least 1 > 0 over 4s"),
         "{out}"
     );
     assert!(
-        out.contains("user-complaints: ROLLBACK: complaints.count is 4 > 3 over 4s"),
+        out.contains("user-complaints: ROLLBACK: complaints.count is at least 4 > 3 over 4s"),
         "{out}"
     );
     let inbox = std::fs::read_to_string(dir.join(".paas/run/support.log")).unwrap();

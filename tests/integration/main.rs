@@ -15,6 +15,7 @@ mod example_microservices;
 mod examples;
 mod failures;
 mod notify;
+mod replay;
 mod report;
 mod restore;
 mod resume;

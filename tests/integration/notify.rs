@@ -99,6 +99,9 @@ fn verdict() -> backout::watch::Verdict {
         failed_samples: 2,
         first_sample_at: None,
         last_sample_at: None,
+        window_samples: Some(3),
+        window_full: true,
+        test: None,
         explanation: "errors: ROLLBACK: api.error_rate is 50% > 5%".into(),
     }
 }
