@@ -68,6 +68,14 @@ pub struct Marker {
 }
 
 impl Marker {
+    /// When the deploy was done — its command, or its phase's apply, ended —
+    /// which is what a monitoring plan's reviews (`+30m`, `+2h`) count from;
+    /// the marker's own time when that is not recorded. Figures count from
+    /// the marker itself: the outage begins with the deploy.
+    pub fn reviews_from(&self) -> i64 {
+        self.command_ended_at.unwrap_or(self.at)
+    }
+
     /// A new marker, not yet recorded.
     pub fn new(op: OpId, at: i64, checkpoint_id: Option<i64>, by: MarkedBy) -> Marker {
         Marker {

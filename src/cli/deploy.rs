@@ -238,7 +238,7 @@ pub async fn run(ctx: &Ctx, args: DeployArgs) -> Result<ExitCode, CommandError> 
         lock.take();
     }
     let schedule = Schedule {
-        deploy_at: marker.at,
+        deploy_at: marker.reviews_from(),
         done: Default::default(),
     };
     let code = super::watch::watch_and_act(ctx, &ws, &args.act, schedule, Some(marker), target, false).await;

@@ -129,14 +129,14 @@ pub async fn run(ctx: &Ctx, args: WatchArgs) -> Result<ExitCode, CommandError> {
             super::when(s.deploy_at),
             s.done.len()
         ));
-        let m = open.filter(|m| m.at == s.deploy_at);
+        let m = open.filter(|m| m.reviews_from() == s.deploy_at);
         (s, m)
     } else {
         match open {
             Some(m) => (
                 Schedule {
-                    deploy_at: m.at,
-                    done: reviews_done(&ws, m.at)?,
+                    deploy_at: m.reviews_from(),
+                    done: reviews_done(&ws, m.reviews_from())?,
                 },
                 Some(m),
             ),

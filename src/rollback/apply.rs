@@ -41,11 +41,15 @@ pub async fn apply_phase(
     let cp = resource::checkpoint(ws, op, Some(&format!("before phase {}", phase.name)), Some(&phase.name))?;
     // The first phase of a change is its deploy: `watch` counts from here,
     // and a full rollback goes back to the state before it (see `target`).
-    if let Some(before) = super::target::phase_marker_checkpoint(&ws.oplog, cp.id)? {
-        let mut m = crate::deploy::Marker::new(op, ws.now_ms(), Some(before), crate::deploy::MarkedBy::Phase);
-        m.phase = Some(phase.name.clone());
-        crate::deploy::record(&ws.oplog, &m)?;
-    }
+    let marked = match super::target::phase_marker_checkpoint(&ws.oplog, cp.id)? {
+        Some(before) => {
+            let mut m = crate::deploy::Marker::new(op, ws.now_ms(), Some(before), crate::deploy::MarkedBy::Phase);
+            m.phase = Some(phase.name.clone());
+            crate::deploy::record(&ws.oplog, &m)?;
+            true
+        }
+        None => false,
+    };
     let target = Resources::from_row(&cp);
     let mut report = ApplyReport {
         op,
@@ -83,6 +87,12 @@ pub async fn apply_phase(
             report.applied = false;
             break;
         }
+    }
+    // The deploy is done when its steps are: reviews count from here.
+    if marked {
+        let tail = report.steps.last().map(|s| s.output.clone()).unwrap_or_default();
+        let code = report.steps.last().and_then(|s| s.exit_code);
+        crate::deploy::record_command_end(&ws.oplog, op, ws.now_ms(), code, report.applied, &tail)?;
     }
     if report.applied {
         report.checks = crate::verify::run_list(ws, &phase.verify, &mut on_check).await;

@@ -103,15 +103,30 @@ fn roots(holders: &[Proc]) -> Vec<Proc> {
         .collect()
 }
 
+/// The processes listening on `port`. A socket listed with no process holding
+/// it belongs to a process exiting right now (its descriptors closed, the
+/// socket not yet gone) or to one backout cannot see: it is given up to a
+/// second to settle either way.
+fn settled_listeners(port: u16) -> Vec<Proc> {
+    let until = Instant::now() + Duration::from_secs(1);
+    loop {
+        let holders = procs::listeners(port);
+        if !holders.is_empty() || !procs::port_in_use(port) || Instant::now() >= until {
+            return holders;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Before a start: when something holds the service's port, adopt it if it is
 /// this service (recording it in the pid file), or refuse naming it.
 pub(super) fn adopt_holder(svc: &Service, files: &ServiceFiles) -> Result<Option<Proc>, ServiceError> {
     let Some(port) = svc.port else {
         return Ok(None);
     };
-    let holders = procs::listeners(port);
+    let holders = settled_listeners(port);
     if holders.is_empty() {
-        if procs::port_in_use(port) {
+        if procs::port_in_use(port) && !procs::sees_every_process() {
             return Err(held(svc, port, "a process backout cannot see (another user's)".into()));
         }
         return Ok(None);
@@ -158,9 +173,9 @@ pub(super) fn stop_holders(svc: &Service) -> Result<Vec<Proc>, ServiceError> {
     let Some(port) = svc.port else {
         return Ok(Vec::new());
     };
-    let holders = roots(&procs::listeners(port));
+    let holders = roots(&settled_listeners(port));
     if holders.is_empty() {
-        if procs::port_in_use(port) {
+        if procs::port_in_use(port) && !procs::sees_every_process() {
             return Err(still_held(
                 svc,
                 port,

@@ -142,6 +142,12 @@ pub fn listeners(port: u16) -> Vec<Proc> {
     found
 }
 
+/// Whether backout sees every process's descriptors (it runs as root): then a
+/// listening socket no process holds is one being closed, not someone else's.
+pub fn sees_every_process() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
 /// Whether anything listens on TCP `port` (a socket exists, whoever holds it).
 pub fn port_in_use(port: u16) -> bool {
     !listening_inodes(port).is_empty()
