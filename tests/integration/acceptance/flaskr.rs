@@ -125,6 +125,33 @@ fn flaskr_broken_by_a_werkzeug_3_upgrade_is_rolled_back_and_no_post_is_lost() {
          venv/bin/pip install -q --no-index --find-links {} -r requirements.txt",
         wheels().display()
     );
+    // People keep writing while the deploy runs: a post made after its
+    // checkpoint, during the baseline, before the deploy command.
+    let writer = {
+        let (jar, base) = (jar.clone(), base.clone());
+        let dir = p.to_path_buf();
+        std::thread::spawn(move || {
+            let started = (0..3000).any(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                sh(
+                    &dir,
+                    "python3 -c \"import sqlite3; print(sqlite3.connect('.backout/state.db').execute('SELECT count(*) FROM checkpoints WHERE complete = 1').fetchone()[0])\" 2>/dev/null || echo 0",
+                )
+                    .trim()
+                    .parse::<i64>()
+                    .unwrap_or(0)
+                    >= 1
+            });
+            assert!(started, "the deploy's checkpoint never came");
+            sh(
+                &dir,
+                &format!(
+                    "curl -sf -o /dev/null -b {jar} -d title=during -d body=deploy {base}/create",
+                    jar = jar.display()
+                ),
+            );
+        })
+    };
     let r = backout(
         p,
         &[],
@@ -143,6 +170,7 @@ fn flaskr_broken_by_a_werkzeug_3_upgrade_is_rolled_back_and_no_post_is_lost() {
             &deploy,
         ],
     );
+    writer.join().unwrap();
     let all = r.all();
     r.expect(6, "the deploy is rolled back and recovered");
     for want in [
@@ -166,7 +194,11 @@ fn flaskr_broken_by_a_werkzeug_3_upgrade_is_rolled_back_and_no_post_is_lost() {
     assert!(sh(p, "git log -1 --format=%s").starts_with("Revert"));
     assert_eq!(installed(p, "werkzeug").as_deref(), Some("2.2.3"));
     assert_eq!(installed(p, "flask-wtf"), None, "the new package is gone");
-    assert_eq!(posts(p), [("ada".to_string(), "first".to_string())], "no post lost");
+    let kept = [
+        ("ada".to_string(), "first".to_string()),
+        ("ada".to_string(), "during".to_string()),
+    ];
+    assert_eq!(posts(p), kept, "no post lost, not even one written during the deploy");
     assert_eq!(status(port, "/"), Some(200));
     assert_eq!(service(p, &[], "flaskr")["serving"], "ours");
     let (detect, recover) = figures(p, "flaskr", "inc-1");
@@ -184,6 +216,6 @@ fn flaskr_broken_by_a_werkzeug_3_upgrade_is_rolled_back_and_no_post_is_lost() {
     backout(p, &[], &["redo"]).expect(0, "redo");
     assert_eq!(installed(p, "werkzeug").as_deref(), Some("2.2.3"));
     assert_eq!(status(port, "/"), Some(200));
-    assert_eq!(posts(p), [("ada".to_string(), "first".to_string())]);
+    assert_eq!(posts(p), kept);
     backout(p, &[], &["service", "stop"]).expect(0, "stop");
 }
