@@ -18,6 +18,12 @@ use super::{DEFAULT_WINDOW_SAMPLES, Rule, units};
 /// Samples a rule on the latest value (`.last`, `rss`, `value`) needs by default.
 pub const POINT_MIN_SAMPLES: usize = 3;
 
+/// `n` samples at one every `every`, saturating rather than wrapping for the
+/// absurd counts a huge threshold derives.
+pub fn times(every: Duration, n: usize) -> Duration {
+    every.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
 /// How a rule reads its samples.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
@@ -105,7 +111,7 @@ pub fn trip_count(c: &Condition, cap: usize, threshold: Option<f64>) -> Option<u
     let count = match c.metric.field {
         Field::Up | Field::Status => 1,
         Field::ConsecutiveFailures => match threshold {
-            Some(v) if matches!(c.op, Op::Gt) => v.floor() as usize + 1,
+            Some(v) if matches!(c.op, Op::Gt) => (v.floor() as usize).saturating_add(1),
             Some(v) => (v.ceil() as usize).max(1),
             None => return None,
         },
@@ -113,7 +119,7 @@ pub fn trip_count(c: &Condition, cap: usize, threshold: Option<f64>) -> Option<u
             let t = threshold?;
             let share = t * cap as f64;
             let n = match c.op {
-                Op::Gt => (share + 1e-9).floor() as usize + 1,
+                Op::Gt => ((share + 1e-9).floor() as usize).saturating_add(1),
                 _ => ((share - 1e-9).ceil() as usize).max(1),
             };
             if n > cap {
@@ -166,7 +172,7 @@ pub fn clear_after(r: &Rule, every: Duration) -> Duration {
         // A sequential detector hovers at its level like a statistic at its
         // limit: it clears as a rule over its window does.
         Shape::Point | Shape::Window { .. } => {
-            let span = every.saturating_mul(capacity(&r.condition, every) as u32);
+            let span = times(every, capacity(&r.condition, every));
             (span / 4).max(every.saturating_mul(2))
         }
     }
@@ -257,7 +263,7 @@ pub fn baseline_warning(r: &Rule, every: Duration, baseline_for: Duration, histo
                 Some(q) if c.metric.field == Field::Latency => format!("baseline p{}", (q * 100.0).round()),
                 _ => "statistical test".into(),
             },
-            units::format_duration(every.saturating_mul(need as u32))
+            units::format_duration(times(every, need))
         )
     })
 }
@@ -300,12 +306,12 @@ pub fn warnings(r: &Rule, probe: &str, every: Duration) -> Vec<String> {
         && t < 1.0
         && trip_count(c, cap, Some(t)) == Some(1)
     {
-        let least = (1.0 / t + 1e-9).floor() as usize + 1;
+        let least = ((1.0 / t + 1e-9).floor() as usize).saturating_add(1);
         out.push(format!(
             "rule {name:?}: its window holds {cap} samples, so one failed sample is {} of it: a single failure trips `> {}`; a window of at least {least} samples ({} at every {every_s}) lets it mean more than one",
             super::rule::format_value(Field::ErrorRate, 1.0 / cap as f64),
             super::rule::format_value(Field::ErrorRate, t),
-            units::format_duration(every.saturating_mul(least as u32)),
+            units::format_duration(times(every, least)),
         ));
     }
     if let (Some(q), Shape::Window { .. }) = (quantile(c.metric.agg), shape(c))
@@ -313,12 +319,12 @@ pub fn warnings(r: &Rule, probe: &str, every: Duration) -> Vec<String> {
         && q > 0.5
     {
         // Interpolated: one sample moves the quantile while q·(n-1) > n-2.
-        let least = ((2.0 - q) / (1.0 - q)).floor() as usize + 1;
+        let least = (((2.0 - q) / (1.0 - q)).floor() as usize).saturating_add(1);
         if cap < least {
             out.push(format!(
                 "rule {name:?}: a {} over {cap} samples moves with a single slow answer; a window of at least {least} samples ({} at every {every_s}) needs more than one",
                 c.metric.agg.name(),
-                units::format_duration(every.saturating_mul(least as u32)),
+                units::format_duration(times(every, least)),
             ));
         }
     }

@@ -195,7 +195,10 @@ pub fn warnings(plan: &Plan, probe: &str, b: &BaselineStats) -> Vec<String> {
             let longer = every.map_or(String::new(), |e| {
                 format!(
                     " (`backout baseline --for {}`)",
-                    crate::plan::units::format_duration(e.saturating_mul(need as u32 + need as u32 / 10))
+                    crate::plan::units::format_duration(crate::plan::evidence::times(
+                        e,
+                        need.saturating_add(need / 10)
+                    ))
                 )
             });
             out.push(format!(

@@ -100,7 +100,7 @@ pub fn replay(oplog: &Oplog, plan: &Plan, ops: &[(OperationRow, Label)]) -> Resu
         .iter()
         .filter_map(|r| {
             let every = plan.probe(&r.condition.metric.probe)?.every;
-            let span = every.saturating_mul(evidence::capacity(&r.condition, every) as u32);
+            let span = evidence::times(every, evidence::capacity(&r.condition, every));
             Some((r.name.as_str(), span.as_millis() as i64))
         })
         .collect();

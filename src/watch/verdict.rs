@@ -83,6 +83,10 @@ pub struct Evaluator {
     keep_n: usize,
 }
 
+/// The longest run of failures a watch keeps samples for; a `consecutive_failures`
+/// threshold beyond it is one no watch reaches anyway.
+const MAX_RUN_KEPT: usize = 100_000;
+
 impl Evaluator {
     pub fn new(plan: &Plan, baselines: HashMap<String, BaselineStats>) -> Self {
         let conds = plan
@@ -94,6 +98,14 @@ impl Evaluator {
         let mut keep_ms = 0i64;
         let mut keep_n = DEFAULT_WINDOW_SAMPLES;
         for c in conds {
+            // A run of failures is counted back from the latest sample: keep
+            // one more than the run that trips, whatever the windows hold.
+            if let (crate::plan::rule::Field::ConsecutiveFailures, crate::plan::rule::Threshold::Absolute { value }) =
+                (c.metric.field, &c.threshold)
+                && let Some(run) = crate::plan::evidence::trip_count(c, 1, Some(*value))
+            {
+                keep_n = keep_n.max(run.saturating_add(1).min(MAX_RUN_KEPT));
+            }
             match c.window {
                 Some(Window::Duration(d)) => keep_ms = keep_ms.max(crate::context::millis(d)),
                 Some(Window::Samples(n)) => keep_n = keep_n.max(n),
@@ -506,6 +518,27 @@ mod tests {
             v.explanation,
             "errors: ROLLBACK: api.error_rate is 30% > 20% over 10s (10 samples, 3 failed)"
         );
+    }
+
+    #[test]
+    fn a_run_of_failures_longer_than_the_default_window_trips() {
+        // The evaluator keeps 3 samples by default; a run of 5 must still be seen.
+        let p = plan("[[rule]]\nwhen = \"api.consecutive_failures >= 5\"\n");
+        let mut e = Evaluator::new(&p, HashMap::new());
+        e.push(s(0, true, 5.0));
+        for i in 1..5 {
+            e.push(s(i * 1000, false, 5.0));
+            assert_ne!(e.evaluate(i * 1000)[0].outcome, Outcome::Rollback, "a run of {i}");
+        }
+        e.push(s(5000, false, 5.0));
+        assert_eq!(e.evaluate(5000)[0].outcome, Outcome::Rollback);
+    }
+
+    #[test]
+    fn a_huge_run_threshold_keeps_a_bounded_history() {
+        let p = plan("[[rule]]\nwhen = \"api.consecutive_failures > 1e300\"\n");
+        let e = Evaluator::new(&p, HashMap::new());
+        assert_eq!(e.keep_n, MAX_RUN_KEPT);
     }
 
     #[test]
